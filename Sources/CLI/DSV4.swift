@@ -1,0 +1,17 @@
+// DSV4.swift: the `dsv4` command and its subcommands (the composition root).
+import ArgumentParser
+import Foundation
+
+@main
+struct DSV4: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dsv4",
+        abstract: "Inference for DeepSeek-V4-architecture mixture-of-experts models.",
+        subcommands: [LogitsCommand.self, CreateModelCommand.self, InfoCommand.self])
+}
+
+/// Prints `message` to stderr and exits non-zero: every CLI failure goes through here.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("dsv4: error: \(message)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,86 @@
+// LogitsCommand.swift: `dsv4 logits`, the model's logits for a list of token ids.
+import ArgumentParser
+import Checkpoint
+import DeepSeekV4
+import Foundation
+
+/// How the sequence is fed to the model.
+enum LogitsMode: Equatable, ExpressibleByArgument {
+    /// One pass over the whole sequence.
+    case full
+    /// The first id as prefill, then one token at a time.
+    case decode
+    /// Prefill in chunks of N tokens.
+    case chunked(Int)
+
+    init?(argument: String) {
+        switch argument {
+        case "full": self = .full
+        case "decode": self = .decode
+        default:
+            guard argument.hasPrefix("chunked="), let n = Int(argument.dropFirst(8)), n > 0 else { return nil }
+            self = .chunked(n)
+        }
+    }
+
+    /// Chunk sizes for a sequence of `count` tokens.
+    func chunks(count: Int) -> [Range<Int>] {
+        let size: Int
+        switch self {
+        case .full: size = count
+        case .decode: size = 1
+        case .chunked(let n): size = n
+        }
+        return stride(from: 0, to: count, by: max(size, 1)).map { $0..<min($0 + size, count) }
+    }
+}
+
+struct LogitsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logits",
+        abstract: "Compute logits for a JSON array of token ids and write them as F32 [T, vocab] safetensors.")
+
+    @Option(help: "Model folder (config.json + safetensors).")
+    var model: String
+
+    @Option(help: "JSON file holding an array of token ids.")
+    var input: String
+
+    @Option(help: "Output .safetensors file; holds one tensor `logits`.")
+    var output: String
+
+    @Option(help: "full | decode | chunked=N")
+    var mode: LogitsMode = .full
+
+    func run() throws {
+        guard let data = FileManager.default.contents(atPath: input) else { fail("cannot read input file \(input)") }
+        guard let arr = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
+            fail("\(input): expected a JSON array of token ids")
+        }
+        var ids: [Int] = []
+        for (i, v) in arr.enumerated() {
+            guard let n = JSONNumber.integer(v) else { fail("\(input): element \(i) is not an integer token id") }
+            ids.append(n)
+        }
+        guard !ids.isEmpty else { fail("\(input): the token list is empty") }
+
+        let m: DeepSeekV4Model
+        do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
+        var state = m.makeState()
+        let V = m.config.vocabSize
+        var logits: [Float] = []
+        logits.reserveCapacity(ids.count * V)
+        let start = Date()
+        do {
+            for r in mode.chunks(count: ids.count) {
+                logits += try m.forward(tokens: Array(ids[r]), state: &state)
+            }
+        } catch { fail("\(error)") }
+        let seconds = Date().timeIntervalSince(start)
+        do {
+            try SafetensorsWriter.write(["logits": TensorBlob(shape: [ids.count, V], floats: logits)], to: output)
+        } catch { fail("\(error)") }
+        FileHandle.standardError.write(Data(String(format: "dsv4: %d tokens in %.3f s (%.1f tok/s), mode %@\n",
+                                                   ids.count, seconds, Double(ids.count) / seconds, "\(mode)").utf8))
+    }
+}

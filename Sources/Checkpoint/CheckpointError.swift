@@ -1,0 +1,43 @@
+// CheckpointError.swift: every way reading a checkpoint can fail, each naming what and where.
+
+/// Errors from reading safetensors files and checkpoint folders.
+public enum CheckpointError: Error, CustomStringConvertible, Equatable {
+    /// A file or folder that should exist does not.
+    case fileNotFound(path: String)
+    /// The file could not be opened or mapped.
+    case unreadable(path: String, reason: String)
+    /// The file is shorter than its header says.
+    case truncated(path: String, reason: String)
+    /// The JSON header is not valid safetensors.
+    case corruptHeader(path: String, reason: String)
+    /// A tensor uses a dtype this reader does not know.
+    case unknownDType(tensor: String, dtype: String, path: String)
+    /// A tensor's byte range disagrees with its shape and dtype, or lies outside the file.
+    case badDataOffsets(tensor: String, path: String, reason: String)
+    /// A required tensor is absent.
+    case missingTensor(name: String)
+    /// A tensor has the wrong shape.
+    case shapeMismatch(tensor: String, expected: [Int], actual: [Int])
+    /// A tensor has a dtype the consumer cannot use.
+    case dtypeMismatch(tensor: String, expected: String, actual: String)
+    /// The same tensor appears in two files.
+    case duplicateTensor(name: String, firstPath: String, secondPath: String)
+    /// A tensor's values are invalid (e.g. an expert id out of range).
+    case invalidValue(tensor: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .fileNotFound(let p): "file not found: \(p)"
+        case .unreadable(let p, let r): "cannot read \(p): \(r)"
+        case .truncated(let p, let r): "truncated safetensors file \(p): \(r)"
+        case .corruptHeader(let p, let r): "corrupt safetensors header in \(p): \(r)"
+        case .unknownDType(let t, let d, let p): "tensor '\(t)' in \(p) has unknown dtype '\(d)'"
+        case .badDataOffsets(let t, let p, let r): "tensor '\(t)' in \(p): \(r)"
+        case .missingTensor(let n): "missing tensor '\(n)'"
+        case .shapeMismatch(let t, let e, let a): "tensor '\(t)' has shape \(a), expected \(e)"
+        case .dtypeMismatch(let t, let e, let a): "tensor '\(t)' has dtype \(a), expected \(e)"
+        case .duplicateTensor(let n, let a, let b): "tensor '\(n)' appears in both \(a) and \(b)"
+        case .invalidValue(let t, let r): "tensor '\(t)': \(r)"
+        }
+    }
+}

@@ -1,0 +1,134 @@
+// TensorStore.swift: a checkpoint folder (one safetensors file or shards with an index),
+// mapped, with name lookups that check dtype and shape.
+import Foundation
+import Numerics
+
+/// A tensor found in a store: its description and where its bytes are.
+public struct TensorView: @unchecked Sendable {
+    public let info: TensorInfo
+    public let file: SafetensorsFile
+    public var name: String { info.name }
+    public var dtype: TensorDType { info.dtype }
+    public var shape: [Int] { info.shape }
+    public var pointer: UnsafeRawPointer { file.pointer(to: info) }
+
+    /// The tensor as a matrix `[shape[0], product(rest)]` in its stored format.
+    public func matrix() throws -> WeightMatrix {
+        guard let st = dtype.storageType else {
+            throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
+        }
+        let rows = shape.first ?? 1
+        let cols = shape.dropFirst().reduce(1, *)
+        return WeightMatrix(rows: rows, cols: cols, type: st, base: pointer, owner: file)
+    }
+
+    /// The tensor decoded to fp32 (for small tensors: norms, biases, sinks).
+    public func floats() throws -> [Float] {
+        guard let st = dtype.storageType else {
+            throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
+        }
+        var out = [Float](repeating: 0, count: info.elementCount)
+        out.withUnsafeMutableBufferPointer { decode(pointer, type: st, count: info.elementCount, into: $0.baseAddress!) }
+        return out
+    }
+
+    /// The tensor as integers (I64, I32, I16, I8, U8…).
+    public func integers() throws -> [Int] {
+        let n = info.elementCount
+        let p = pointer
+        switch dtype {
+        case .i64: return (0..<n).map { Int(p.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+        case .i32: return (0..<n).map { Int(p.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+        case .i16: return (0..<n).map { Int(p.loadUnaligned(fromByteOffset: $0 * 2, as: Int16.self)) }
+        case .i8: return (0..<n).map { Int(p.load(fromByteOffset: $0, as: Int8.self)) }
+        case .u8: return (0..<n).map { Int(p.load(fromByteOffset: $0, as: UInt8.self)) }
+        default:
+            throw CheckpointError.dtypeMismatch(tensor: name, expected: "an integer dtype", actual: dtype.rawValue)
+        }
+    }
+}
+
+/// All tensors of a checkpoint folder, memory-mapped.
+public final class TensorStore: @unchecked Sendable {
+    public let directory: String
+    public let files: [SafetensorsFile]
+    private let byName: [String: (file: Int, info: TensorInfo)]
+
+    /// Every tensor name, sorted.
+    public var names: [String] { byName.keys.sorted() }
+
+    /// Opens `model.safetensors.index.json` shards, or else every `*.safetensors` in the folder.
+    public init(directory: String) throws {
+        self.directory = directory
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
+            throw CheckpointError.fileNotFound(path: directory)
+        }
+        let indexPath = (directory as NSString).appendingPathComponent("model.safetensors.index.json")
+        var expectedShard: [String: String] = [:]
+        var shardNames: [String]
+        if fm.fileExists(atPath: indexPath) {
+            guard let data = fm.contents(atPath: indexPath),
+                let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let map = obj["weight_map"] as? [String: String]
+            else {
+                throw CheckpointError.corruptHeader(path: indexPath, reason: "no valid \"weight_map\" object")
+            }
+            expectedShard = map
+            shardNames = Array(Set(map.values)).sorted()
+            for s in shardNames where !fm.fileExists(atPath: (directory as NSString).appendingPathComponent(s)) {
+                throw CheckpointError.fileNotFound(path: (directory as NSString).appendingPathComponent(s))
+            }
+        } else {
+            shardNames = ((try? fm.contentsOfDirectory(atPath: directory)) ?? [])
+                .filter { $0.hasSuffix(".safetensors") }.sorted()
+            guard !shardNames.isEmpty else {
+                throw CheckpointError.fileNotFound(path: (directory as NSString).appendingPathComponent("model.safetensors"))
+            }
+        }
+        var files: [SafetensorsFile] = []
+        var byName: [String: (file: Int, info: TensorInfo)] = [:]
+        for shard in shardNames {
+            let path = (directory as NSString).appendingPathComponent(shard)
+            let f = try SafetensorsFile(path: path)
+            for info in f.tensors {
+                if let prev = byName[info.name] {
+                    throw CheckpointError.duplicateTensor(name: info.name, firstPath: files[prev.file].path, secondPath: path)
+                }
+                if let want = expectedShard[info.name], want != shard {
+                    throw CheckpointError.corruptHeader(path: indexPath, reason: "index puts '\(info.name)' in \(want) but it is in \(shard)")
+                }
+                byName[info.name] = (files.count, info)
+            }
+            files.append(f)
+        }
+        for (name, shard) in expectedShard where byName[name] == nil {
+            throw CheckpointError.corruptHeader(path: indexPath, reason: "index lists '\(name)' in \(shard) but that file does not hold it")
+        }
+        self.files = files
+        self.byName = byName
+    }
+
+    public func contains(_ name: String) -> Bool { byName[name] != nil }
+
+    /// The tensor called `name`, or nil.
+    public func view(_ name: String) -> TensorView? {
+        byName[name].map { TensorView(info: $0.info, file: files[$0.file]) }
+    }
+
+    /// The tensor called `name`, checked against `shape` when given.
+    /// - Throws: `missingTensor` or `shapeMismatch`, naming the tensor.
+    public func tensor(_ name: String, shape: [Int]? = nil) throws -> TensorView {
+        guard let v = view(name) else { throw CheckpointError.missingTensor(name: name) }
+        if let shape, v.shape != shape { throw CheckpointError.shapeMismatch(tensor: name, expected: shape, actual: v.shape) }
+        return v
+    }
+
+    /// Total bytes of tensor data by dtype.
+    public var bytesByDType: [TensorDType: Int] {
+        var out: [TensorDType: Int] = [:]
+        for (_, e) in byName { out[e.info.dtype, default: 0] += e.info.byteCount }
+        return out
+    }
+}

@@ -1,0 +1,128 @@
+// HyperConnection.swift: manifold-constrained hyper-connections (mHC, spec §3).
+//
+// Per token, N residual streams X [N, D] are collapsed by `pre` weights into the block input,
+// and the block output is expanded back by `post` plus a mixing matrix C projected by
+// Sinkhorn-Knopp onto (nearly) doubly-stochastic matrices: X'_j = post_j·a + Σ_i C[i][j]·X_i.
+// Port of transformers' DeepseekV4HyperConnection / DeepseekV4HyperHead (fp32 throughout).
+import Foundation
+import Numerics
+
+/// Mixing weights for one token: pre `[N]`, post `[N]`, comb `[N, N]`.
+struct HyperMix {
+    var pre: [Float]
+    var post: [Float]
+    var comb: [Float]
+}
+
+enum HyperConnection {
+    /// mixes[t] = fn · RMSNorm(flatten(X[t])) for every token; X is `[T, N·D]`, result `[T, rows(fn)]`.
+    static func mixes(_ fn: WeightMatrix, streams X: [Float], tokenCount T: Int, eps: Float) -> [Float] {
+        let width = fn.cols
+        var normed = X
+        normed.withUnsafeMutableBufferPointer { p in
+            for t in 0..<T { VectorOps.rmsNorm(p.baseAddress! + t * width, count: width, weight: nil, eps: eps) }
+        }
+        return fn.apply(normed, tokenCount: T)
+    }
+
+    /// Pre/post/comb of every token for a decoder block (spec §3.2, steps 4–7).
+    static func blockMix(
+        _ w: HyperConnectionWeights, streams X: [Float], tokenCount T: Int, config c: DeepSeekV4Config
+    ) -> [HyperMix] {
+        let N = c.hcMult
+        let m = mixes(w.fn, streams: X, tokenCount: T, eps: c.rmsNormEps)
+        let mix = c.hcMixCount
+        let eps = c.hcEps
+        return (0..<T).map { t in
+            let row = t * mix
+            var pre = [Float](repeating: 0, count: N)
+            var post = [Float](repeating: 0, count: N)
+            var comb = [Float](repeating: 0, count: N * N)
+            for i in 0..<N {
+                pre[i] = VectorOps.sigmoid(m[row + i] * w.scale[0] + w.base[i]) + eps
+                post[i] = 2 * VectorOps.sigmoid(m[row + N + i] * w.scale[1] + w.base[N + i])
+            }
+            // Row softmax of the comb logits, then + eps.
+            for i in 0..<N {
+                var mx = -Float.infinity
+                for j in 0..<N {
+                    let v = m[row + 2 * N + i * N + j] * w.scale[2] + w.base[2 * N + i * N + j]
+                    comb[i * N + j] = v
+                    mx = max(mx, v)
+                }
+                var sum: Float = 0
+                for j in 0..<N {
+                    comb[i * N + j] = exp(comb[i * N + j] - mx)
+                    sum += comb[i * N + j]
+                }
+                for j in 0..<N { comb[i * N + j] = comb[i * N + j] / sum + eps }
+            }
+            sinkhorn(&comb, n: N, iterations: c.hcSinkhornIterations, eps: eps)
+            return HyperMix(pre: pre, post: post, comb: comb)
+        }
+    }
+
+    /// Column normalisation, then (iterations − 1) × (row, column), eps in every denominator.
+    static func sinkhorn(_ C: inout [Float], n: Int, iterations: Int, eps: Float) {
+        func normaliseColumns() {
+            for j in 0..<n {
+                var s: Float = 0
+                for i in 0..<n { s += C[i * n + j] }
+                for i in 0..<n { C[i * n + j] /= (s + eps) }
+            }
+        }
+        normaliseColumns()
+        for _ in 0..<max(iterations - 1, 0) {
+            for i in 0..<n {
+                var s: Float = 0
+                for j in 0..<n { s += C[i * n + j] }
+                for j in 0..<n { C[i * n + j] /= (s + eps) }
+            }
+            normaliseColumns()
+        }
+    }
+
+    /// u[t] = Σ_i pre_i · X[t, i]; result `[T, D]`.
+    static func collapse(streams X: [Float], weights: [[Float]], tokenCount T: Int, hidden D: Int, streamCount N: Int) -> [Float] {
+        var u = [Float](repeating: 0, count: T * D)
+        X.withUnsafeBufferPointer { x in
+            u.withUnsafeMutableBufferPointer { up in
+                for t in 0..<T {
+                    let out = up.baseAddress! + t * D
+                    for i in 0..<N {
+                        let p = weights[t][i]
+                        let s = x.baseAddress! + (t * N + i) * D
+                        for k in 0..<D { out[k] += p * s[k] }
+                    }
+                }
+            }
+        }
+        return u
+    }
+
+    /// X'[t, j] = post_j · a[t] + Σ_i comb[i][j] · X[t, i] (spec §3.3; note Cᵀ).
+    static func expand(streams X: inout [Float], blockOutput a: [Float], mix: [HyperMix], tokenCount T: Int, hidden D: Int, streamCount N: Int) {
+        var next = [Float](repeating: 0, count: X.count)
+        X.withUnsafeBufferPointer { x in
+            a.withUnsafeBufferPointer { ap in
+                next.withUnsafeMutableBufferPointer { np in
+                    for t in 0..<T {
+                        let m = mix[t]
+                        for j in 0..<N {
+                            let out = np.baseAddress! + (t * N + j) * D
+                            let at = ap.baseAddress! + t * D
+                            let pj = m.post[j]
+                            for k in 0..<D { out[k] = pj * at[k] }
+                            for i in 0..<N {
+                                let cij = m.comb[i * N + j]
+                                let s = x.baseAddress! + (t * N + i) * D
+                                for k in 0..<D { out[k] += cij * s[k] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        X = next
+    }
+}

@@ -1,0 +1,62 @@
+// MoE.swift: routing of the V4 mixture of experts (spec §8) and the shared expert.
+//
+// Score layers: s = sqrt(softplus(gate·h)), experts = top-k of s + bias (bias only selects);
+// hash layers: experts = tid2eid[token]. Weights w_k = s_k / (Σ s + 1e-20) · routed_scaling.
+// Routed experts run in the injected ExpertExecutor. Port of transformers'
+// DeepseekV4TopKRouter / DeepseekV4HashRouter / DeepseekV4SparseMoeBlock.
+import ModelRuntime
+import Numerics
+
+enum MoE {
+    /// Routing decisions for `T` tokens; h is `[T, D]`.
+    static func route(_ w: MoEWeights, h: [Float], tokens: [Int32], tokenCount T: Int, config c: DeepSeekV4Config) -> ExpertRouting {
+        let E = c.routedExpertCount
+        let K = c.expertsPerToken
+        let logits = w.gate.apply(h, tokenCount: T)
+        var experts = [Int32](repeating: 0, count: T * K)
+        var weights = [Float](repeating: 0, count: T * K)
+        var scores = [Float](repeating: 0, count: E)
+        var biased = [Float](repeating: 0, count: E)
+        for t in 0..<T {
+            for e in 0..<E { scores[e] = VectorOps.softplus(logits[t * E + e]).squareRoot() }
+            if let table = w.tid2eid {
+                let row = Int(tokens[t]) * K
+                for k in 0..<K { experts[t * K + k] = table[row + k] }
+            } else {
+                let bias = w.bias ?? [Float](repeating: 0, count: E)
+                for e in 0..<E { biased[e] = scores[e] + bias[e] }
+                let order = (0..<E).sorted { biased[$0] > biased[$1] || (biased[$0] == biased[$1] && $0 < $1) }
+                for k in 0..<K { experts[t * K + k] = Int32(order[k]) }
+            }
+            var sum: Float = 0
+            for k in 0..<K { sum += scores[Int(experts[t * K + k])] }
+            for k in 0..<K {
+                weights[t * K + k] = scores[Int(experts[t * K + k])] / (sum + 1e-20) * c.routedScalingFactor
+            }
+        }
+        return ExpertRouting(tokenCount: T, topK: K, experts: experts, weights: weights)
+    }
+
+    /// routed(h) + shared(h), `[T, D]`.
+    static func forward(
+        _ w: MoEWeights, layer: Int, h: [Float], tokens: [Int32], tokenCount T: Int, executor: any ExpertExecutor,
+        activation: SwiGLU, config c: DeepSeekV4Config
+    ) -> [Float] {
+        let D = c.hiddenSize
+        let routing = route(w, h: h, tokens: tokens, tokenCount: T, config: c)
+        var out = [Float](repeating: 0, count: T * D)
+        h.withUnsafeBufferPointer { hp in
+            out.withUnsafeMutableBufferPointer { op in
+                executor.run(layer: layer, input: hp.baseAddress!, hiddenSize: D, routing: routing, output: op.baseAddress!)
+                if let shared = w.shared {
+                    var s = [Float](repeating: 0, count: T * D)
+                    s.withUnsafeMutableBufferPointer { sp in
+                        activation.forward(shared, x: hp.baseAddress!, tokenCount: T, y: sp.baseAddress!)
+                        for i in 0..<(T * D) { op[i] += sp[i] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

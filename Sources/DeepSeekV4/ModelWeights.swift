@@ -1,0 +1,238 @@
+// ModelWeights.swift: every tensor of the model, found by name, shape-checked, and kept
+// in its stored format (matrices stay memory-mapped; small vectors are decoded to fp32).
+import Checkpoint
+import ModelRuntime
+import Numerics
+
+/// Hyper-connection parameters of one block (spec §3.2): fn `[mix, N·D]`, base `[mix]`, scale `[3]`.
+struct HyperConnectionWeights: Sendable {
+    let fn: WeightMatrix
+    let base: [Float]
+    let scale: [Float]
+}
+
+/// A token-level compressor (spec §5): projections `[width, D]`, `ape` `[ratio, width]`,
+/// `norm` `[entryWidth]`, where width = entryWidth (HCA) or 2·entryWidth (CSA, overlapping).
+struct CompressorWeights: Sendable {
+    let wkv: WeightMatrix
+    let wgate: WeightMatrix
+    let ape: [Float]
+    let norm: [Float]
+    let ratio: Int
+    let entryWidth: Int
+    let overlapping: Bool
+}
+
+/// Lightning Indexer (spec §6): `wqB` `[nh·ihd, qLora]`, `weightsProj` `[nh, D]`, and its compressor.
+struct IndexerWeights: Sendable {
+    let wqB: WeightMatrix
+    let weightsProj: WeightMatrix
+    let compressor: CompressorWeights
+}
+
+/// Attention block (spec §4).
+struct AttentionWeights: Sendable {
+    let wqA: WeightMatrix  // [qLora, D]
+    let qNorm: [Float]  // [qLora]
+    let wqB: WeightMatrix  // [H·d, qLora]
+    let wkv: WeightMatrix  // [d, D]
+    let kvNorm: [Float]  // [d]
+    let woA: WeightMatrix  // [G·oLora, H·d/G]
+    let woB: WeightMatrix  // [D, G·oLora]
+    let sinks: [Float]  // [H]
+    let compressor: CompressorWeights?
+    let indexer: IndexerWeights?
+}
+
+/// Router and shared expert of one MoE layer (spec §8); routed experts live in the executor.
+struct MoEWeights: Sendable {
+    let gate: WeightMatrix  // [E, D]
+    let bias: [Float]?  // [E], score layers
+    let tid2eid: [Int32]?  // [vocab, k], hash layers
+    let shared: ExpertWeights?
+}
+
+struct LayerWeights: Sendable {
+    let attentionHC: HyperConnectionWeights
+    let ffnHC: HyperConnectionWeights
+    let attentionNorm: [Float]
+    let ffnNorm: [Float]
+    let attention: AttentionWeights
+    let moe: MoEWeights
+}
+
+/// All weights of the main model, plus the routed experts for an executor.
+struct ModelWeights: Sendable {
+    let embed: WeightMatrix  // [vocab, D]
+    let head: WeightMatrix  // [vocab, D]
+    let norm: [Float]  // [D]
+    let hcHeadFn: WeightMatrix  // [N, N·D]
+    let hcHeadBase: [Float]  // [N]
+    let hcHeadScale: [Float]  // [1]
+    let layers: [LayerWeights]
+    /// `[layer][expert]`.
+    let experts: [[ExpertWeights]]
+    /// Tensors present in the checkpoint but not read (MTP, extras).
+    let unusedTensors: [String]
+}
+
+/// Finds tensors by candidate names and remembers which were used.
+final class WeightLoader {
+    let store: TensorStore
+    private(set) var used: Set<String> = []
+
+    init(store: TensorStore) { self.store = store }
+
+    /// The first candidate present, trying each also with transformers' `model.` prefix
+    /// (`save_pretrained` in transformers 5.24 writes the released names under `model.`).
+    func resolve(_ candidates: [String]) -> String? {
+        for name in candidates {
+            if store.contains(name) { return name }
+            if store.contains("model." + name) { return "model." + name }
+        }
+        return nil
+    }
+
+    func find(_ candidates: [String], shape: [Int]) throws -> TensorView {
+        if let name = resolve(candidates), let v = store.view(name) {
+            do {
+                guard v.shape == shape else { throw CheckpointError.shapeMismatch(tensor: name, expected: shape, actual: v.shape) }
+                used.insert(name)
+                return v
+            }
+        }
+        throw CheckpointError.missingTensor(name: candidates.count > 1 ? "\(candidates[0])' (or '\(candidates[1])" : candidates[0])
+    }
+
+    func matrix(_ candidates: [String], _ shape: [Int]) throws -> WeightMatrix {
+        let v = try find(candidates, shape: shape)
+        let m = try v.matrix()
+        return m
+    }
+
+    func floats(_ candidates: [String], _ shape: [Int]) throws -> [Float] {
+        try find(candidates, shape: shape).floats()
+    }
+}
+
+extension ModelWeights {
+    /// Loads and checks every tensor of `config` from `store`.
+    /// - Throws: `CheckpointError` naming the first missing or mis-shaped tensor.
+    static func load(config c: DeepSeekV4Config, store: TensorStore) throws -> ModelWeights {
+        let w = WeightLoader(store: store)
+        let D = c.hiddenSize
+        let N = c.hcMult
+        let d = c.headDim
+        let H = c.headCount
+        let inter = c.moeIntermediateSize
+        let E = c.routedExpertCount
+
+        func hc(_ l: Int, _ block: String) throws -> HyperConnectionWeights {
+            HyperConnectionWeights(
+                fn: try w.matrix(WeightNames.hc(l, block, "fn"), [c.hcMixCount, N * D]),
+                base: try w.floats(WeightNames.hc(l, block, "base"), [c.hcMixCount]),
+                scale: try w.floats(WeightNames.hc(l, block, "scale"), [3]))
+        }
+
+        func compressor(_ l: Int, indexer: Bool, entryWidth: Int, ratio: Int, overlapping: Bool) throws -> CompressorWeights {
+            let width = overlapping ? 2 * entryWidth : entryWidth
+            return CompressorWeights(
+                wkv: try w.matrix(WeightNames.compressor(l, indexer: indexer, "wkv.weight"), [width, D]),
+                wgate: try w.matrix(WeightNames.compressor(l, indexer: indexer, "wgate.weight"), [width, D]),
+                ape: try w.floats(WeightNames.compressor(l, indexer: indexer, "ape"), [ratio, width]),
+                norm: try w.floats(WeightNames.compressor(l, indexer: indexer, "norm.weight"), [entryWidth]),
+                ratio: ratio, entryWidth: entryWidth, overlapping: overlapping)
+        }
+
+        var layers: [LayerWeights] = []
+        var experts: [[ExpertWeights]] = []
+        for l in 0..<c.layerCount {
+            let kind = c.attentionKinds[l]
+            var comp: CompressorWeights?
+            var idx: IndexerWeights?
+            switch kind {
+            case .sliding:
+                break
+            case .hca:
+                comp = try compressor(l, indexer: false, entryWidth: d, ratio: c.hcaRatio, overlapping: false)
+            case .csa:
+                comp = try compressor(l, indexer: false, entryWidth: d, ratio: c.csaRatio, overlapping: true)
+                idx = IndexerWeights(
+                    wqB: try w.matrix(WeightNames.indexerQB(l), [c.indexHeadCount * c.indexHeadDim, c.qLoraRank]),
+                    weightsProj: try w.matrix(WeightNames.indexerWeightsProj(l), [c.indexHeadCount, D]),
+                    compressor: try compressor(l, indexer: true, entryWidth: c.indexHeadDim, ratio: c.csaRatio, overlapping: true))
+            }
+            let attn = AttentionWeights(
+                wqA: try w.matrix(WeightNames.attn(l, "wq_a.weight"), [c.qLoraRank, D]),
+                qNorm: try w.floats(WeightNames.attn(l, "q_norm.weight"), [c.qLoraRank]),
+                wqB: try w.matrix(WeightNames.attn(l, "wq_b.weight"), [H * d, c.qLoraRank]),
+                wkv: try w.matrix(WeightNames.attn(l, "wkv.weight"), [d, D]),
+                kvNorm: try w.floats(WeightNames.attn(l, "kv_norm.weight"), [d]),
+                woA: try w.matrix(WeightNames.attn(l, "wo_a.weight"), [c.outputGroups * c.outputLoraRank, H * d / c.outputGroups]),
+                woB: try w.matrix(WeightNames.attn(l, "wo_b.weight"), [D, c.outputGroups * c.outputLoraRank]),
+                sinks: try w.floats(WeightNames.attn(l, "attn_sink"), [H]),
+                compressor: comp, indexer: idx)
+
+            var bias: [Float]?
+            var tid2eid: [Int32]?
+            switch c.routingKinds[l] {
+            case .score:
+                bias = try w.floats(WeightNames.gateBias(l), [E])
+            case .hash:
+                let t = try w.find(WeightNames.tid2eid(l), shape: [c.vocabSize, c.expertsPerToken])
+                let ids = try t.integers()
+                if let bad = ids.first(where: { $0 < 0 || $0 >= E }) {
+                    throw CheckpointError.invalidValue(tensor: t.name, reason: "expert id \(bad) outside 0..<\(E)")
+                }
+                tid2eid = ids.map { Int32($0) }
+            }
+            var shared: ExpertWeights?
+            if c.sharedExpertCount > 0 {
+                shared = ExpertWeights(
+                    w1: try w.matrix(WeightNames.shared(l, "w1"), [inter, D]),
+                    w3: try w.matrix(WeightNames.shared(l, "w3"), [inter, D]),
+                    w2: try w.matrix(WeightNames.shared(l, "w2"), [D, inter]))
+            }
+            let moe = MoEWeights(gate: try w.matrix(WeightNames.gate(l), [E, D]), bias: bias, tid2eid: tid2eid, shared: shared)
+
+            // Routed experts: released per-expert matrices, or transformers' fused 3-D tensors.
+            var layerExperts: [ExpertWeights] = []
+            if w.resolve([WeightNames.expert(l, 0, "w1")]) != nil {
+                for e in 0..<E {
+                    layerExperts.append(ExpertWeights(
+                        w1: try w.matrix([WeightNames.expert(l, e, "w1")], [inter, D]),
+                        w3: try w.matrix([WeightNames.expert(l, e, "w3")], [inter, D]),
+                        w2: try w.matrix([WeightNames.expert(l, e, "w2")], [D, inter])))
+                }
+            } else {
+                let gateUp = try w.find([WeightNames.fusedGateUp(l), WeightNames.expert(l, 0, "w1")], shape: [E, 2 * inter, D])
+                let down = try w.find([WeightNames.fusedDown(l)], shape: [E, D, inter])
+                let gu = try gateUp.matrix()  // [E, 2I·D] viewed as rows of experts
+                let dn = try down.matrix()
+                for e in 0..<E {
+                    let guE = WeightMatrix(rows: 2 * inter, cols: D, type: gu.type, base: gu.base + e * 2 * inter * D * gu.type.byteCount, owner: gu.owner)
+                    let dnE = WeightMatrix(rows: D, cols: inter, type: dn.type, base: dn.base + e * D * inter * dn.type.byteCount, owner: dn.owner)
+                    layerExperts.append(ExpertWeights(w1: guE.rows(0..<inter), w3: guE.rows(inter..<(2 * inter)), w2: dnE))
+                }
+            }
+            experts.append(layerExperts)
+
+            layers.append(LayerWeights(
+                attentionHC: try hc(l, "attn"), ffnHC: try hc(l, "ffn"),
+                attentionNorm: try w.floats(WeightNames.attnNorm(l), [D]),
+                ffnNorm: try w.floats(WeightNames.ffnNorm(l), [D]),
+                attention: attn, moe: moe))
+        }
+
+        let model = ModelWeights(
+            embed: try w.matrix(WeightNames.embed, [c.vocabSize, D]),
+            head: try w.matrix(WeightNames.head, [c.vocabSize, D]),
+            norm: try w.floats(WeightNames.norm, [D]),
+            hcHeadFn: try w.matrix(WeightNames.hcHeadFn, [N, N * D]),
+            hcHeadBase: try w.floats(WeightNames.hcHeadBase, [N]),
+            hcHeadScale: try w.floats(WeightNames.hcHeadScale, [1]),
+            layers: layers, experts: experts,
+            unusedTensors: store.names.filter { !w.used.contains($0) })
+        return model
+    }
+}

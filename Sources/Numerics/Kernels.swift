@@ -1,0 +1,51 @@
+// Kernels.swift: Swift entry points to the C kernels and the CPU description.
+import CKernels
+
+/// Which kernel implementation runs, and what the CPU offers.
+public enum KernelSelection {
+    /// "avx512" or "scalar".
+    public static var implementationName: String { String(cString: ck_impl_name()) }
+
+    /// Forces the scalar reference twins (true) or the best available path (false).
+    public static func forceScalar(_ scalar: Bool) {
+        _ = ck_force_impl(scalar ? CK_IMPL_SCALAR : CK_IMPL_AUTO)
+    }
+
+    /// Names of the CPU features found at run time.
+    public static var cpuFeatures: [String] {
+        let f = ck_cpu_features()
+        let names: [(UInt32, String)] = [
+            (UInt32(CK_CPU_AVX2), "avx2"), (UInt32(CK_CPU_FMA), "fma"), (UInt32(CK_CPU_AVX512F), "avx512f"),
+            (UInt32(CK_CPU_AVX512BW), "avx512bw"), (UInt32(CK_CPU_AVX512VL), "avx512vl"),
+            (UInt32(CK_CPU_AVX512BF16), "avx512bf16"), (UInt32(CK_CPU_AVX512FP16), "avx512fp16"),
+            (UInt32(CK_CPU_AVX512VNNI), "avx512vnni"),
+        ]
+        return names.filter { f & $0.0 != 0 }.map(\.1)
+    }
+}
+
+/// Σ a[i]·b[i] over n floats.
+@inline(__always)
+public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    ck_dot_f32(a, b, n)
+}
+
+/// y[i] += alpha·x[i] over n floats.
+@inline(__always)
+public func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    ck_axpy_f32(alpha, x, y, n)
+}
+
+/// Decodes a bf16 bit pattern.
+public func bf16ToFloat(_ bits: UInt16) -> Float { ck_bf16_to_f32(bits) }
+/// Rounds to the nearest bf16 (ties to even).
+public func floatToBF16(_ value: Float) -> UInt16 { ck_f32_to_bf16(value) }
+/// Decodes an IEEE half bit pattern.
+public func f16ToFloat(_ bits: UInt16) -> Float { ck_f16_to_f32(bits) }
+
+/// Decodes `count` stored values of `type` at `source` into `destination`.
+public func decode(
+    _ source: UnsafeRawPointer, type: StorageType, count: Int, into destination: UnsafeMutablePointer<Float>
+) {
+    ck_to_f32(source, type.kernelType, count, destination)
+}

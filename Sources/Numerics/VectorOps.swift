@@ -1,0 +1,29 @@
+// VectorOps.swift: small elementwise operations of the model, on fp32 rows.
+import Foundation
+
+public enum VectorOps {
+    /// In place: x ← w ⊙ x / sqrt(mean(x²) + eps); `weight` nil gives the unweighted norm.
+    @inline(__always)
+    public static func rmsNorm(_ x: UnsafeMutablePointer<Float>, count n: Int, weight: UnsafePointer<Float>?, eps: Float) {
+        var ss: Float = 0
+        for i in 0..<n { ss += x[i] * x[i] }
+        let scale = 1 / (ss / Float(n) + eps).squareRoot()
+        if let w = weight {
+            for i in 0..<n { x[i] = w[i] * (x[i] * scale) }
+        } else {
+            for i in 0..<n { x[i] = x[i] * scale }
+        }
+    }
+
+    /// log(1 + eˣ) with PyTorch's threshold (x > 20 returns x).
+    @inline(__always)
+    public static func softplus(_ x: Float) -> Float { x > 20 ? x : log1p(exp(x)) }
+
+    /// x·σ(x).
+    @inline(__always)
+    public static func silu(_ x: Float) -> Float { x / (1 + exp(-x)) }
+
+    /// σ(x).
+    @inline(__always)
+    public static func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
+}

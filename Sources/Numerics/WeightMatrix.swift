@@ -1,0 +1,98 @@
+// WeightMatrix.swift: a read-only [rows, cols] weight matrix that stays where it is stored
+// (usually a memory-mapped checkpoint) and is applied as y = x · Wᵀ by the C kernels.
+import CKernels
+
+/// A weight matrix `[rows, cols]` in its stored format. The memory it points into must
+/// outlive it; `owner` keeps that memory alive.
+public struct WeightMatrix: @unchecked Sendable {
+    /// Output features.
+    public let rows: Int
+    /// Input features.
+    public let cols: Int
+    public let type: StorageType
+    /// First element of row 0.
+    public let base: UnsafeRawPointer
+    /// Whatever owns `base` (a mapped file, an array box).
+    public let owner: AnyObject?
+
+    public init(rows: Int, cols: Int, type: StorageType, base: UnsafeRawPointer, owner: AnyObject?) {
+        self.rows = rows
+        self.cols = cols
+        self.type = type
+        self.base = base
+        self.owner = owner
+    }
+
+    /// An owned fp32 matrix (tests, generated weights). `values` is `[rows, cols]`.
+    public init(rows: Int, cols: Int, values: [Float]) {
+        precondition(values.count == rows * cols, "values must hold rows*cols floats")
+        let box = FloatBox(values)
+        self.init(rows: rows, cols: cols, type: .f32, base: UnsafeRawPointer(box.pointer), owner: box)
+    }
+
+    /// Rows `range` of this matrix, as a matrix of its own (no copy).
+    public func rows(_ range: Range<Int>) -> WeightMatrix {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows)
+        return WeightMatrix(
+            rows: range.count, cols: cols, type: type,
+            base: base + range.lowerBound * cols * type.byteCount, owner: owner)
+    }
+
+    /// Bytes the matrix occupies in storage.
+    public var byteCount: Int { rows * cols * type.byteCount }
+
+    /// y[t, n] = Σ_k x[t, k] · W[n, k] for `tokenCount` rows of x.
+    /// - Parameters:
+    ///   - x: `[tokenCount, ldx]`, the first `cols` values of each row are read.
+    ///   - y: `[tokenCount, ldy]`, the first `rows` values of each row are written.
+    public func apply(
+        _ x: UnsafePointer<Float>, ldx: Int, tokenCount: Int, into y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        ck_matmul(x, ldx, tokenCount, cols, base, type.kernelType, rows, y, ldy)
+    }
+
+    /// Convenience: y = x · Wᵀ for x `[tokenCount, cols]`, returning `[tokenCount, rows]`.
+    public func apply(_ x: [Float], tokenCount: Int) -> [Float] {
+        precondition(x.count == tokenCount * cols, "input must be [tokenCount, cols]")
+        var y = [Float](repeating: 0, count: tokenCount * rows)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                apply(xp.baseAddress!, ldx: cols, tokenCount: tokenCount, into: yp.baseAddress!, ldy: rows)
+            }
+        }
+        return y
+    }
+
+    /// Row `r` decoded to fp32.
+    public func row(_ r: Int) -> [Float] {
+        precondition(r >= 0 && r < rows)
+        var out = [Float](repeating: 0, count: cols)
+        out.withUnsafeMutableBufferPointer { o in
+            ck_to_f32(base + r * cols * type.byteCount, type.kernelType, cols, o.baseAddress!)
+        }
+        return out
+    }
+
+    /// The whole matrix decoded to fp32, `[rows, cols]`.
+    public func toFloat() -> [Float] {
+        var out = [Float](repeating: 0, count: rows * cols)
+        out.withUnsafeMutableBufferPointer { o in
+            ck_to_f32(base, type.kernelType, rows * cols, o.baseAddress!)
+        }
+        return out
+    }
+}
+
+/// Heap storage for an owned float array with a stable address.
+public final class FloatBox: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    public init(_ values: [Float]) {
+        count = values.count
+        pointer = .allocate(capacity: max(values.count, 1))
+        values.withUnsafeBufferPointer { pointer.initialize(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { pointer.deallocate() }
+}

@@ -1,0 +1,152 @@
+// matmul.c: y = x · Wᵀ for weights stored as F32, BF16 or F16 (read in place, never copied).
+//
+// The AVX-512 path computes register blocks of 4 tokens × 4 weight rows (16 zmm
+// accumulators), with 1×4 and 1×1 blocks for the edges, and masked loads for K tails.
+// The scalar twin accumulates in float, in index order.
+#include <immintrin.h>
+#include "internal.h"
+
+static inline float load_scalar(const void *w, ck_dtype dtype, size_t i) {
+    switch (dtype) {
+    case CK_DTYPE_F32: return ((const float *)w)[i];
+    case CK_DTYPE_BF16: return ck_bf16_to_f32(((const uint16_t *)w)[i]);
+    case CK_DTYPE_F16: return ck_f16_to_f32(((const uint16_t *)w)[i]);
+    }
+    return 0;
+}
+
+void ck_ref_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
+                   float *y, size_t ldy) {
+    for (size_t t = 0; t < T; t++) {
+        for (size_t n = 0; n < N; n++) {
+            float s = 0;
+            for (size_t k = 0; k < K; k++) s += x[t * ldx + k] * load_scalar(w, dtype, n * K + k);
+            y[t * ldy + n] = s;
+        }
+    }
+}
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+TGT static inline __m512 lw_f32(const void *w, size_t i, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, (const float *)w + i);
+}
+TGT static inline __m512 lw_bf16(const void *w, size_t i, __mmask16 m) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i);
+    return _mm512_cvtph_ps(h);
+}
+
+// One register block of TB tokens × NB weight rows starting at (t0, n0).
+#define MM_BLOCK(SUFFIX, LW, TB, NB)                                                                   \
+    TGT static inline void blk_##SUFFIX##_##TB##x##NB(const float *x, size_t ldx, size_t K, const void *w, \
+                                                      float *y, size_t ldy, size_t t0, size_t n0) {     \
+        __m512 acc[TB][NB];                                                                            \
+        for (int i = 0; i < TB; i++)                                                                   \
+            for (int j = 0; j < NB; j++) acc[i][j] = _mm512_setzero_ps();                              \
+        for (size_t k = 0; k < K; k += 16) {                                                           \
+            __mmask16 m = (k + 16 <= K) ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);        \
+            __m512 wv[NB];                                                                             \
+            for (int j = 0; j < NB; j++) wv[j] = LW(w, (n0 + j) * K + k, m);                           \
+            for (int i = 0; i < TB; i++) {                                                             \
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + (t0 + i) * ldx + k);                          \
+                for (int j = 0; j < NB; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);        \
+            }                                                                                          \
+        }                                                                                              \
+        for (int i = 0; i < TB; i++)                                                                   \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);  \
+    }
+
+#define MM_KERNEL(SUFFIX, LW)                                                                          \
+    MM_BLOCK(SUFFIX, LW, 4, 4)                                                                         \
+    MM_BLOCK(SUFFIX, LW, 1, 4)                                                                         \
+    MM_BLOCK(SUFFIX, LW, 1, 1)                                                                         \
+    TGT static void mm_##SUFFIX(const float *x, size_t ldx, size_t T, size_t K, const void *w, size_t N, \
+                                float *y, size_t ldy) {                                                \
+        size_t t = 0;                                                                                  \
+        for (; t + 4 <= T; t += 4) {                                                                   \
+            size_t n = 0;                                                                              \
+            for (; n + 4 <= N; n += 4) blk_##SUFFIX##_4x4(x, ldx, K, w, y, ldy, t, n);                 \
+            for (; n < N; n++)                                                                         \
+                for (size_t i = 0; i < 4; i++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t + i, n);     \
+        }                                                                                              \
+        for (; t < T; t++) {                                                                           \
+            size_t n = 0;                                                                              \
+            for (; n + 4 <= N; n += 4) blk_##SUFFIX##_1x4(x, ldx, K, w, y, ldy, t, n);                 \
+            for (; n < N; n++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t, n);                         \
+        }                                                                                              \
+    }
+
+MM_KERNEL(f32, lw_f32)
+MM_KERNEL(bf16, lw_bf16)
+MM_KERNEL(f16, lw_f16)
+
+void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
+               float *y, size_t ldy) {
+    if (T == 0 || N == 0) return;
+    if (K == 0) {
+        for (size_t t = 0; t < T; t++)
+            for (size_t n = 0; n < N; n++) y[t * ldy + n] = 0;
+        return;
+    }
+    if (ck_use_avx512()) {
+        switch (dtype) {
+        case CK_DTYPE_F32: mm_f32(x, ldx, T, K, w, N, y, ldy); return;
+        case CK_DTYPE_BF16: mm_bf16(x, ldx, T, K, w, N, y, ldy); return;
+        case CK_DTYPE_F16: mm_f16(x, ldx, T, K, w, N, y, ldy); return;
+        }
+    }
+    ck_ref_matmul(x, ldx, T, K, w, dtype, N, y, ldy);
+}
+
+// MARK: - vector helpers
+
+float ck_ref_dot_f32(const float *a, const float *b, size_t n) {
+    float s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+TGT static float dot_avx512(const float *a, const float *b, size_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = (i + 16 <= n) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+float ck_dot_f32(const float *a, const float *b, size_t n) {
+    if (ck_use_avx512()) return dot_avx512(a, b, n);
+    return ck_ref_dot_f32(a, b, n);
+}
+
+void ck_ref_axpy_f32(float alpha, const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+TGT static void axpy_avx512(float alpha, const float *x, float *y, size_t n) {
+    __m512 a = _mm512_set1_ps(alpha);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = (i + 16 <= n) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 yv = _mm512_maskz_loadu_ps(m, y + i);
+        yv = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i), yv);
+        _mm512_mask_storeu_ps(y + i, m, yv);
+    }
+}
+
+void ck_axpy_f32(float alpha, const float *x, float *y, size_t n) {
+    if (ck_use_avx512()) {
+        axpy_avx512(alpha, x, y, n);
+        return;
+    }
+    ck_ref_axpy_f32(alpha, x, y, n);
+}
