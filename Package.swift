@@ -46,6 +46,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "CLITests", dependencies: ["Checkpoint"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelTests", dependencies: ["Numerics", "CKernels"], swiftSettings: swiftSettings),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Numerics"], swiftSettings: swiftSettings),
         .testTarget(

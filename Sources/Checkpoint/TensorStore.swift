@@ -12,6 +12,11 @@ public struct TensorView: @unchecked Sendable {
     public var shape: [Int] { info.shape }
     public var pointer: UnsafeRawPointer { file.pointer(to: info) }
 
+    public init(info: TensorInfo, file: SafetensorsFile) {
+        self.info = info
+        self.file = file
+    }
+
     /// The tensor as a matrix `[shape[0], product(rest)]` in its stored format.
     public func matrix() throws -> WeightMatrix {
         guard let st = dtype.storageType else {

@@ -1,0 +1,98 @@
+// CLITests.swift: the `dsv4` executable end to end: logits files in every mode, clear errors
+// and non-zero exits on bad input, and the release build's speed on the tiny model.
+import Checkpoint
+import Foundation
+import Testing
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// The dsv4 binary next to the test bundle (same build configuration).
+func dsv4Binary() -> String {
+    let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [bundleDir.appendingPathComponent("dsv4").path, packageRoot + "/.build/debug/dsv4"] where FileManager.default.isExecutableFile(atPath: candidate) {
+        return candidate
+    }
+    return packageRoot + "/.build/debug/dsv4"
+}
+
+struct RunResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    let seconds: Double
+}
+
+func runDSV4(_ args: [String], binary: String = dsv4Binary()) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    let start = Date()
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self), seconds: Date().timeIntervalSince(start))
+}
+
+let tinyHF = packageRoot + "/Tests/Fixtures/tiny-hf"
+
+@Suite(.serialized) struct CLITests {
+    @Test(arguments: ["full", "decode", "chunked=7"])
+    func logitsFileMatchesReference(mode: String) throws {
+        let out = NSTemporaryDirectory() + "dsv4-cli-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let r = try runDSV4(["logits", "--model", tinyHF, "--input", tinyHF + "/input_ids.json", "--output", out, "--mode", mode])
+        #expect(r.status == 0, "\(r.stderr)")
+        let f = try SafetensorsFile(path: out)
+        let info = try #require(f.info("logits"))
+        #expect(info.dtype == .f32 && info.shape == [640, 256])
+        let ours = try TensorView(info: info, file: f).floats()
+        let refFile = try SafetensorsFile(path: tinyHF + "/reference.safetensors")
+        let ref = try TensorView(info: try #require(refFile.info("logits")), file: refFile).floats()
+        let worst = zip(ours, ref).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-4)
+    }
+
+    @Test func badInputGivesLocatedErrors() throws {
+        let dir = NSTemporaryDirectory() + "dsv4-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func write(_ name: String, _ text: String) -> String {
+            FileManager.default.createFile(atPath: dir + "/" + name, contents: Data(text.utf8))
+            return dir + "/" + name
+        }
+        let cases: [([String], String)] = [
+            (["logits", "--model", tinyHF, "--input", write("oob.json", "[1, 2, 256]"), "--output", dir + "/o"], "token id 256 at index 2 is outside the vocabulary"),
+            (["logits", "--model", tinyHF, "--input", write("bad.json", "[1, \"x\"]"), "--output", dir + "/o"], "element 1 is not an integer token id"),
+            (["logits", "--model", tinyHF, "--input", write("obj.json", "{\"ids\": [1]}"), "--output", dir + "/o"], "expected a JSON array of token ids"),
+            (["logits", "--model", tinyHF, "--input", write("empty.json", "[]"), "--output", dir + "/o"], "the token list is empty"),
+            (["logits", "--model", tinyHF, "--input", dir + "/absent.json", "--output", dir + "/o"], "cannot read input file"),
+            (["logits", "--model", dir + "/nomodel", "--input", write("ok.json", "[1]"), "--output", dir + "/o"], "config.json"),
+            (["logits", "--model", tinyHF, "--input", write("ok2.json", "[1]"), "--output", dir + "/o", "--mode", "chunked=0"], "mode"),
+        ]
+        for (args, message) in cases {
+            let r = try runDSV4(args)
+            #expect(r.status != 0, "\(args) should fail")
+            #expect(r.stderr.contains(message), "\(args): stderr was \(r.stderr)")
+            #expect(!r.stderr.contains("Fatal error"), "\(args) crashed: \(r.stderr)")
+        }
+    }
+
+    /// The release build computes a 640-token full pass of the tiny model in under a second.
+    @Test func releaseFullPassIsFast() throws {
+        let release = packageRoot + "/.build/release/dsv4"
+        guard FileManager.default.isExecutableFile(atPath: release) else {
+            Issue.record("release binary missing: run tools/setup.sh (it builds it)")
+            return
+        }
+        let out = NSTemporaryDirectory() + "dsv4-cli-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        _ = try runDSV4(["logits", "--model", tinyHF, "--input", tinyHF + "/input_ids.json", "--output", out], binary: release)
+        let r = try runDSV4(["logits", "--model", tinyHF, "--input", tinyHF + "/input_ids.json", "--output", out], binary: release)
+        #expect(r.status == 0)
+        #expect(r.seconds < 1.0, "640-token full pass took \(r.seconds) s")
+    }
+}

