@@ -66,14 +66,14 @@ struct LogitsCommand: ParsableCommand {
 
         let m: DeepSeekV4Model
         do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
-        var state = m.makeState()
+        let state = m.makeState()
         let V = m.config.vocabSize
         var logits: [Float] = []
         logits.reserveCapacity(ids.count * V)
         let start = Date()
         do {
             for r in mode.chunks(count: ids.count) {
-                logits += try m.forward(tokens: Array(ids[r]), state: &state)
+                logits += try m.forward(tokens: Array(ids[r]), state: state)
             }
         } catch { fail("\(error)") }
         let seconds = Date().timeIntervalSince(start)

@@ -10,64 +10,59 @@ import Foundation
 import Numerics
 
 enum Compressor {
-    /// Feeds `tokenCount` tokens starting at `startPosition` through the compressor; appends
-    /// any entries whose windows close. `h` is the normed block input `[T, D]`.
+    /// Feeds `tokenCount` tokens starting at `startPosition` through the compressor and
+    /// writes every entry whose window closes. `h` points at the normed block input `[T, D]`.
     static func append(
-        _ w: CompressorWeights, state s: inout CompressorState, h: [Float], tokenCount T: Int,
+        _ w: CompressorWeights, view v: CompressorView, h: UnsafePointer<Float>, tokenCount T: Int,
         startPosition p0: Int, rope: RotaryEmbedding, eps: Float
     ) {
-        let width = s.width
+        let width = v.slots.width
         let c = w.entryWidth
         let m = w.ratio
-        let kv = w.wkv.apply(h, tokenCount: T)
-        let gate = w.wgate.apply(h, tokenCount: T)
+        var kv = [Float](repeating: 0, count: T * width)
+        var gate = [Float](repeating: 0, count: T * width)
+        kv.withUnsafeMutableBufferPointer { w.wkv.apply(h, ldx: w.wkv.cols, tokenCount: T, into: $0.baseAddress!, ldy: width) }
+        gate.withUnsafeMutableBufferPointer { w.wgate.apply(h, ldx: w.wgate.cols, tokenCount: T, into: $0.baseAddress!, ldy: width) }
+        let sKV = v.kv
+        let sScore = v.score
+        let slotCount = v.slots.slotCount
         for t in 0..<T {
             let p = p0 + t
             let j = p % m
-            let slot = s.overlapping ? m + j : j
+            let slot = w.overlapping ? m + j : j
             for k in 0..<width {
-                s.kv[slot * width + k] = kv[t * width + k]
-                s.score[slot * width + k] = gate[t * width + k] + w.ape[j * width + k]
+                sKV[slot * width + k] = kv[t * width + k]
+                sScore[slot * width + k] = gate[t * width + k] + w.ape[j * width + k]
             }
             guard (p + 1) % m == 0 else { continue }
-            // Pool the closed window into entry w = (p+1)/m − 1.
-            var entry = [Float](repeating: 0, count: c)
-            let slotCount = s.overlapping ? 2 * m : m
+            // Pool the closed window into entry (p+1)/m − 1. Slot i reads series a (cols 0..<c)
+            // for previous-window slots and series b (c..<2c) for its own.
+            let index = (p + 1) / m - 1
+            let entry = v.entry(index)
             for k in 0..<c {
-                // Slot i reads series a (cols 0..<c) for previous-window slots, b (c..<2c) for own ones.
                 var mx = -Float.infinity
                 for i in 0..<slotCount {
-                    let col = (s.overlapping && i >= m) ? c + k : k
-                    mx = max(mx, s.score[i * width + col])
+                    let col = (w.overlapping && i >= m) ? c + k : k
+                    mx = max(mx, sScore[i * width + col])
                 }
                 var denom: Float = 0
                 var acc: Float = 0
                 for i in 0..<slotCount {
-                    let col = (s.overlapping && i >= m) ? c + k : k
-                    let sc = s.score[i * width + col]
+                    let col = (w.overlapping && i >= m) ? c + k : k
+                    let sc = sScore[i * width + col]
                     if sc == -.infinity { continue }
                     let e = exp(sc - mx)
                     denom += e
-                    acc += e * s.kv[i * width + col]
+                    acc += e * sKV[i * width + col]
                 }
                 entry[k] = acc / denom
             }
-            entry.withUnsafeMutableBufferPointer { e in
-                w.norm.withUnsafeBufferPointer { n in
-                    VectorOps.rmsNorm(e.baseAddress!, count: c, weight: n.baseAddress!, eps: eps)
-                }
-                rope.apply(e.baseAddress!, count: c, position: s.entryCount * m)
-            }
-            s.entries.append(contentsOf: entry)
-            s.entryCount += 1
-            if s.overlapping {
+            w.norm.withUnsafeBufferPointer { VectorOps.rmsNorm(entry, count: c, weight: $0.baseAddress!, eps: eps) }
+            rope.apply(entry, count: c, position: index * m)
+            if w.overlapping {
                 // The closed window becomes the previous one.
-                for i in 0..<m {
-                    for k in 0..<width {
-                        s.kv[i * width + k] = s.kv[(m + i) * width + k]
-                        s.score[i * width + k] = s.score[(m + i) * width + k]
-                    }
-                }
+                (sKV).update(from: sKV + m * width, count: m * width)
+                (sScore).update(from: sScore + m * width, count: m * width)
             }
         }
     }

@@ -30,7 +30,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A loaded DeepSeek-V4 model.
-public final class DeepSeekV4Model: @unchecked Sendable {
+public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
     public let config: DeepSeekV4Config
     public let store: TensorStore
     let weights: ModelWeights
@@ -38,19 +38,22 @@ public final class DeepSeekV4Model: @unchecked Sendable {
     let activation: SwiGLU
     let mainRope: RotaryEmbedding
     let compressRope: RotaryEmbedding
+    let cacheMap: CacheMap
 
     /// Tensors in the checkpoint that the main model does not read (MTP block, extras).
     public var unusedTensors: [String] { weights.unusedTensors }
 
     /// Loads `config.json` and the safetensors weights of `directory`.
     /// - Parameter executor: runs routed experts; nil builds a `LocalExpertExecutor`.
-    public convenience init(directory: String, executor: (any ExpertExecutor)? = nil) throws {
+    public convenience init(directory: String, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil) throws {
         let config = try DeepSeekV4Config.load(directory: directory)
         let store = try TensorStore(directory: directory)
-        try self.init(config: config, store: store, executor: executor)
+        try self.init(config: config, store: store, executor: executor, pageTokens: pageTokens)
     }
 
-    public init(config: DeepSeekV4Config, store: TensorStore, executor: (any ExpertExecutor)? = nil) throws {
+    /// - Parameter pageTokens: positions per history page (rounded up to a multiple of every
+    ///   compression ratio); nil picks the smallest such multiple ≥ 64.
+    public init(config: DeepSeekV4Config, store: TensorStore, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil) throws {
         self.config = config
         self.store = store
         weights = try ModelWeights.load(config: config, store: store)
@@ -58,26 +61,61 @@ public final class DeepSeekV4Model: @unchecked Sendable {
         self.executor = executor ?? LocalExpertExecutor(experts: weights.experts, activation: activation)
         mainRope = RotaryEmbedding(dim: config.ropeDim, parameters: config.mainRope)
         compressRope = RotaryEmbedding(dim: config.ropeDim, parameters: config.compressRope)
+        cacheMap = CacheMap(config: config, pageTokens: pageTokens)
     }
 
-    /// A fresh per-sequence state.
-    public func makeState() -> SequenceState { SequenceState(config: config) }
+    /// A fresh single-sequence state holding its own buffers.
+    public func makeState() -> SequenceState { SequenceState(map: cacheMap) }
 
     /// Runs `tokens` (the next tokens of the sequence in `state`) and returns their logits,
     /// `[tokens.count, vocabSize]`, or only the last row when `lastOnly`.
-    public func forward(tokens: [Int], state: inout SequenceState, lastOnly: Bool = false) throws -> [Float] {
-        let c = config
+    public func forward(tokens: [Int], state: SequenceState, lastOnly: Bool = false) throws -> [Float] {
         guard !tokens.isEmpty else { throw ModelError.emptyInput }
-        for (i, id) in tokens.enumerated() where id < 0 || id >= c.vocabSize {
-            throw ModelError.tokenOutOfRange(index: state.position + i, id: id, vocabSize: c.vocabSize)
+        try validate(tokens: tokens, position: state.position)
+        state.reserve(positions: state.position + tokens.count)
+        let step = SequenceStep(
+            tokens: tokens, position: state.position, state: state.state, pages: state.pages, logits: lastOnly ? .last : .all)
+        let out = try forward([step])
+        state.position += tokens.count
+        return out[0]
+    }
+
+    func validate(tokens: [Int], position: Int) throws {
+        for (i, id) in tokens.enumerated() where id < 0 || id >= config.vocabSize {
+            throw ModelError.tokenOutOfRange(index: position + i, id: id, vocabSize: config.vocabSize)
         }
-        guard state.position + tokens.count <= c.maxPositionEmbeddings else {
-            throw ModelError.contextOverflow(length: state.position + tokens.count, maximum: c.maxPositionEmbeddings)
+        guard position + tokens.count <= config.maxPositionEmbeddings else {
+            throw ModelError.contextOverflow(length: position + tokens.count, maximum: config.maxPositionEmbeddings)
         }
-        let T = tokens.count
+    }
+
+    // MARK: - CausalLM
+
+    public var vocabSize: Int { config.vocabSize }
+    public var maxPositions: Int { config.maxPositionEmbeddings }
+    public var cacheLayout: CacheLayout { cacheMap.layout }
+    public var eosTokenIds: [Int] { config.eosTokenIds }
+    public func initializeState(_ state: UnsafeMutablePointer<Float>) { cacheMap.initialize(state) }
+
+    /// One step over many sequences: matrix products over all their tokens together,
+    /// attention per sequence over its own cache.
+    public func forward(_ steps: [SequenceStep]) throws -> [[Float]] {
+        let c = config
         let D = c.hiddenSize
         let N = c.hcMult
-        let p0 = state.position
+        var segments: [BatchSegment] = []
+        var tokens: [Int] = []
+        var positions: [Int] = []
+        for s in steps {
+            guard !s.tokens.isEmpty else { throw ModelError.emptyInput }
+            try validate(tokens: s.tokens, position: s.position)
+            precondition(s.pages.count >= cacheMap.layout.pageCount(forPositions: s.position + s.tokens.count), "block table too short")
+            segments.append(BatchSegment(row: tokens.count, count: s.tokens.count, position: s.position, state: s.state, pages: s.pages))
+            tokens += s.tokens
+            positions += (0..<s.tokens.count).map { s.position + $0 }
+        }
+        let T = tokens.count
+        if T == 0 { return steps.map { _ in [] } }
         let ids = tokens.map { Int32($0) }
 
         // Embedding, copied into every stream.
@@ -85,7 +123,9 @@ public final class DeepSeekV4Model: @unchecked Sendable {
         X.withUnsafeMutableBufferPointer { xp in
             for t in 0..<T {
                 let row = weights.embed.row(tokens[t])
-                for i in 0..<N { row.withUnsafeBufferPointer { (xp.baseAddress! + (t * N + i) * D).update(from: $0.baseAddress!, count: D) } }
+                row.withUnsafeBufferPointer { r in
+                    for i in 0..<N { (xp.baseAddress! + (t * N + i) * D).update(from: r.baseAddress!, count: D) }
+                }
             }
         }
 
@@ -98,7 +138,7 @@ public final class DeepSeekV4Model: @unchecked Sendable {
             var u = HyperConnection.collapse(streams: X, weights: mix.map(\.pre), tokenCount: T, hidden: D, streamCount: N)
             Self.rmsNormRows(&u, rowCount: T, width: D, weight: lw.attentionNorm, eps: c.rmsNormEps)
             let a = Attention.forward(
-                lw.attention, kind: kind, h: u, tokenCount: T, startPosition: p0, state: &state.layers[l], rope: rope, config: c)
+                lw.attention, kind: kind, slots: cacheMap.layers[l], h: u, positions: positions, segments: segments, rope: rope, config: c)
             HyperConnection.expand(streams: &X, blockOutput: a, mix: mix, tokenCount: T, hidden: D, streamCount: N)
 
             mix = HyperConnection.blockMix(lw.ffnHC, streams: X, tokenCount: T, config: c)
@@ -107,19 +147,40 @@ public final class DeepSeekV4Model: @unchecked Sendable {
             let f = MoE.forward(lw.moe, layer: l, h: u, tokens: ids, tokenCount: T, executor: executor, activation: activation, config: c)
             HyperConnection.expand(streams: &X, blockOutput: f, mix: mix, tokenCount: T, hidden: D, streamCount: N)
         }
-        state.position += T
 
-        // HC head, final norm, vocabulary projection.
-        let first = lastOnly ? T - 1 : 0
-        let rows = T - first
-        let tail = Array(X[(first * N * D)...])
-        let m = HyperConnection.mixes(weights.hcHeadFn, streams: tail, tokenCount: rows, eps: c.rmsNormEps)
-        let pre = (0..<rows).map { t in
-            (0..<N).map { i in VectorOps.sigmoid(m[t * N + i] * weights.hcHeadScale[0] + weights.hcHeadBase[i]) + c.hcEps }
+        // HC head, final norm, vocabulary projection for the rows each step asked for.
+        var wanted: [Int] = []
+        for (s, seg) in zip(steps, segments) {
+            switch s.logits {
+            case .none: break
+            case .last: wanted.append(seg.row + seg.count - 1)
+            case .all: wanted += Array(seg.row..<(seg.row + seg.count))
+            }
         }
-        var y = HyperConnection.collapse(streams: tail, weights: pre, tokenCount: rows, hidden: D, streamCount: N)
-        Self.rmsNormRows(&y, rowCount: rows, width: D, weight: weights.norm, eps: c.rmsNormEps)
-        return weights.head.apply(y, tokenCount: rows)
+        var logits: [Float] = []
+        if !wanted.isEmpty {
+            var tail = [Float](repeating: 0, count: wanted.count * N * D)
+            for (i, r) in wanted.enumerated() {
+                tail.replaceSubrange((i * N * D)..<((i + 1) * N * D), with: X[(r * N * D)..<((r + 1) * N * D)])
+            }
+            let rows = wanted.count
+            let m = HyperConnection.mixes(weights.hcHeadFn, streams: tail, tokenCount: rows, eps: c.rmsNormEps)
+            let pre = (0..<rows).map { t in
+                (0..<N).map { i in VectorOps.sigmoid(m[t * N + i] * weights.hcHeadScale[0] + weights.hcHeadBase[i]) + c.hcEps }
+            }
+            var y = HyperConnection.collapse(streams: tail, weights: pre, tokenCount: rows, hidden: D, streamCount: N)
+            Self.rmsNormRows(&y, rowCount: rows, width: D, weight: weights.norm, eps: c.rmsNormEps)
+            logits = weights.head.apply(y, tokenCount: rows)
+        }
+        var out: [[Float]] = []
+        var cursor = 0
+        let V = c.vocabSize
+        for (s, seg) in zip(steps, segments) {
+            let n = s.logits == .none ? 0 : (s.logits == .last ? 1 : seg.count)
+            out.append(Array(logits[(cursor * V)..<((cursor + n) * V)]))
+            cursor += n
+        }
+        return out
     }
 
     static func rmsNormRows(_ x: inout [Float], rowCount: Int, width: Int, weight: [Float], eps: Float) {

@@ -1,69 +1,137 @@
-// SequenceState.swift: everything one sequence carries between forward calls (spec §5.4, §12).
+// SequenceState.swift: where each layer's running state and history live inside the
+// engine's cache units (spec §5.4, §12), and a self-contained state for single sequences.
 //
-// Per layer: the sliding-window ring of kv vectors, the compressor tails (partial windows
-// awaiting compression, plus the previous window for overlapping CSA), the compressed
-// entries and, in CSA layers, the indexer keys. Plain value arrays, so that a later paged
-// cache can re-home them page by page.
+// State buffer, per layer: the sliding-window ring `[window, headDim]` (position p in slot
+// p mod window), then for each compressor its slot values and scores `[slots, width]`
+// (slots = ratio, or 2·ratio for overlapping CSA whose first half is the previous window).
+// History page, per layer: the compressed entries `[pageTokens/ratio, entryWidth]` whose
+// windows fall in the page's positions, then (CSA) the indexer keys likewise.
+import ModelRuntime
 
-/// Running state of one compressor: the reference state machine of spec §5.4.
-struct CompressorState: Sendable {
+/// Offsets of one compressor inside the state buffer and the pages.
+struct CompressorSlots: Sendable {
     let ratio: Int
-    /// Projection width: entryWidth (HCA) or 2·entryWidth (CSA).
-    let width: Int
+    let entryWidth: Int
     let overlapping: Bool
-    /// `[slots, width]` values; slots = ratio (HCA) or 2·ratio (CSA, first half = previous window).
-    var kv: [Float]
-    /// `[slots, width]` scores (gate + ape); −∞ marks empty previous-window slots.
-    var score: [Float]
-    /// Finished entries, `[entryCount, entryWidth]`, normalised and rotated.
-    var entries: [Float] = []
-    var entryCount = 0
-
-    init(ratio: Int, entryWidth: Int, overlapping: Bool) {
-        self.ratio = ratio
-        self.overlapping = overlapping
-        width = overlapping ? 2 * entryWidth : entryWidth
-        let slots = overlapping ? 2 * ratio : ratio
-        kv = [Float](repeating: 0, count: slots * width)
-        score = [Float](repeating: -.infinity, count: slots * width)
-    }
+    /// Projection width: entryWidth, or 2·entryWidth when overlapping.
+    var width: Int { overlapping ? 2 * entryWidth : entryWidth }
+    var slotCount: Int { overlapping ? 2 * ratio : ratio }
+    /// State offsets of the slot values and scores.
+    let kvOffset: Int
+    let scoreOffset: Int
+    /// Page offset of this compressor's entries and entries per page.
+    let pageOffset: Int
+    let entriesPerPage: Int
 }
 
-/// State of one attention layer.
-struct LayerState: Sendable {
-    /// Ring of the last `window` kv vectors, `[window, headDim]`; position p lives in slot p mod window.
-    var window: [Float]
-    var compressor: CompressorState?
-    var indexer: CompressorState?
+struct LayerSlots: Sendable {
+    let ringOffset: Int
+    let compressor: CompressorSlots?
+    let indexer: CompressorSlots?
 }
 
-/// The decode state of one sequence: position and per-layer state.
-public struct SequenceState: Sendable {
-    /// Tokens processed so far (the position of the next token).
-    public internal(set) var position: Int = 0
-    var layers: [LayerState]
+/// The whole layout of a model's cache units.
+struct CacheMap: Sendable {
+    let layout: CacheLayout
+    let layers: [LayerSlots]
 
-    /// A fresh state for a model with `config`.
-    public init(config c: DeepSeekV4Config) {
-        layers = (0..<c.layerCount).map { l in
-            var s = LayerState(window: [Float](repeating: 0, count: c.slidingWindow * c.headDim))
-            switch c.attentionKinds[l] {
-            case .sliding: break
-            case .hca: s.compressor = CompressorState(ratio: c.hcaRatio, entryWidth: c.headDim, overlapping: false)
-            case .csa:
-                s.compressor = CompressorState(ratio: c.csaRatio, entryWidth: c.headDim, overlapping: true)
-                s.indexer = CompressorState(ratio: c.csaRatio, entryWidth: c.indexHeadDim, overlapping: true)
-            }
+    init(config c: DeepSeekV4Config, pageTokens requested: Int? = nil) {
+        // Pages cover a multiple of every ratio, so entries never straddle pages and a full
+        // page ends on a window boundary of every compressor.
+        let ratios = (0..<c.layerCount).map { c.compressRatio(layer: $0) }.filter { $0 > 0 }
+        let unit = ratios.reduce(1) { lcm($0, $1) }
+        let want = requested ?? max(unit, 64)
+        let pageTokens = max(unit, (want + unit - 1) / unit * unit)
+        var state = 0
+        var page = 0
+        var layers: [LayerSlots] = []
+        func compressor(ratio: Int, entryWidth: Int, overlapping: Bool) -> CompressorSlots {
+            let width = overlapping ? 2 * entryWidth : entryWidth
+            let slots = overlapping ? 2 * ratio : ratio
+            let s = CompressorSlots(
+                ratio: ratio, entryWidth: entryWidth, overlapping: overlapping, kvOffset: state, scoreOffset: state + slots * width,
+                pageOffset: page, entriesPerPage: pageTokens / ratio)
+            state += 2 * slots * width
+            page += (pageTokens / ratio) * entryWidth
             return s
         }
+        for l in 0..<c.layerCount {
+            let ring = state
+            state += c.slidingWindow * c.headDim
+            switch c.attentionKinds[l] {
+            case .sliding:
+                layers.append(LayerSlots(ringOffset: ring, compressor: nil, indexer: nil))
+            case .hca:
+                layers.append(LayerSlots(ringOffset: ring, compressor: compressor(ratio: c.hcaRatio, entryWidth: c.headDim, overlapping: false), indexer: nil))
+            case .csa:
+                let main = compressor(ratio: c.csaRatio, entryWidth: c.headDim, overlapping: true)
+                let idx = compressor(ratio: c.csaRatio, entryWidth: c.indexHeadDim, overlapping: true)
+                layers.append(LayerSlots(ringOffset: ring, compressor: main, indexer: idx))
+            }
+        }
+        self.layers = layers
+        layout = CacheLayout(pageTokens: pageTokens, pageFloats: max(page, 1), stateFloats: state)
     }
 
-    /// Bytes held by this state (rings, tails, entries).
-    public var byteCount: Int {
-        layers.reduce(0) { acc, l in
-            var b = l.window.count
-            for c in [l.compressor, l.indexer].compactMap({ $0 }) { b += c.kv.count + c.score.count + c.entries.count }
-            return acc + b * 4
+    /// Empty-sequence state: zero values, −∞ scores (empty previous-window slots).
+    func initialize(_ s: UnsafeMutablePointer<Float>) {
+        s.update(repeating: 0, count: layout.stateFloats)
+        for l in layers {
+            for c in [l.compressor, l.indexer].compactMap({ $0 }) {
+                (s + c.scoreOffset).update(repeating: -.infinity, count: c.slotCount * c.width)
+            }
         }
     }
+}
+
+private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+private func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
+
+/// A compressor's state and entries for one sequence during a step.
+struct CompressorView {
+    let slots: CompressorSlots
+    let state: UnsafeMutablePointer<Float>
+    let pages: [UnsafeMutablePointer<Float>]
+
+    var kv: UnsafeMutablePointer<Float> { state + slots.kvOffset }
+    var score: UnsafeMutablePointer<Float> { state + slots.scoreOffset }
+
+    /// Entry `e` (`[entryWidth]`).
+    @inline(__always)
+    func entry(_ e: Int) -> UnsafeMutablePointer<Float> {
+        pages[e / slots.entriesPerPage] + slots.pageOffset + (e % slots.entriesPerPage) * slots.entryWidth
+    }
+}
+
+/// The decode state of one sequence, holding its own state buffer and pages (for single
+/// sequences: the CLI and tests). The engine uses the paged cache instead.
+public final class SequenceState {
+    /// Tokens processed so far (the position of the next token).
+    public internal(set) var position: Int = 0
+    let layout: CacheLayout
+    let state: UnsafeMutablePointer<Float>
+    private(set) var pages: [UnsafeMutablePointer<Float>] = []
+
+    init(map: CacheMap) {
+        layout = map.layout
+        state = .allocate(capacity: layout.stateFloats)
+        map.initialize(state)
+    }
+
+    deinit {
+        state.deallocate()
+        for p in pages { p.deallocate() }
+    }
+
+    /// Makes sure pages cover `positions` positions.
+    func reserve(positions: Int) {
+        while pages.count < layout.pageCount(forPositions: positions) {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: layout.pageFloats)
+            p.initialize(repeating: 0, count: layout.pageFloats)
+            pages.append(p)
+        }
+    }
+
+    /// Bytes held by this state (state buffer and pages).
+    public var byteCount: Int { layout.stateBytes + pages.count * layout.pageBytes }
 }

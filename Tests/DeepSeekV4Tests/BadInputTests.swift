@@ -110,14 +110,14 @@ func configError(_ mutate: (inout [String: Any]) -> Void, fixture name: String =
 
     @Test func tokenOutOfRange() throws {
         let model = try DeepSeekV4Model(directory: fixture("tiny-released"))
-        var state = model.makeState()
+        let state = model.makeState()
         #expect(throws: ModelError.tokenOutOfRange(index: 1, id: 256, vocabSize: 256)) {
-            _ = try model.forward(tokens: [3, 256], state: &state)
+            _ = try model.forward(tokens: [3, 256], state: state)
         }
         #expect(throws: ModelError.tokenOutOfRange(index: 0, id: -1, vocabSize: 256)) {
-            _ = try model.forward(tokens: [-1], state: &state)
+            _ = try model.forward(tokens: [-1], state: state)
         }
-        #expect(throws: ModelError.emptyInput) { _ = try model.forward(tokens: [], state: &state) }
+        #expect(throws: ModelError.emptyInput) { _ = try model.forward(tokens: [], state: state) }
         #expect(state.position == 0)
     }
 

@@ -26,11 +26,11 @@ func readReference(_ dir: String) throws -> (logits: [Float], rows: Int, cols: I
 
 /// Runs `ids` through `model` in chunks of `chunk` tokens (nil = one pass).
 func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] {
-    var state = model.makeState()
+    let state = model.makeState()
     var out: [Float] = []
     let size = chunk ?? ids.count
     for start in stride(from: 0, to: ids.count, by: size) {
-        out += try model.forward(tokens: Array(ids[start..<min(start + size, ids.count)]), state: &state)
+        out += try model.forward(tokens: Array(ids[start..<min(start + size, ids.count)]), state: state)
     }
     return out
 }
@@ -72,10 +72,10 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
     @Test func lastOnlyEqualsFullLastRow() throws {
         let model = try DeepSeekV4Model(directory: fixture("tiny-hf"))
         let ids = Array(try readIds(fixture("tiny-hf")).prefix(50))
-        var s1 = model.makeState()
-        let full = try model.forward(tokens: ids, state: &s1)
-        var s2 = model.makeState()
-        let last = try model.forward(tokens: ids, state: &s2, lastOnly: true)
+        let s1 = model.makeState()
+        let full = try model.forward(tokens: ids, state: s1)
+        let s2 = model.makeState()
+        let last = try model.forward(tokens: ids, state: s2, lastOnly: true)
         let V = model.config.vocabSize
         #expect(Array(full[(49 * V)...]) == last)
         #expect(s1.position == 50 && s2.position == 50)
