@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "Numerics", dependencies: ["CKernels"], swiftSettings: swiftSettings),
         .target(name: "Checkpoint", dependencies: ["Numerics"], swiftSettings: swiftSettings),
         .target(name: "ModelRuntime", dependencies: ["Numerics"], swiftSettings: swiftSettings),
+        .target(name: "PagedCache", dependencies: ["ModelRuntime"], swiftSettings: swiftSettings),
+        .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
         .target(
             name: "DeepSeekV4",
             dependencies: ["Numerics", "Checkpoint", "ModelRuntime"],
@@ -41,11 +43,15 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "Numerics", "Checkpoint", "ModelRuntime", "DeepSeekV4",
+                "Numerics", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "PagedCacheTests", dependencies: ["PagedCache", "ModelRuntime"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EngineTests", dependencies: ["Engine", "PagedCache", "ModelRuntime", "DeepSeekV4"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelTests", dependencies: ["Numerics", "CKernels"], swiftSettings: swiftSettings),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Numerics"], swiftSettings: swiftSettings),

@@ -19,6 +19,8 @@ struct BatchSegment {
     let position: Int
     let state: UnsafeMutablePointer<Float>
     let pages: [UnsafeMutablePointer<Float>]
+    /// Receives each layer's state after this segment, when set.
+    let snapshot: UnsafeMutablePointer<Float>?
 }
 
 enum Attention {
@@ -131,6 +133,10 @@ enum Attention {
                                 // Remember the last `W` kv vectors of the sequence.
                                 for i in max(0, seg.count - W)..<seg.count {
                                     (ring + ((seg.position + i) % W) * d).update(from: kvp.baseAddress! + (seg.row + i) * d, count: d)
+                                }
+                                if let snap = seg.snapshot {
+                                    let r = slots.stateRange
+                                    (snap + r.lowerBound).update(from: seg.state + r.lowerBound, count: r.count)
                                 }
                             }
                         }

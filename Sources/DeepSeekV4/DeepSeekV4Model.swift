@@ -110,7 +110,7 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
             guard !s.tokens.isEmpty else { throw ModelError.emptyInput }
             try validate(tokens: s.tokens, position: s.position)
             precondition(s.pages.count >= cacheMap.layout.pageCount(forPositions: s.position + s.tokens.count), "block table too short")
-            segments.append(BatchSegment(row: tokens.count, count: s.tokens.count, position: s.position, state: s.state, pages: s.pages))
+            segments.append(BatchSegment(row: tokens.count, count: s.tokens.count, position: s.position, state: s.state, pages: s.pages, snapshot: s.snapshot))
             tokens += s.tokens
             positions += (0..<s.tokens.count).map { s.position + $0 }
         }

@@ -25,6 +25,8 @@ struct CompressorSlots: Sendable {
 }
 
 struct LayerSlots: Sendable {
+    /// The layer's whole share of the state buffer.
+    var stateRange: Range<Int> = 0..<0
     let ringOffset: Int
     let compressor: CompressorSlots?
     let indexer: CompressorSlots?
@@ -68,6 +70,9 @@ struct CacheMap: Sendable {
                 let idx = compressor(ratio: c.csaRatio, entryWidth: c.indexHeadDim, overlapping: true)
                 layers.append(LayerSlots(ringOffset: ring, compressor: main, indexer: idx))
             }
+        }
+        for l in 0..<layers.count {
+            layers[l].stateRange = layers[l].ringOffset..<(l + 1 < layers.count ? layers[l + 1].ringOffset : state)
         }
         self.layers = layers
         layout = CacheLayout(pageTokens: pageTokens, pageFloats: max(page, 1), stateFloats: state)

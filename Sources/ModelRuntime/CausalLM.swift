@@ -46,13 +46,21 @@ public struct SequenceStep {
     /// Block table: history pages in position order, covering at least `position + tokens.count`.
     public var pages: [UnsafeMutablePointer<Float>]
     public var logits: LogitsRequest
+    /// When set, receives a copy of the state as it is after this step (an exact snapshot at
+    /// a page boundary for prefix reuse). Several steps of one sequence may share a batch,
+    /// in position order; each then sees the state its predecessors left.
+    public var snapshot: UnsafeMutablePointer<Float>?
 
-    public init(tokens: [Int], position: Int, state: UnsafeMutablePointer<Float>, pages: [UnsafeMutablePointer<Float>], logits: LogitsRequest) {
+    public init(
+        tokens: [Int], position: Int, state: UnsafeMutablePointer<Float>, pages: [UnsafeMutablePointer<Float>],
+        logits: LogitsRequest, snapshot: UnsafeMutablePointer<Float>? = nil
+    ) {
         self.tokens = tokens
         self.position = position
         self.state = state
         self.pages = pages
         self.logits = logits
+        self.snapshot = snapshot
     }
 }
 

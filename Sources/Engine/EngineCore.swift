@@ -1,0 +1,318 @@
+// EngineCore.swift: executes the scheduler's plans: opens and forks sequences in the cache,
+// runs one batched model step, samples, and reports events. Synchronous and single-threaded
+// (EngineLoop drives it from one thread); tests drive it directly.
+import ModelRuntime
+import PagedCache
+
+/// Why a choice stopped.
+public enum FinishReason: String, Sendable, Equatable {
+    /// An end-of-sequence token, a stop token id or a stop string.
+    case stop
+    /// max_tokens reached.
+    case length
+    /// The client went away or the request was cancelled.
+    case cancelled
+    /// The engine failed the request.
+    case error
+}
+
+/// What a request's stream receives.
+public enum EngineEvent: Sendable, Equatable {
+    /// The prompt was admitted; `cachedTokens` of it came from the prefix cache.
+    case started(promptTokens: Int, cachedTokens: Int)
+    /// A new token of `choice`.
+    case token(choice: Int, SampledToken)
+    /// `choice` is done; `stopString` is the matched stop string, if any.
+    case finished(choice: Int, reason: FinishReason, stopString: String?)
+    /// The request failed before or while running.
+    case failed(EngineError)
+}
+
+/// Engine settings.
+public struct EngineConfiguration: Sendable {
+    /// KV/state cache budget in bytes.
+    public var cacheBytes: Int
+    /// Tokens per step at most.
+    public var tokenBudget: Int
+    /// Sequences in flight at most.
+    public var maxRunning: Int
+
+    public init(cacheBytes: Int = 1 << 30, tokenBudget: Int = 512, maxRunning: Int = 64) {
+        self.cacheBytes = cacheBytes
+        self.tokenBudget = tokenBudget
+        self.maxRunning = maxRunning
+    }
+}
+
+/// Counters for metrics.
+public struct EngineCounters: Sendable, Equatable {
+    public var steps = 0
+    public var promptTokens = 0
+    public var cachedPromptTokens = 0
+    public var computedTokens = 0
+    public var generatedTokens = 0
+    public var preemptions = 0
+    public var lastBatchSize = 0
+    public var lastBatchTokens = 0
+}
+
+public final class EngineCore {
+    public let model: any CausalLM
+    public let cache: CacheManager
+    public let configuration: EngineConfiguration
+    public private(set) var counters = EngineCounters()
+    let scheduler: Scheduler
+    /// Text of generated tokens, for stop strings (nil: stop strings are not checked).
+    let detokenize: (([Int]) -> String)?
+
+    final class Choice {
+        var tokens: [Int]
+        var computed = 0
+        var sequence: SequenceID?
+        var generated: [Int] = []
+        var finished: FinishReason?
+        var rng: SeededGenerator
+        var counts: [Int: Int] = [:]
+        var seen: Set<Int>
+
+        init(tokens: [Int], rng: SeededGenerator, seen: Set<Int>) {
+            self.tokens = tokens
+            self.rng = rng
+            self.seen = seen
+        }
+    }
+
+    final class Request {
+        let id: Int
+        let arrival: Int
+        let prompt: [Int]
+        let parameters: SamplingParameters
+        /// Seed of choice 0; choice k uses a seed derived from it.
+        let seed: UInt64
+        var choices: [Choice]
+        var started = false
+        var forked = false
+        var cancelled = false
+
+        init(id: Int, arrival: Int, prompt: [Int], parameters: SamplingParameters, seed: UInt64, first: Choice) {
+            self.id = id
+            self.seed = seed
+            self.arrival = arrival
+            self.prompt = prompt
+            self.parameters = parameters
+            choices = [first]
+        }
+    }
+
+    private var requests: [Int: Request] = [:]
+    private var nextID = 0
+    private var arrivals = 0
+
+    public init(model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil) {
+        self.model = model
+        self.configuration = configuration
+        self.detokenize = detokenize
+        cache = CacheManager(layout: model.cacheLayout, budgetBytes: configuration.cacheBytes, initializeState: model.initializeState)
+        scheduler = Scheduler(tokenBudget: configuration.tokenBudget, maxRunning: configuration.maxRunning)
+    }
+
+    public var hasWork: Bool { !requests.isEmpty }
+    public var activeRequestCount: Int { requests.count }
+    public var runningSequenceCount: Int { cache.sequenceCount }
+
+    /// Checks a request before any work: parameters, token ids, context and cache fit.
+    public func validate(prompt: [Int], parameters p: SamplingParameters) throws {
+        guard !prompt.isEmpty else { throw EngineError.emptyPrompt }
+        try p.validate(vocabSize: model.vocabSize)
+        for (i, t) in prompt.enumerated() where t < 0 || t >= model.vocabSize {
+            throw EngineError.tokenOutOfRange(index: i, id: t, vocabSize: model.vocabSize)
+        }
+        guard prompt.count + p.maxTokens <= model.maxPositions else {
+            throw EngineError.contextTooLong(promptTokens: prompt.count, maxTokens: p.maxTokens, maximum: model.maxPositions)
+        }
+        let need = cache.footprintBytes(positions: prompt.count + p.maxTokens)
+        guard need <= configuration.cacheBytes else { throw EngineError.exceedsCache(neededBytes: need, budgetBytes: configuration.cacheBytes) }
+    }
+
+    /// Queues a validated request; returns its id.
+    public func add(prompt: [Int], parameters p: SamplingParameters) throws -> Int {
+        try validate(prompt: prompt, parameters: p)
+        let id = nextID
+        nextID += 1
+        let seed = p.seed ?? UInt64.random(in: 0...UInt64.max)
+        let first = Choice(tokens: prompt, rng: SeededGenerator(seed: seed), seen: Set(prompt))
+        requests[id] = Request(id: id, arrival: arrivals, prompt: prompt, parameters: p, seed: seed, first: first)
+        arrivals += 1
+        return id
+    }
+
+    /// Marks a request cancelled; it stops at the next step and frees its cache.
+    public func cancel(_ id: Int) { requests[id]?.cancelled = true }
+
+    /// Runs one step; returns events by request id. Requests whose every choice finished are
+    /// removed after their events.
+    public func step() -> [(Int, EngineEvent)] {
+        var events: [(Int, EngineEvent)] = []
+        // Cancellations free their cache before planning.
+        for r in requests.values where r.cancelled {
+            for (i, c) in r.choices.enumerated() where c.finished == nil {
+                if let s = c.sequence { cache.close(s) }
+                c.sequence = nil
+                c.finished = .cancelled
+                events.append((r.id, .finished(choice: i, reason: .cancelled, stopString: nil)))
+            }
+            requests[r.id] = nil
+        }
+        guard !requests.isEmpty else { return events }
+
+        // Plan.
+        var tasks: [SchedulableTask] = []
+        for r in requests.values {
+            for (i, c) in r.choices.enumerated() where c.finished == nil {
+                let held = c.sequence.map { _ in cache.layout.stateBytes + cache.layout.pageCount(forPositions: c.computed) * cache.layout.pageBytes } ?? 0
+                tasks.append(SchedulableTask(
+                    key: TaskKey(request: r.id, choice: i), arrival: r.arrival, pending: c.tokens.count - c.computed,
+                    isRunning: c.sequence != nil, heldBytes: held))
+            }
+        }
+        let available = cache.store.budgetBytes - cache.store.usedBytes + cache.evictableBytes
+        let layout = cache.layout
+        let plan = scheduler.plan(tasks: tasks, availableBytes: available) { t, n in
+            let c = requests[t.key.request]!.choices[t.key.choice]
+            let pagesNow = c.sequence == nil ? 0 : layout.pageCount(forPositions: c.computed)
+            let pagesAfter = layout.pageCount(forPositions: c.computed + n)
+            return (pagesAfter - pagesNow) * layout.pageBytes + (c.sequence == nil ? layout.stateBytes : 0)
+        }
+        for key in plan.preempt {
+            let c = requests[key.request]!.choices[key.choice]
+            if let s = c.sequence { cache.close(s) }
+            c.sequence = nil
+            c.computed = 0
+            counters.preemptions += 1
+        }
+
+        // Build the batch: each task's tokens split at page boundaries, with snapshots there.
+        struct Segment {
+            let key: TaskKey
+            let tokens: [Int]
+            let snapshot: BlockID?
+            let wantsLogits: Bool
+        }
+        var segments: [Segment] = []
+        var steps: [SequenceStep] = []
+        for key in plan.order {
+            guard let r = requests[key.request] else { continue }
+            let c = r.choices[key.choice]
+            var n = plan.run[key]!
+            if c.sequence == nil {
+                do {
+                    let (seq, cached) = try cache.open(prompt: c.tokens)
+                    c.sequence = seq
+                    c.computed = cached
+                    if !r.started {
+                        r.started = true
+                        counters.promptTokens += r.prompt.count
+                        counters.cachedPromptTokens += cached
+                        events.append((r.id, .started(promptTokens: r.prompt.count, cachedTokens: cached)))
+                    }
+                } catch {
+                    continue  // no memory this step; it stays waiting
+                }
+                n = min(n, c.tokens.count - c.computed)
+            }
+            guard let seq = c.sequence, n > 0 else { continue }
+            do {
+                try cache.reserve(seq, positions: c.computed + n)
+            } catch {
+                continue
+            }
+            let view = cache.view(seq)
+            var pos = c.computed
+            let end = c.computed + n
+            while pos < end {
+                let boundary = (pos / layout.pageTokens + 1) * layout.pageTokens
+                let segEnd = min(end, boundary)
+                let snap = segEnd == boundary ? cache.allocateSnapshot() : nil
+                let toks = Array(c.tokens[pos..<segEnd])
+                let last = segEnd == end && end == c.tokens.count
+                segments.append(Segment(key: key, tokens: toks, snapshot: snap, wantsLogits: last))
+                steps.append(SequenceStep(
+                    tokens: toks, position: pos, state: view.state, pages: view.pages, logits: last ? .last : .none,
+                    snapshot: snap.map { cache.pointer($0) }))
+                pos = segEnd
+            }
+        }
+        guard !steps.isEmpty else { return events }
+
+        let logits: [[Float]]
+        do {
+            logits = try model.forward(steps)
+        } catch {
+            // A model failure fails every request in the batch.
+            let failed = Set(segments.map(\.key.request))
+            for id in failed {
+                if let r = requests[id] {
+                    for c in r.choices { if let s = c.sequence { cache.close(s) } }
+                    events.append((id, .failed(.modelFailure("\(error)"))))
+                    requests[id] = nil
+                }
+            }
+            return events
+        }
+        counters.steps += 1
+        counters.lastBatchSize = Set(segments.map(\.key)).count
+        counters.lastBatchTokens = segments.reduce(0) { $0 + $1.tokens.count }
+        counters.computedTokens += counters.lastBatchTokens
+
+        // Commit and sample.
+        for (i, seg) in segments.enumerated() {
+            guard let r = requests[seg.key.request] else { continue }
+            let c = r.choices[seg.key.choice]
+            cache.commit(c.sequence!, tokens: seg.tokens, snapshot: seg.snapshot)
+            c.computed += seg.tokens.count
+            guard seg.wantsLogits else { continue }
+            var targets = [seg.key.choice]
+            if seg.key.choice == 0 && !r.forked && r.parameters.n > 1 {
+                r.forked = true
+                for k in 1..<r.parameters.n {
+                    let child = Choice(tokens: c.tokens, rng: SeededGenerator(seed: r.seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15), seen: c.seen)
+                    if let s = try? cache.fork(c.sequence!) {
+                        child.sequence = s
+                        child.computed = c.computed
+                    }
+                    r.choices.append(child)
+                    targets.append(k)
+                }
+            }
+            for k in targets {
+                let ch = r.choices[k]
+                let s = Sampler.sample(logits: logits[i], parameters: r.parameters, seen: ch.seen, generatedCounts: ch.counts, rng: &ch.rng)
+                ch.tokens.append(s.token)
+                ch.generated.append(s.token)
+                ch.counts[s.token, default: 0] += 1
+                ch.seen.insert(s.token)
+                counters.generatedTokens += 1
+                events.append((r.id, .token(choice: k, s)))
+                if let (reason, stop) = finishReason(r, ch, s.token) {
+                    ch.finished = reason
+                    if let q = ch.sequence { cache.close(q) }
+                    ch.sequence = nil
+                    events.append((r.id, .finished(choice: k, reason: reason, stopString: stop)))
+                }
+            }
+            if r.choices.count == r.parameters.n && r.choices.allSatisfy({ $0.finished != nil }) { requests[r.id] = nil }
+        }
+        return events
+    }
+
+    private func finishReason(_ r: Request, _ c: Choice, _ token: Int) -> (FinishReason, String?)? {
+        let p = r.parameters
+        if p.stopTokenIds.contains(token) || (!p.ignoreEOS && model.eosTokenIds.contains(token)) { return (.stop, nil) }
+        if !p.stop.isEmpty, let detokenize {
+            let text = detokenize(c.generated)
+            if let s = p.stop.first(where: { text.contains($0) }) { return (.stop, s) }
+        }
+        if c.generated.count >= p.maxTokens { return (.length, nil) }
+        return nil
+    }
+}

@@ -1,0 +1,157 @@
+// EngineLoop.swift: runs an EngineCore on its own thread and exposes it to async callers:
+// submit → AsyncStream of events, cancel, metrics, shutdown.
+import Foundation
+import ModelRuntime
+
+/// A point-in-time view of the engine for /metrics and logs.
+public struct EngineMetrics: Sendable {
+    public var counters: EngineCounters
+    public var waitingOrRunningRequests: Int
+    public var runningSequences: Int
+    public var cacheUsedBytes: Int
+    public var cacheBudgetBytes: Int
+    public var cachedPages: Int
+    public var prefixQueriedTokens: Int
+    public var prefixHitTokens: Int
+    public var pageBytes: Int
+    public var stateBytes: Int
+}
+
+public final class EngineLoop: @unchecked Sendable {
+    private let core: EngineCore
+    private let lock = NSCondition()
+    private var inbox: [(id: Int, prompt: [Int], parameters: SamplingParameters)] = []
+    private var cancels: [Int] = []
+    private var streams: [Int: AsyncStream<EngineEvent>.Continuation] = [:]
+    private var pendingChoices: [Int: Int] = [:]
+    private var nextID = 0
+    private var stopping = false
+    private var thread: Thread?
+    private var lastMetrics: EngineMetrics
+
+    public init(model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil) {
+        core = EngineCore(model: model, configuration: configuration, detokenize: detokenize)
+        lastMetrics = EngineLoop.snapshot(core)
+        let t = Thread { [weak self] in self?.run() }
+        t.name = "dsv4-engine"
+        t.stackSize = 8 << 20
+        thread = t
+        t.start()
+    }
+
+    public var model: any CausalLM { core.model }
+
+    /// Validates and queues a request. Throws (before any work) when the request is invalid
+    /// or can never fit.
+    public func submit(prompt: [Int], parameters: SamplingParameters) throws -> (id: Int, events: AsyncStream<EngineEvent>) {
+        try core.validate(prompt: prompt, parameters: parameters)
+        let (stream, continuation) = AsyncStream<EngineEvent>.makeStream(bufferingPolicy: .unbounded)
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopping else { throw EngineError.shuttingDown }
+        let id = nextID
+        nextID += 1
+        streams[id] = continuation
+        pendingChoices[id] = parameters.n
+        inbox.append((id, prompt, parameters))
+        continuation.onTermination = { [weak self] reason in
+            if case .cancelled = reason { self?.cancel(id) }
+        }
+        lock.signal()
+        return (id, stream)
+    }
+
+    /// Cancels a request: it stops at the next step and frees its cache.
+    public func cancel(_ id: Int) {
+        lock.lock()
+        cancels.append(id)
+        lock.signal()
+        lock.unlock()
+    }
+
+    public var metrics: EngineMetrics {
+        lock.lock()
+        defer { lock.unlock() }
+        return lastMetrics
+    }
+
+    /// Cancels everything in flight and stops the thread.
+    public func shutdown() {
+        lock.lock()
+        stopping = true
+        lock.signal()
+        lock.unlock()
+        while thread?.isFinished == false { usleep(1000) }
+    }
+
+    private static func snapshot(_ core: EngineCore) -> EngineMetrics {
+        EngineMetrics(
+            counters: core.counters, waitingOrRunningRequests: core.activeRequestCount, runningSequences: core.runningSequenceCount,
+            cacheUsedBytes: core.cache.store.usedBytes, cacheBudgetBytes: core.cache.store.budgetBytes,
+            cachedPages: core.cache.prefix.count, prefixQueriedTokens: core.cache.prefix.queriedTokens,
+            prefixHitTokens: core.cache.prefix.hitTokens, pageBytes: core.cache.layout.pageBytes, stateBytes: core.cache.layout.stateBytes)
+    }
+
+    /// Engine-side id mapping: loop ids are the core's ids (both count from 0 in submit order).
+    private var coreIDs: [Int: Int] = [:]
+    private var loopIDs: [Int: Int] = [:]
+
+    private func run() {
+        while true {
+            lock.lock()
+            while inbox.isEmpty && cancels.isEmpty && !core.hasWork && !stopping { lock.wait() }
+            let newRequests = inbox
+            inbox.removeAll()
+            let newCancels = cancels
+            cancels.removeAll()
+            let stop = stopping
+            lock.unlock()
+
+            var events: [(Int, EngineEvent)] = []
+            for r in newRequests {
+                do {
+                    let cid = try core.add(prompt: r.prompt, parameters: r.parameters)
+                    coreIDs[r.id] = cid
+                    loopIDs[cid] = r.id
+                } catch let e as EngineError {
+                    events.append((r.id, .failed(e)))
+                } catch {
+                    events.append((r.id, .failed(.modelFailure("\(error)"))))
+                }
+            }
+            for id in newCancels { if let cid = coreIDs[id] { core.cancel(cid) } }
+            if stop {
+                for (lid, cid) in coreIDs { core.cancel(cid); _ = lid }
+            }
+            for (cid, e) in core.step() { if let lid = loopIDs[cid] { events.append((lid, e)) } }
+
+            lock.lock()
+            lastMetrics = Self.snapshot(core)
+            var done: [Int] = []
+            for (id, e) in events {
+                streams[id]?.yield(e)
+                switch e {
+                case .failed: done.append(id)
+                case .finished:
+                    pendingChoices[id, default: 1] -= 1
+                    if pendingChoices[id]! <= 0 { done.append(id) }
+                default: break
+                }
+            }
+            for id in done {
+                streams.removeValue(forKey: id)?.finish()
+                pendingChoices[id] = nil
+                if let cid = coreIDs.removeValue(forKey: id) { loopIDs[cid] = nil }
+            }
+            let finished = stop && !core.hasWork
+            lock.unlock()
+            if finished {
+                lock.lock()
+                for (_, c) in streams { c.yield(.failed(.shuttingDown)); c.finish() }
+                streams.removeAll()
+                lock.unlock()
+                return
+            }
+        }
+    }
+}

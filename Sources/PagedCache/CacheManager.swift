@@ -1,0 +1,211 @@
+// CacheManager.swift: every sequence's block table and state, prefix reuse, copy-on-fork,
+// and eviction of unreferenced cached pages. The single mutation point of the cache.
+//
+// Full pages are immutable: history is append-only and a page is full only when its last
+// position is computed, so sharing needs no copy-on-write of full pages; the one partial
+// page of a sequence is private and is copied when a sequence forks (n > 1).
+import ModelRuntime
+
+/// Identifies a sequence in the cache.
+public struct SequenceID: Hashable, Sendable, CustomStringConvertible {
+    public let raw: Int
+    public var description: String { "seq\(raw)" }
+}
+
+/// Errors of cache operations.
+public enum CacheError: Error, Equatable, CustomStringConvertible {
+    /// The budget cannot hold what was asked even after evicting every unreferenced page.
+    case outOfMemory(neededBytes: Int, budgetBytes: Int)
+
+    public var description: String {
+        switch self {
+        case .outOfMemory(let n, let b): "KV cache out of memory: needs \(n) more bytes of a \(b)-byte budget"
+        }
+    }
+}
+
+public final class CacheManager {
+    public let layout: CacheLayout
+    public let store: BlockStore
+    public let prefix = PrefixCache()
+    private let initializeState: (UnsafeMutablePointer<Float>) -> Void
+
+    struct Sequence {
+        var state: BlockID
+        var pages: [BlockID] = []
+        /// Tokens whose history is in the cache, in order (position = tokens.count).
+        var tokens: [Int] = []
+        /// Chained hashes of the leading full pages (index i covers pages 0...i).
+        var pageHashes: [UInt64] = []
+    }
+
+    private var sequences: [Int: Sequence] = [:]
+    private var nextID = 0
+
+    /// - Parameters:
+    ///   - initializeState: writes an empty sequence's state (the model's).
+    public init(layout: CacheLayout, budgetBytes: Int, initializeState: @escaping (UnsafeMutablePointer<Float>) -> Void) {
+        self.layout = layout
+        store = BlockStore(layout: layout, budgetBytes: budgetBytes)
+        self.initializeState = initializeState
+    }
+
+    public var sequenceCount: Int { sequences.count }
+
+    /// Bytes a sequence of `positions` positions needs at most: its pages, its state, and
+    /// one snapshot per page boundary it may register.
+    public func footprintBytes(positions: Int) -> Int {
+        layout.pageCount(forPositions: positions) * layout.pageBytes + layout.stateBytes
+    }
+
+    /// Bytes held by blocks that only the prefix cache references (reclaimable).
+    public var evictableBytes: Int {
+        prefix.allEntries.filter { store.references($0.page) == 1 }.count * (layout.pageBytes + layout.stateBytes)
+    }
+
+    /// Allocates, evicting least-recently-used unreferenced cached pages when needed.
+    private func allocate(_ kind: BlockKind) -> BlockID? {
+        if let id = store.allocate(kind) { return id }
+        while let victim = prefix.evictLeastRecentlyUsed(where: { store.references($0.page) == 1 }) {
+            store.release(victim.page)
+            store.release(victim.snapshot)
+            if let id = store.allocate(kind) { return id }
+        }
+        return nil
+    }
+
+    // MARK: - Sequences
+
+    /// Opens a sequence for `prompt`, resuming from the deepest cached page boundary that
+    /// leaves at least one prompt token to compute. Returns the sequence and the number of
+    /// prompt tokens served from the cache.
+    public func open(prompt: [Int]) throws -> (SequenceID, cachedTokens: Int) {
+        let maxPages = max(prompt.count - 1, 0) / layout.pageTokens
+        let hits = prefix.match(prompt, pageTokens: layout.pageTokens, maxPages: maxPages)
+        prefix.recordLookup(queried: prompt.count, hit: hits.count * layout.pageTokens)
+        // Hold the hits before allocating, so eviction cannot take them.
+        for h in hits { store.retain(h.page); prefix.touch(h.hash) }
+        guard let state = allocate(.state) else {
+            for h in hits { store.release(h.page) }
+            throw CacheError.outOfMemory(neededBytes: layout.stateBytes, budgetBytes: store.budgetBytes)
+        }
+        var seq = Sequence(state: state)
+        if let last = hits.last {
+            store.copy(last.snapshot, to: state)
+            seq.pages = hits.map(\.page)
+            seq.pageHashes = hits.map(\.hash)
+            seq.tokens = Array(prompt[0..<(hits.count * layout.pageTokens)])
+        } else {
+            initializeState(store.pointer(state))
+        }
+        let id = SequenceID(raw: nextID)
+        nextID += 1
+        sequences[id.raw] = seq
+        return (id, seq.tokens.count)
+    }
+
+    /// Positions computed so far.
+    public func position(_ id: SequenceID) -> Int { sequences[id.raw]!.tokens.count }
+    public func tokens(_ id: SequenceID) -> [Int] { sequences[id.raw]!.tokens }
+
+    /// Makes the block table cover `positions` positions (allocating and evicting as needed).
+    public func reserve(_ id: SequenceID, positions: Int) throws {
+        var seq = sequences[id.raw]!
+        defer { sequences[id.raw] = seq }
+        while seq.pages.count < layout.pageCount(forPositions: positions) {
+            guard let p = allocate(.page) else {
+                throw CacheError.outOfMemory(neededBytes: layout.pageBytes, budgetBytes: store.budgetBytes)
+            }
+            store.pointer(p).update(repeating: 0, count: layout.pageFloats)
+            seq.pages.append(p)
+        }
+    }
+
+    /// Pages a sequence still needs to reach `positions`.
+    public func missingPages(_ id: SequenceID, positions: Int) -> Int {
+        max(0, layout.pageCount(forPositions: positions) - sequences[id.raw]!.pages.count)
+    }
+
+    /// A fresh state block for a snapshot, or nil when memory is short (the boundary is then
+    /// simply not cached).
+    public func allocateSnapshot() -> BlockID? { allocate(.state) }
+
+    /// What the model needs for a step of this sequence.
+    public func view(_ id: SequenceID) -> (state: UnsafeMutablePointer<Float>, pages: [UnsafeMutablePointer<Float>]) {
+        let s = sequences[id.raw]!
+        return (store.pointer(s.state), s.pages.map { store.pointer($0) })
+    }
+
+    public func pointer(_ block: BlockID) -> UnsafeMutablePointer<Float> { store.pointer(block) }
+
+    /// Records that `tokens` were computed; `snapshot` (if any) holds the state after them and
+    /// is registered with the page that ends there (or released when that page is known).
+    public func commit(_ id: SequenceID, tokens new: [Int], snapshot: BlockID?) {
+        var seq = sequences[id.raw]!
+        seq.tokens += new
+        let fullPages = seq.tokens.count / layout.pageTokens
+        // Hash every newly full page (needed for the chain even without a snapshot).
+        while seq.pageHashes.count < fullPages {
+            let i = seq.pageHashes.count
+            let prev = i == 0 ? 0 : seq.pageHashes[i - 1]
+            seq.pageHashes.append(chainedPageHash(previous: prev, tokens: seq.tokens[(i * layout.pageTokens)..<((i + 1) * layout.pageTokens)]))
+        }
+        if let snap = snapshot {
+            let atBoundary = seq.tokens.count % layout.pageTokens == 0 && fullPages > 0
+            if atBoundary, prefix.entry(seq.pageHashes[fullPages - 1]) == nil {
+                let i = fullPages - 1
+                store.retain(seq.pages[i])
+                prefix.insert(CachedPage(
+                    hash: seq.pageHashes[i], page: seq.pages[i], snapshot: snap,
+                    tokens: Array(seq.tokens[(i * layout.pageTokens)..<((i + 1) * layout.pageTokens)])))
+            } else {
+                store.release(snap)
+            }
+        }
+        sequences[id.raw] = seq
+    }
+
+    /// A copy of `id` that shares its full pages and owns copies of its state and partial page.
+    public func fork(_ id: SequenceID) throws -> SequenceID {
+        let src = sequences[id.raw]!
+        guard let state = allocate(.state) else {
+            throw CacheError.outOfMemory(neededBytes: layout.stateBytes, budgetBytes: store.budgetBytes)
+        }
+        store.copy(src.state, to: state)
+        var seq = Sequence(state: state, pages: [], tokens: src.tokens, pageHashes: src.pageHashes)
+        let full = src.tokens.count / layout.pageTokens
+        for (i, p) in src.pages.enumerated() {
+            if i < full {
+                store.retain(p)
+                seq.pages.append(p)
+            } else {
+                guard let copy = allocate(.page) else {
+                    for q in seq.pages { store.release(q) }
+                    store.release(state)
+                    throw CacheError.outOfMemory(neededBytes: layout.pageBytes, budgetBytes: store.budgetBytes)
+                }
+                store.copy(p, to: copy)
+                seq.pages.append(copy)
+            }
+        }
+        let nid = SequenceID(raw: nextID)
+        nextID += 1
+        sequences[nid.raw] = seq
+        return nid
+    }
+
+    /// Releases everything the sequence holds (cached pages stay in the prefix cache).
+    public func close(_ id: SequenceID) {
+        guard let seq = sequences.removeValue(forKey: id.raw) else { return }
+        store.release(seq.state)
+        for p in seq.pages { store.release(p) }
+    }
+
+    /// Drops every cached page no sequence uses (returns the cache to empty when idle).
+    public func clearPrefixCache() {
+        for e in prefix.removeAll() {
+            store.release(e.page)
+            store.release(e.snapshot)
+        }
+    }
+}
