@@ -1,5 +1,6 @@
 // Kernels.swift: Swift entry points to the C kernels and the CPU description.
 import CKernels
+import Foundation
 
 /// Which kernel implementation runs, and what the CPU offers.
 public enum KernelSelection {
@@ -22,6 +23,27 @@ public enum KernelSelection {
         ]
         return names.filter { f & $0.0 != 0 }.map(\.1)
     }
+}
+
+/// The kernel thread pool (persistent workers; the calling thread takes part).
+public enum KernelThreads {
+    /// Starts the pool with `count` threads in all (nil: $DSV4_THREADS, else one per CPU).
+    /// Only the first call (or first matrix product) decides; returns the pool's size.
+    @discardableResult
+    public static func start(count: Int? = nil) -> Int {
+        let env = ProcessInfo.processInfo.environment["DSV4_THREADS"].flatMap(Int.init)
+        return Int(ck_pool_init(Int32(count ?? env ?? 0)))
+    }
+
+    /// Threads in the running pool.
+    public static var count: Int { Int(ck_pool_threads()) }
+
+    @inline(__always)
+    static func startIfNeeded() {
+        if ck_pool_threads() == 1 && !started { started = true; start() }
+    }
+
+    nonisolated(unsafe) private static var started = false
 }
 
 /// Σ a[i]·b[i] over n floats.

@@ -48,7 +48,8 @@ public struct WeightMatrix: @unchecked Sendable {
     public func apply(
         _ x: UnsafePointer<Float>, ldx: Int, tokenCount: Int, into y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
-        ck_matmul(x, ldx, tokenCount, cols, base, type.kernelType, rows, y, ldy)
+        KernelThreads.startIfNeeded()
+        ck_matmul_auto(x, ldx, tokenCount, cols, base, type.kernelType, rows, y, ldy)
     }
 
     /// Convenience: y = x · Wᵀ for x `[tokenCount, cols]`, returning `[tokenCount, rows]`.

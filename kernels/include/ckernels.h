@@ -52,6 +52,21 @@ void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck
 void ck_ref_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                    float *y, size_t ldy);
 
+/// The product the model uses: ck_matmul tiled for the caches, its output features split
+/// over the thread pool when the work is large enough. Bit-identical to ck_matmul.
+void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
+                    float *y, size_t ldy);
+
+/// A task of a parallel job.
+typedef void (*ck_task_fn)(void *ctx, int task);
+/// Starts the kernel thread pool with `threads` threads in all (the caller included; <= 0:
+/// one per online CPU). Later calls return the size of the running pool.
+int ck_pool_init(int threads);
+/// Threads of the pool (1 before ck_pool_init).
+int ck_pool_threads(void);
+/// Runs fn(ctx, i) for i in [0, tasks) on the pool and the caller; returns when all are done.
+void ck_pool_run(int tasks, ck_task_fn fn, void *ctx);
+
 /// Converts n values of `dtype` at src to float.
 void ck_to_f32(const void *src, ck_dtype dtype, size_t n, float *dst);
 

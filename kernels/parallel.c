@@ -1,0 +1,60 @@
+// parallel.c: the matrix product the model calls. Splits y = x · Wᵀ into tiles that keep a
+// block of weight rows in cache while every token passes over it, and spreads the tiles'
+// output features over the kernel thread pool (decode is bandwidth bound: every thread must
+// stream its own share of the weights).
+//
+// Every output element is computed by ck_matmul with the same arithmetic whatever the tile
+// shapes, thread count or number of tokens, so results are bit-identical between batch
+// compositions (a sequence's logits do not depend on what else is in the batch).
+#include "internal.h"
+
+// Weight rows per cache tile: 64 rows × K ≤ 4096 BF16 = 512 KB, within L2.
+#define TILE_ROWS 64
+// Products smaller than this many multiply-adds run on the calling thread alone.
+#define PARALLEL_MIN_WORK ((size_t)1 << 17)
+
+static size_t element_bytes(ck_dtype dtype) { return dtype == CK_DTYPE_F32 ? 4 : 2; }
+
+static void tiled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t n0,
+                  size_t n1, float *y, size_t ldy) {
+    for (size_t a = n0; a < n1; a += TILE_ROWS) {
+        size_t b = a + TILE_ROWS < n1 ? a + TILE_ROWS : n1;
+        ck_matmul(x, ldx, T, K, (const char *)w + a * K * element_bytes(dtype), dtype, b - a, y + a, ldy);
+    }
+}
+
+typedef struct {
+    const float *x;
+    size_t ldx, T, K;
+    const void *w;
+    ck_dtype dtype;
+    size_t N;
+    float *y;
+    size_t ldy;
+    size_t rows_per_task;
+} mm_job;
+
+static void mm_task(void *ctx, int task) {
+    const mm_job *j = (const mm_job *)ctx;
+    size_t n0 = (size_t)task * j->rows_per_task;
+    if (n0 >= j->N) return;
+    size_t n1 = n0 + j->rows_per_task < j->N ? n0 + j->rows_per_task : j->N;
+    tiled(j->x, j->ldx, j->T, j->K, j->w, j->dtype, n0, n1, j->y, j->ldy);
+}
+
+void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
+                    float *y, size_t ldy) {
+    if (T == 0 || N == 0) return;
+    int threads = ck_pool_threads();
+    if (threads <= 1 || T * K * N < PARALLEL_MIN_WORK || N < 8) {
+        tiled(x, ldx, T, K, w, dtype, 0, N, y, ldy);
+        return;
+    }
+    // A few tasks per thread balance uneven progress; task edges on 4-row boundaries keep
+    // the 4-row register blocks whole.
+    size_t tasks = (size_t)threads * 2;
+    size_t rows = (N + tasks - 1) / tasks;
+    rows = (rows + 3) / 4 * 4;
+    mm_job job = {x, ldx, T, K, w, dtype, N, y, ldy, rows};
+    ck_pool_run((int)((N + rows - 1) / rows), mm_task, &job);
+}

@@ -1,0 +1,119 @@
+// threadpool.c: a persistent pool of worker threads for the kernels.
+//
+// ck_pool_run(n, fn, ctx) runs fn(ctx, i) for i in [0, n) on the caller and the workers and
+// returns when all are done. Workers spin briefly on a generation counter after each job
+// (decode issues hundreds of small jobs per token, and a condition-variable wake-up costs
+// more than the job), then sleep on a condition variable.
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define SPIN_ITERATIONS 20000
+
+static struct {
+    int threads;                 // including the caller
+    pthread_t *workers;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    // High 32 bits: job generation; low 32 bits: next task index. Claiming a task is a CAS on
+    // both, so a worker that wakes late can never run a task of a job that has moved on.
+    _Atomic uint64_t state;
+    atomic_int done_tasks;       // tasks finished
+    atomic_int task_count;
+    ck_task_fn fn;
+    void *ctx;
+    atomic_int sleepers;
+    pthread_mutex_t run_lock;    // one job at a time
+} pool = {.threads = 1, .mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+          .run_lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void run_tasks(uint32_t generation) {
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&pool.state, memory_order_acquire);
+        if ((uint32_t)(v >> 32) != generation) return;
+        uint32_t i = (uint32_t)v;
+        if ((int)i >= atomic_load_explicit(&pool.task_count, memory_order_relaxed)) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.state, &v, v + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+        pool.fn(pool.ctx, (int)i);
+        atomic_fetch_add_explicit(&pool.done_tasks, 1, memory_order_acq_rel);
+    }
+}
+
+static uint32_t current_generation(void) { return (uint32_t)(atomic_load_explicit(&pool.state, memory_order_acquire) >> 32); }
+
+static void *worker_main(void *arg) {
+    (void)arg;
+    uint32_t seen = current_generation();
+    for (;;) {
+        int spins = 0;
+        while (current_generation() == seen) {
+            if (++spins < SPIN_ITERATIONS) {
+                CPU_RELAX();
+                continue;
+            }
+            pthread_mutex_lock(&pool.mutex);
+            atomic_fetch_add(&pool.sleepers, 1);
+            while (current_generation() == seen) pthread_cond_wait(&pool.wake, &pool.mutex);
+            atomic_fetch_sub(&pool.sleepers, 1);
+            pthread_mutex_unlock(&pool.mutex);
+        }
+        seen = current_generation();
+        run_tasks(seen);
+    }
+    return NULL;
+}
+
+int ck_pool_init(int threads) {
+    pthread_mutex_lock(&pool.run_lock);
+    if (pool.workers == NULL) {
+        if (threads <= 0) {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            threads = n > 0 ? (int)n : 1;
+        }
+        if (threads > 256) threads = 256;
+        pool.threads = threads;
+        if (threads > 1) {
+            pool.workers = calloc((size_t)threads - 1, sizeof(pthread_t));
+            for (int i = 0; i < threads - 1; i++) pthread_create(&pool.workers[i], NULL, worker_main, NULL);
+        } else {
+            pool.workers = calloc(1, sizeof(pthread_t));  // marks the pool as initialised
+        }
+    }
+    int t = pool.threads;
+    pthread_mutex_unlock(&pool.run_lock);
+    return t;
+}
+
+int ck_pool_threads(void) { return pool.threads; }
+
+void ck_pool_run(int tasks, ck_task_fn fn, void *ctx) {
+    if (tasks <= 0) return;
+    if (pool.threads <= 1 || tasks == 1) {
+        for (int i = 0; i < tasks; i++) fn(ctx, i);
+        return;
+    }
+    pthread_mutex_lock(&pool.run_lock);
+    pool.fn = fn;
+    pool.ctx = ctx;
+    atomic_store_explicit(&pool.task_count, tasks, memory_order_relaxed);
+    atomic_store(&pool.done_tasks, 0);
+    uint32_t generation = current_generation() + 1;
+    atomic_store_explicit(&pool.state, (uint64_t)generation << 32, memory_order_release);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.mutex);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.mutex);
+    }
+    run_tasks(generation);
+    while (atomic_load_explicit(&pool.done_tasks, memory_order_acquire) < tasks) CPU_RELAX();
+    pthread_mutex_unlock(&pool.run_lock);
+}
