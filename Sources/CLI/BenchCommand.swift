@@ -2,11 +2,14 @@
 import ArgumentParser
 import DeepSeekV4
 import Engine
+import CKernels
 import Foundation
+import Numerics
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure performance.", subcommands: [ThroughputBench.self])
+        commandName: "bench", abstract: "Measure performance against ceilings measured in the same run.",
+        subcommands: [DecodeBench.self, PrefillBench.self, KernelsBench.self, ThroughputBench.self])
 }
 
 /// Aggregate decode throughput of N concurrent streams against one stream.

@@ -67,6 +67,12 @@ int ck_pool_threads(void);
 /// Runs fn(ctx, i) for i in [0, tasks) on the pool and the caller; returns when all are done.
 void ck_pool_run(int tasks, ck_task_fn fn, void *ctx);
 
+/// Best read bandwidth (GB/s) over `repeats` passes of all pool threads over `buffer`
+/// (64-byte aligned, `floats` values).
+double ck_bench_read_gbps(const float *buffer, size_t floats, int repeats);
+/// fp32 FMA throughput (GFLOP/s) of `threads` pool threads, 12 independent chains each.
+double ck_bench_fma_gflops(int threads, long iters);
+
 /// Converts n values of `dtype` at src to float.
 void ck_to_f32(const void *src, ck_dtype dtype, size_t n, float *dst);
 
