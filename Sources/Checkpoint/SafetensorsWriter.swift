@@ -40,13 +40,27 @@ public enum SafetensorsWriter {
         header += parts.joined(separator: ",") + "}"
         var headerData = Data(header.utf8)
         while headerData.count % 8 != 0 { headerData.append(0x20) }
-        var out = Data()
+        // Stream to the file in bounded writes (one write(2) moves at most ~2 GB on Linux).
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw CheckpointError.unreadable(path: path, reason: "cannot create file")
+        }
+        defer { try? handle.close() }
         var len = UInt64(headerData.count).littleEndian
-        out.append(Data(bytes: &len, count: 8))
-        out.append(headerData)
-        for name in names { out.append(tensors[name]!.bytes) }
-        guard FileManager.default.createFile(atPath: path, contents: out) else {
-            throw CheckpointError.unreadable(path: path, reason: "cannot write file")
+        do {
+            try handle.write(contentsOf: Data(bytes: &len, count: 8))
+            try handle.write(contentsOf: headerData)
+            let chunk = 64 << 20
+            for name in names {
+                let bytes = tensors[name]!.bytes
+                var start = 0
+                while start < bytes.count {
+                    let end = min(start + chunk, bytes.count)
+                    try handle.write(contentsOf: bytes[(bytes.startIndex + start)..<(bytes.startIndex + end)])
+                    start = end
+                }
+            }
+        } catch {
+            throw CheckpointError.unreadable(path: path, reason: "write failed: \(error)")
         }
     }
 
