@@ -1,7 +1,7 @@
 // matmul.c: y = x · Wᵀ for weights stored as F32, BF16 or F16 (read in place, never copied).
 //
-// The AVX-512 path computes register blocks of 4 tokens × 4 weight rows (16 zmm
-// accumulators), with 1×4 and 1×1 blocks for the edges, and masked loads for K tails.
+// The AVX-512 path computes register blocks of 6 tokens × 4 weight rows (24 zmm
+// accumulators), with 1×8, 1×4 and 1×1 blocks for the edges, and masked loads for K tails.
 // The scalar twin accumulates in float, in index order.
 #include <immintrin.h>
 #include "internal.h"
@@ -41,7 +41,11 @@ TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
 }
 
 // One register block of TB tokens × NB weight rows starting at (t0, n0).
-#define MM_BLOCK(SUFFIX, LW, TB, NB)                                                                   \
+// Bytes ahead of the current position that each weight row prefetches: decode is a stream of
+// many short rows, and without it the loads wait on DRAM latency.
+#define PF_BYTES 1024
+
+#define MM_BLOCK(SUFFIX, LW, TB, NB, ESZ)                                                              \
     TGT static inline void blk_##SUFFIX##_##TB##x##NB(const float *x, size_t ldx, size_t K, const void *w, \
                                                       float *y, size_t ldy, size_t t0, size_t n0) {     \
         __m512 acc[TB][NB];                                                                            \
@@ -50,7 +54,10 @@ TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
         for (size_t k = 0; k < K; k += 16) {                                                           \
             __mmask16 m = (k + 16 <= K) ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);        \
             __m512 wv[NB];                                                                             \
-            for (int j = 0; j < NB; j++) wv[j] = LW(w, (n0 + j) * K + k, m);                           \
+            for (int j = 0; j < NB; j++) {                                                             \
+                _mm_prefetch((const char *)w + ((n0 + j) * K + k) * ESZ + PF_BYTES, _MM_HINT_T0);       \
+                wv[j] = LW(w, (n0 + j) * K + k, m);                                                    \
+            }                                                                                          \
             for (int i = 0; i < TB; i++) {                                                             \
                 __m512 xv = _mm512_maskz_loadu_ps(m, x + (t0 + i) * ldx + k);                          \
                 for (int j = 0; j < NB; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);        \
@@ -60,29 +67,31 @@ TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
             for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);  \
     }
 
-#define MM_KERNEL(SUFFIX, LW)                                                                          \
-    MM_BLOCK(SUFFIX, LW, 4, 4)                                                                         \
-    MM_BLOCK(SUFFIX, LW, 1, 4)                                                                         \
-    MM_BLOCK(SUFFIX, LW, 1, 1)                                                                         \
+#define MM_KERNEL(SUFFIX, LW, ESZ)                                                                     \
+    MM_BLOCK(SUFFIX, LW, 6, 4, ESZ)                                                                    \
+    MM_BLOCK(SUFFIX, LW, 1, 8, ESZ)                                                                    \
+    MM_BLOCK(SUFFIX, LW, 1, 4, ESZ)                                                                    \
+    MM_BLOCK(SUFFIX, LW, 1, 1, ESZ)                                                                    \
     TGT static void mm_##SUFFIX(const float *x, size_t ldx, size_t T, size_t K, const void *w, size_t N, \
                                 float *y, size_t ldy) {                                                \
         size_t t = 0;                                                                                  \
-        for (; t + 4 <= T; t += 4) {                                                                   \
+        for (; t + 6 <= T; t += 6) {                                                                   \
             size_t n = 0;                                                                              \
-            for (; n + 4 <= N; n += 4) blk_##SUFFIX##_4x4(x, ldx, K, w, y, ldy, t, n);                 \
+            for (; n + 4 <= N; n += 4) blk_##SUFFIX##_6x4(x, ldx, K, w, y, ldy, t, n);                 \
             for (; n < N; n++)                                                                         \
-                for (size_t i = 0; i < 4; i++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t + i, n);     \
+                for (size_t i = 0; i < 6; i++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t + i, n);     \
         }                                                                                              \
         for (; t < T; t++) {                                                                           \
             size_t n = 0;                                                                              \
+            for (; n + 8 <= N; n += 8) blk_##SUFFIX##_1x8(x, ldx, K, w, y, ldy, t, n);                 \
             for (; n + 4 <= N; n += 4) blk_##SUFFIX##_1x4(x, ldx, K, w, y, ldy, t, n);                 \
             for (; n < N; n++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t, n);                         \
         }                                                                                              \
     }
 
-MM_KERNEL(f32, lw_f32)
-MM_KERNEL(bf16, lw_bf16)
-MM_KERNEL(f16, lw_f16)
+MM_KERNEL(f32, lw_f32, 4)
+MM_KERNEL(bf16, lw_bf16, 2)
+MM_KERNEL(f16, lw_f16, 2)
 
 void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                float *y, size_t ldy) {

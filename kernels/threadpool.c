@@ -8,6 +8,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include "internal.h"
 
 #if defined(__x86_64__)
@@ -75,6 +78,12 @@ static void *worker_main(void *arg) {
 int ck_pool_init(int threads) {
     pthread_mutex_lock(&pool.run_lock);
     if (pool.workers == NULL) {
+#if defined(__GLIBC__)
+        // Keep large temporaries in the heap: the forward pass allocates and frees many
+        // multi-megabyte buffers, and fresh mmap'd pages cost a fault and a zeroing each time.
+        mallopt(M_MMAP_THRESHOLD, 1 << 30);
+        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
         if (threads <= 0) {
             long n = sysconf(_SC_NPROCESSORS_ONLN);
             threads = n > 0 ? (int)n : 1;

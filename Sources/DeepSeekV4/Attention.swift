@@ -92,14 +92,18 @@ enum Attention {
                                         startPosition: seg.position, keys: v, rope: rope, config: c)
                                 }
                                 let ring = seg.state + slots.ringOffset
-                                var keys: [UnsafePointer<Float>] = []
-                                var logits: [Float] = []
-                                for i in 0..<seg.count {
+                                let kvBase = kvp.baseAddress!
+                                let qBase = qp.baseAddress!
+                                let oBase = op.baseAddress!
+                                let sinks = w.sinks
+                                // Queries are independent: spread them over the kernel threads.
+                                KernelThreads.parallelFor(seg.count) { i in
                                     let t = seg.row + i
                                     let P = seg.position + i
-                                    keys.removeAll(keepingCapacity: true)
+                                    var keys: [UnsafePointer<Float>] = []
+                                    keys.reserveCapacity(W + (selected.isEmpty ? 0 : selected[i].count))
                                     for pos in max(0, P - W + 1)...P {
-                                        keys.append(pos >= seg.position ? kvp.baseAddress! + (seg.row + pos - seg.position) * d : UnsafePointer(ring + (pos % W) * d))
+                                        keys.append(pos >= seg.position ? kvBase + (seg.row + pos - seg.position) * d : UnsafePointer(ring + (pos % W) * d))
                                     }
                                     if let main {
                                         switch kind {
@@ -110,25 +114,11 @@ enum Attention {
                                             for e in selected[i] { keys.append(UnsafePointer(main.entry(e))) }
                                         }
                                     }
-                                    if logits.count < keys.count { logits = [Float](repeating: 0, count: keys.count) }
-                                    for hd in 0..<H {
-                                        let qv = qp.baseAddress! + (t * H + hd) * d
-                                        let sink = w.sinks[hd]
-                                        var mx = sink
-                                        for (k, key) in keys.enumerated() {
-                                            let l = dot(qv, key, d) * scale
-                                            logits[k] = l
-                                            mx = max(mx, l)
-                                        }
-                                        var denom = exp(sink - mx)
-                                        for k in 0..<keys.count {
-                                            logits[k] = exp(logits[k] - mx)
-                                            denom += logits[k]
-                                        }
-                                        let out = op.baseAddress! + (t * H + hd) * d
-                                        for (k, key) in keys.enumerated() { axpy(logits[k] / denom, key, out, d) }
-                                        rope.apply(out, count: d, position: P, inverse: true)
+                                    let out = oBase + t * H * d
+                                    sinks.withUnsafeBufferPointer { sp in
+                                        attend(query: qBase + t * H * d, heads: H, dim: d, keys: keys, sinks: sp.baseAddress!, scale: scale, into: out)
                                     }
+                                    for hd in 0..<H { rope.apply(out + hd * d, count: d, position: P, inverse: true) }
                                 }
                                 // Remember the last `W` kv vectors of the sequence.
                                 for i in max(0, seg.count - W)..<seg.count {

@@ -31,6 +31,7 @@ public enum KernelThreads {
     /// Only the first call (or first matrix product) decides; returns the pool's size.
     @discardableResult
     public static func start(count: Int? = nil) -> Int {
+
         let env = ProcessInfo.processInfo.environment["DSV4_THREADS"].flatMap(Int.init)
         return Int(ck_pool_init(Int32(count ?? env ?? 0)))
     }
@@ -44,6 +45,44 @@ public enum KernelThreads {
     }
 
     nonisolated(unsafe) private static var started = false
+
+    /// Runs `body(i)` for i in 0..<count on the pool (the caller takes part) and returns when
+    /// all are done. `body` must be safe to run concurrently for distinct indices.
+    public static func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        guard count > 0 else { return }
+        startIfNeeded()
+        if count == 1 || ck_pool_threads() <= 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { escaping in
+            let box = ClosureBox(escaping)
+            let ctx = Unmanaged.passUnretained(box).toOpaque()
+            ck_pool_run(Int32(count), { ctx, i in
+                Unmanaged<ClosureBox>.fromOpaque(ctx!).takeUnretainedValue().body(Int(i))
+            }, ctx)
+            withExtendedLifetime(box) {}
+        }
+    }
+
+    private final class ClosureBox {
+        let body: (Int) -> Void
+        init(_ body: @escaping (Int) -> Void) { self.body = body }
+    }
+}
+
+/// One query's attention over gathered keys (V = K) for every head at once, with a sink per
+/// head in the softmax denominator. `query` and `out` are `[heads, dim]`.
+public func attend(
+    query: UnsafePointer<Float>, heads: Int, dim: Int, keys: [UnsafePointer<Float>], sinks: UnsafePointer<Float>, scale: Float,
+    into out: UnsafeMutablePointer<Float>
+) {
+    var scratch = [Float](repeating: 0, count: max(heads * keys.count, 1))
+    keys.withUnsafeBufferPointer { kp in
+        kp.baseAddress!.withMemoryRebound(to: UnsafePointer<Float>?.self, capacity: keys.count) { k in
+            ck_attend(query, heads, dim, k, keys.count, sinks, scale, &scratch, out)
+        }
+    }
 }
 
 /// Σ a[i]·b[i] over n floats.

@@ -67,6 +67,14 @@ int ck_pool_threads(void);
 /// Runs fn(ctx, i) for i in [0, tasks) on the pool and the caller; returns when all are done.
 void ck_pool_run(int tasks, ck_task_fn fn, void *ctx);
 
+/// One query's attention over `n` gathered keys (V = K) for `H` heads of width `d`: scores
+/// scaled by `scale`, softmax with `sinks[h]` in each head's denominator, weighted sum into
+/// `out` [H, d] (overwritten). `scratch` holds H·n floats. With n = 0 the output is 0.
+void ck_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks, float scale,
+               float *scratch, float *out);
+void ck_ref_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks,
+                   float scale, float *scratch, float *out);
+
 /// Best read bandwidth (GB/s) over `repeats` passes of all pool threads over `buffer`
 /// (64-byte aligned, `floats` values).
 double ck_bench_read_gbps(const float *buffer, size_t floats, int repeats);

@@ -1,0 +1,103 @@
+// attention.c: one query's attention over a gathered set of keys (V = K, as in V4's shared
+// K=V head), for all heads at once: scores, softmax with a per-head sink in the
+// denominator, and the weighted sum. Each key is loaded once for every head.
+//
+//   s[h][k] = scale · q[h] · key_k,   M_h = max(sink_h, max_k s[h][k])
+//   out[h]  = Σ_k exp(s[h][k] − M_h) · key_k / (Σ_k exp(s[h][k] − M_h) + exp(sink_h − M_h))
+#include <immintrin.h>
+#include <math.h>
+#include "internal.h"
+
+static void softmax_with_sink(float *s, size_t H, size_t n, const float *sinks) {
+    for (size_t h = 0; h < H; h++) {
+        float *row = s + h * n;
+        float mx = sinks[h];
+        for (size_t k = 0; k < n; k++) mx = row[k] > mx ? row[k] : mx;
+        float denom = expf(sinks[h] - mx);
+        for (size_t k = 0; k < n; k++) {
+            row[k] = expf(row[k] - mx);
+            denom += row[k];
+        }
+        float inv = 1.0f / denom;
+        for (size_t k = 0; k < n; k++) row[k] *= inv;
+    }
+}
+
+void ck_ref_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks,
+                   float scale, float *scratch, float *out) {
+    for (size_t h = 0; h < H; h++)
+        for (size_t k = 0; k < n; k++) {
+            float acc = 0;
+            for (size_t i = 0; i < d; i++) acc += q[h * d + i] * keys[k][i];
+            scratch[h * n + k] = acc * scale;
+        }
+    softmax_with_sink(scratch, H, n, sinks);
+    for (size_t h = 0; h < H; h++) {
+        for (size_t i = 0; i < d; i++) out[h * d + i] = 0;
+        for (size_t k = 0; k < n; k++)
+            for (size_t i = 0; i < d; i++) out[h * d + i] += scratch[h * n + k] * keys[k][i];
+    }
+}
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// Scores of 4 keys × 4 heads per register block; output of 4 heads × 32 dims per block,
+// accumulated in registers over all keys.
+TGT static void attend_avx512(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks,
+                              float scale, float *s, float *out) {
+    size_t k = 0;
+    for (; k < n; k += 4) {
+        size_t kb = n - k < 4 ? n - k : 4;
+        const float *kp[4];
+        for (size_t j = 0; j < 4; j++) kp[j] = keys[k + (j < kb ? j : 0)];
+        for (size_t h = 0; h < H; h += 4) {
+            size_t hb = H - h < 4 ? H - h : 4;
+            const float *qp[4];
+            for (size_t j = 0; j < 4; j++) qp[j] = q + (h + (j < hb ? j : 0)) * d;
+            __m512 a[4][4];
+            for (int x = 0; x < 4; x++)
+                for (int y = 0; y < 4; y++) a[x][y] = _mm512_setzero_ps();
+            for (size_t i = 0; i < d; i += 16) {
+                __mmask16 m = (i + 16 <= d) ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - i)) - 1);
+                __m512 kv[4], qv[4];
+                for (int j = 0; j < 4; j++) kv[j] = _mm512_maskz_loadu_ps(m, kp[j] + i);
+                for (int j = 0; j < 4; j++) qv[j] = _mm512_maskz_loadu_ps(m, qp[j] + i);
+                for (int x = 0; x < 4; x++)
+                    for (int y = 0; y < 4; y++) a[x][y] = _mm512_fmadd_ps(qv[x], kv[y], a[x][y]);
+            }
+            for (size_t x = 0; x < hb; x++)
+                for (size_t y = 0; y < kb; y++) s[(h + x) * n + k + y] = _mm512_reduce_add_ps(a[x][y]) * scale;
+        }
+    }
+    softmax_with_sink(s, H, n, sinks);
+    for (size_t h = 0; h < H; h += 4) {
+        size_t hb = H - h < 4 ? H - h : 4;
+        const float *pr[4];
+        for (size_t j = 0; j < 4; j++) pr[j] = s + (h + (j < hb ? j : 0)) * n;
+        for (size_t i = 0; i < d; i += 32) {
+            __mmask16 m0 = (i + 16 <= d) ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - i)) - 1);
+            __mmask16 m1 = (i + 32 <= d) ? (__mmask16)0xFFFF : (i + 16 < d ? (__mmask16)((1u << (d - i - 16)) - 1) : 0);
+            __m512 c[4][2];
+            for (int x = 0; x < 4; x++) c[x][0] = c[x][1] = _mm512_setzero_ps();
+            for (size_t kk = 0; kk < n; kk++) {
+                __m512 k0 = _mm512_maskz_loadu_ps(m0, keys[kk] + i);
+                __m512 k1 = _mm512_maskz_loadu_ps(m1, keys[kk] + i + 16);
+                for (int x = 0; x < 4; x++) {
+                    __m512 pv = _mm512_set1_ps(pr[x][kk]);
+                    c[x][0] = _mm512_fmadd_ps(pv, k0, c[x][0]);
+                    c[x][1] = _mm512_fmadd_ps(pv, k1, c[x][1]);
+                }
+            }
+            for (size_t x = 0; x < hb; x++) {
+                _mm512_mask_storeu_ps(out + (h + x) * d + i, m0, c[x][0]);
+                _mm512_mask_storeu_ps(out + (h + x) * d + i + 16, m1, c[x][1]);
+            }
+        }
+    }
+}
+
+void ck_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks, float scale,
+               float *scratch, float *out) {
+    if (ck_use_avx512()) attend_avx512(q, H, d, keys, n, sinks, scale, scratch, out);
+    else ck_ref_attend(q, H, d, keys, n, sinks, scale, scratch, out);
+}
