@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "CKernels", "CKernels", "Numerics", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine",
+                "CKernels", "Numerics", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

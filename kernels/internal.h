@@ -3,4 +3,10 @@
 #define CK_INTERNAL_H
 #include "include/ckernels.h"
 int ck_use_avx512(void);
+
+// BF16 weights (matmul_bf16.c): x permuted once per product, then any tiling.
+size_t ck_bf16_padded(size_t K);
+void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *out);
+void ck_bf16_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, size_t N, float *y, size_t ldy);
+void ck_bf16_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, size_t N, float *y, size_t ldy);
 #endif

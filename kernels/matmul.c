@@ -31,10 +31,6 @@ void ck_ref_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w
 TGT static inline __m512 lw_f32(const void *w, size_t i, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, (const float *)w + i);
 }
-TGT static inline __m512 lw_bf16(const void *w, size_t i, __mmask16 m) {
-    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
 TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
     __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i);
     return _mm512_cvtph_ps(h);
@@ -90,7 +86,6 @@ TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
     }
 
 MM_KERNEL(f32, lw_f32, 4)
-MM_KERNEL(bf16, lw_bf16, 2)
 MM_KERNEL(f16, lw_f16, 2)
 
 void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
@@ -104,7 +99,7 @@ void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck
     if (ck_use_avx512()) {
         switch (dtype) {
         case CK_DTYPE_F32: mm_f32(x, ldx, T, K, w, N, y, ldy); return;
-        case CK_DTYPE_BF16: mm_bf16(x, ldx, T, K, w, N, y, ldy); return;
+        case CK_DTYPE_BF16: ck_bf16_matmul(x, ldx, T, K, w, N, y, ldy); return;
         case CK_DTYPE_F16: mm_f16(x, ldx, T, K, w, N, y, ldy); return;
         }
     }

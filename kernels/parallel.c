@@ -6,6 +6,7 @@
 // Every output element is computed by ck_matmul with the same arithmetic whatever the tile
 // shapes, thread count or number of tokens, so results are bit-identical between batch
 // compositions (a sequence's logits do not depend on what else is in the batch).
+#include <stdlib.h>
 #include "internal.h"
 
 // Weight rows per cache tile: 64 rows × K ≤ 4096 BF16 = 512 KB, within L2.
@@ -15,16 +16,20 @@
 
 static size_t element_bytes(ck_dtype dtype) { return dtype == CK_DTYPE_F32 ? 4 : 2; }
 
-static void tiled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t n0,
-                  size_t n1, float *y, size_t ldy) {
+// `xp` (may be NULL) is x already permuted for the BF16 kernel.
+static void tiled(const float *x, const float *xp, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                  size_t n0, size_t n1, float *y, size_t ldy) {
     for (size_t a = n0; a < n1; a += TILE_ROWS) {
         size_t b = a + TILE_ROWS < n1 ? a + TILE_ROWS : n1;
-        ck_matmul(x, ldx, T, K, (const char *)w + a * K * element_bytes(dtype), dtype, b - a, y + a, ldy);
+        const void *wt = (const char *)w + a * K * element_bytes(dtype);
+        if (xp) ck_bf16_matmul_permuted(xp, T, K, wt, b - a, y + a, ldy);
+        else ck_matmul(x, ldx, T, K, wt, dtype, b - a, y + a, ldy);
     }
 }
 
 typedef struct {
     const float *x;
+    const float *xp;
     size_t ldx, T, K;
     const void *w;
     ck_dtype dtype;
@@ -39,15 +44,21 @@ static void mm_task(void *ctx, int task) {
     size_t n0 = (size_t)task * j->rows_per_task;
     if (n0 >= j->N) return;
     size_t n1 = n0 + j->rows_per_task < j->N ? n0 + j->rows_per_task : j->N;
-    tiled(j->x, j->ldx, j->T, j->K, j->w, j->dtype, n0, n1, j->y, j->ldy);
+    tiled(j->x, j->xp, j->ldx, j->T, j->K, j->w, j->dtype, n0, n1, j->y, j->ldy);
 }
 
 void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                     float *y, size_t ldy) {
     if (T == 0 || N == 0) return;
+    float *xp = NULL;
+    if (dtype == CK_DTYPE_BF16 && K > 0 && ck_use_avx512()) {
+        xp = malloc(T * ck_bf16_padded(K) * sizeof(float) + 64);
+        ck_bf16_permute_x(x, ldx, T, K, xp);
+    }
     int threads = ck_pool_threads();
     if (threads <= 1 || T * K * N < PARALLEL_MIN_WORK || N < 8) {
-        tiled(x, ldx, T, K, w, dtype, 0, N, y, ldy);
+        tiled(x, xp, ldx, T, K, w, dtype, 0, N, y, ldy);
+        free(xp);
         return;
     }
     // A few tasks per thread balance uneven progress; task edges on 4-row boundaries keep
@@ -55,6 +66,7 @@ void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *
     size_t tasks = (size_t)threads * 2;
     size_t rows = (N + tasks - 1) / tasks;
     rows = (rows + 3) / 4 * 4;
-    mm_job job = {x, ldx, T, K, w, dtype, N, y, ldy, rows};
+    mm_job job = {x, xp, ldx, T, K, w, dtype, N, y, ldy, rows};
     ck_pool_run((int)((N + rows - 1) / rows), mm_task, &job);
+    free(xp);
 }

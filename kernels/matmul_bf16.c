@@ -1,0 +1,93 @@
+// matmul_bf16.c: the BF16-weight product, with 64-byte weight loads widened in-lane.
+//
+// A BF16 value is the top half of an fp32, so interleaving 32 BF16 weights with zeros
+// (vpunpcklwd / vpunpckhwd) yields two fp32 vectors exactly, with one load and two in-lane
+// shuffles per 32 weights. The unpacks permute elements within each 128-bit lane; x is
+// permuted the same way once per call (and zero-padded to a multiple of 32), so the result
+// is Σ_k x[k]·W[n][k] in a fixed lane order that does not depend on T, N or tiling.
+#include <immintrin.h>
+#include <stdlib.h>
+#include "internal.h"
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define PF_BYTES 1024
+
+size_t ck_bf16_padded(size_t K) { return (K + 31) / 32 * 32; }
+
+// out[t][c*32 + 0..15] = x[c*32 + {0..3, 8..11, 16..19, 24..27}], [16..31] = the other half.
+void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *out) {
+    size_t Kp = ck_bf16_padded(K);
+    for (size_t t = 0; t < T; t++) {
+        const float *xr = x + t * ldx;
+        float *o = out + t * Kp;
+        for (size_t c = 0; c < Kp; c += 32) {
+            for (int lane = 0; lane < 4; lane++) {
+                for (int e = 0; e < 4; e++) {
+                    size_t lo = c + (size_t)lane * 8 + (size_t)e, hi = lo + 4;
+                    o[c + (size_t)lane * 4 + (size_t)e] = lo < K ? xr[lo] : 0.0f;
+                    o[c + 16 + (size_t)lane * 4 + (size_t)e] = hi < K ? xr[hi] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+#define BLOCK(TB, NB)                                                                                   \
+    TGT static inline void blk_##TB##x##NB(const float *xp, size_t Kp, size_t K, const uint16_t *w, float *y, \
+                                           size_t ldy, size_t t0, size_t n0) {                           \
+        __m512 acc[TB][NB];                                                                             \
+        for (int i = 0; i < TB; i++)                                                                    \
+            for (int j = 0; j < NB; j++) acc[i][j] = _mm512_setzero_ps();                               \
+        const __m512i zero = _mm512_setzero_si512();                                                    \
+        for (size_t k = 0; k < K; k += 32) {                                                            \
+            __mmask32 m = (k + 32 <= K) ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);    \
+            __m512 wa[NB], wb[NB];                                                                      \
+            for (int j = 0; j < NB; j++) {                                                              \
+                const uint16_t *row = w + (n0 + j) * K + k;                                             \
+                _mm_prefetch((const char *)row + PF_BYTES, _MM_HINT_T0);                                \
+                __m512i v = _mm512_maskz_loadu_epi16(m, row);                                           \
+                wa[j] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, v));                            \
+                wb[j] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, v));                            \
+            }                                                                                           \
+            for (int i = 0; i < TB; i++) {                                                              \
+                __m512 xa = _mm512_loadu_ps(xp + (t0 + i) * Kp + k);                                    \
+                __m512 xb = _mm512_loadu_ps(xp + (t0 + i) * Kp + k + 16);                               \
+                for (int j = 0; j < NB; j++) {                                                          \
+                    acc[i][j] = _mm512_fmadd_ps(xa, wa[j], acc[i][j]);                                  \
+                    acc[i][j] = _mm512_fmadd_ps(xb, wb[j], acc[i][j]);                                  \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+        for (int i = 0; i < TB; i++)                                                                    \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);  \
+    }
+
+BLOCK(4, 4)
+BLOCK(1, 8)
+BLOCK(1, 4)
+BLOCK(1, 1)
+
+TGT void ck_bf16_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, size_t N, float *y, size_t ldy) {
+    const uint16_t *w16 = (const uint16_t *)w;
+    size_t Kp = ck_bf16_padded(K);
+    size_t t = 0;
+    for (; t + 4 <= T; t += 4) {
+        size_t n = 0;
+        for (; n + 4 <= N; n += 4) blk_4x4(xp, Kp, K, w16, y, ldy, t, n);
+        for (; n < N; n++)
+            for (size_t i = 0; i < 4; i++) blk_1x1(xp, Kp, K, w16, y, ldy, t + i, n);
+    }
+    for (; t < T; t++) {
+        size_t n = 0;
+        for (; n + 8 <= N; n += 8) blk_1x8(xp, Kp, K, w16, y, ldy, t, n);
+        for (; n + 4 <= N; n += 4) blk_1x4(xp, Kp, K, w16, y, ldy, t, n);
+        for (; n < N; n++) blk_1x1(xp, Kp, K, w16, y, ldy, t, n);
+    }
+}
+
+void ck_bf16_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, size_t N, float *y, size_t ldy) {
+    float *xp = malloc(T * ck_bf16_padded(K) * sizeof(float) + 64);
+    ck_bf16_permute_x(x, ldx, T, K, xp);
+    ck_bf16_matmul_permuted(xp, T, K, w, N, y, ldy);
+    free(xp);
+}
