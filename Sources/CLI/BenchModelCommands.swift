@@ -19,7 +19,7 @@ struct Ceilings {
             let floats = 256 << 20 / 4  // 256 MB, far beyond the caches
             let p = UnsafeMutableRawPointer.allocate(byteCount: floats * 4, alignment: 64).bindMemory(to: Float.self, capacity: floats)
             p.initialize(repeating: 1, count: floats)
-            bw = ck_bench_read_gbps(p, floats, 5)
+            bw = ck_bench_read_gbps(p, floats, 9)
             p.deallocate()
         }
         let fl = flops ? ck_bench_fma_gflops(Int32(KernelThreads.count), 20_000_000) : 0

@@ -75,7 +75,7 @@ void ck_attend(const float *q, size_t H, size_t d, const float *const *keys, siz
 void ck_ref_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks,
                    float scale, float *scratch, float *out);
 
-/// Best read bandwidth (GB/s) over `repeats` passes of all pool threads over `buffer`
+/// Median read bandwidth (GB/s) over `repeats` passes of all pool threads over `buffer`
 /// (64-byte aligned, `floats` values).
 double ck_bench_read_gbps(const float *buffer, size_t floats, int repeats);
 /// fp32 FMA throughput (GFLOP/s) of `threads` pool threads, 12 independent chains each.
