@@ -33,6 +33,7 @@ let package = Package(
         .target(name: "Numerics", dependencies: ["CKernels"], swiftSettings: swiftSettings),
         .target(name: "Checkpoint", dependencies: ["Numerics"], swiftSettings: swiftSettings),
         .target(name: "ModelRuntime", dependencies: ["Numerics"], swiftSettings: swiftSettings),
+        .target(name: "Tokenization", swiftSettings: swiftSettings),
         .target(name: "PagedCache", dependencies: ["ModelRuntime"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
         .target(
@@ -43,11 +44,12 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "CKernels", "Numerics", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine",
+                "CKernels", "Numerics", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine", "Tokenization",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"], swiftSettings: swiftSettings),
         .testTarget(name: "PagedCacheTests", dependencies: ["PagedCache", "ModelRuntime"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "PagedCache", "ModelRuntime", "DeepSeekV4"],
