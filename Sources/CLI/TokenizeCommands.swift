@@ -53,3 +53,46 @@ struct DetokenizeCommand: ParsableCommand {
         FileHandle.standardOutput.write(Data(tok.decode(ids).utf8))
     }
 }
+
+struct RenderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "render",
+        abstract: "stdin: a Chat Completions request (JSON) → the V4 prompt text (or its token ids).")
+    @Option(help: "Model folder (for --ids: its tokenizer.json).") var model: String?
+    @Flag(help: "Print the prompt's token ids as a JSON array.") var ids = false
+    @Flag(help: "Each stdin line is a request; each output line the JSON string of its prompt (or an error object).") var jsonl = false
+
+    func run() throws {
+        let tok: BPETokenizer? = ids ? loadTokenizer(model ?? defaultModelDirectory()) : nil
+        func renderOne(_ text: String) throws -> String {
+            let body = try JSONValue.parse(text)
+            let prompt = PromptRenderer.render(try ChatConversation(request: body))
+            if let tok { return "[" + tok.encode(prompt).map(String.init).joined(separator: ",") + "]" }
+            return prompt
+        }
+        if jsonl {
+            while let line = readLine(strippingNewline: true) {
+                do {
+                    var s = ""
+                    JSONValue.writeStringForCLI(try renderOne(line), into: &s)
+                    print(s)
+                } catch {
+                    var s = ""
+                    JSONValue.writeStringForCLI("\(error)", into: &s)
+                    print("{\"error\": \(s)}")
+                }
+            }
+            return
+        }
+        do {
+            let out = try renderOne(readStdinText())
+            FileHandle.standardOutput.write(Data((ids ? out + "\n" : out).utf8))
+        } catch { fail("\(error)") }
+    }
+}
+
+/// The bundled default model's folder ($DSV4_HOME/models/dsv4-tiny).
+func defaultModelDirectory() -> String {
+    let home = ProcessInfo.processInfo.environment["DSV4_HOME"] ?? (NSHomeDirectory() + "/.cache/dsv4")
+    return home + "/models/dsv4-tiny"
+}
