@@ -96,3 +96,44 @@ func defaultModelDirectory() -> String {
     let home = ProcessInfo.processInfo.environment["DSV4_HOME"] ?? (NSHomeDirectory() + "/.cache/dsv4")
     return home + "/models/dsv4-tiny"
 }
+
+struct ParseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parse",
+        abstract: "Split generated text into reasoning_content, content and tool_calls (as the server streams it).",
+        discussion: """
+            stdin lines: {"text": GENERATED, "thinking": true, "tools": true, "chunk": N}; the text is fed in
+            N-character pieces (default: all at once). Output lines: {"reasoning_content", "content", "tool_calls"}.
+            """)
+
+    func run() throws {
+        var lineNumber = 0
+        while let line = readLine(strippingNewline: true) {
+            lineNumber += 1
+            guard let row = try? JSONValue.parse(line), let text = row["text"]?.stringValue else {
+                fail("stdin line \(lineNumber): expected an object with a \"text\" string")
+            }
+            let thinking = row["thinking"]?.boolValue ?? true
+            let tools = row["tools"]?.boolValue ?? true
+            let chunk = max(1, Int(row["chunk"].flatMap { if case .number(let n) = $0 { return n } else { return nil } } ?? "") ?? Int.max)
+            var parser = OutputParser(thinking: thinking, parseToolCalls: tools)
+            var parsed = ParsedOutput(thinking: thinking)
+            let chars = Array(text)
+            var i = 0
+            while i < chars.count {
+                let j = min(chars.count, i + min(chunk, chars.count))
+                for d in parser.push(String(chars[i..<j])) { parsed.apply(d) }
+                i = j
+            }
+            for d in parser.finish() { parsed.apply(d) }
+            func str(_ s: String?) -> String {
+                guard let s else { return "null" }
+                var o = ""
+                JSONValue.writeStringForCLI(s, into: &o)
+                return o
+            }
+            let calls = parsed.toolCalls.map { "{\"name\": \(str($0.name)), \"arguments\": \(str($0.arguments))}" }.joined(separator: ", ")
+            print("{\"reasoning_content\": \(str(parsed.reasoning)), \"content\": \(str(parsed.content)), \"tool_calls\": [\(calls)]}")
+        }
+    }
+}

@@ -15,6 +15,12 @@ public struct ChatToolCall: Equatable, Sendable {
     public var name: String
     /// The arguments as the client sent them (a JSON object text, usually).
     public var arguments: String
+
+    public init(id: String, name: String, arguments: String) {
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+    }
 }
 
 /// A message after validation.
@@ -29,6 +35,11 @@ public struct ChatMessage: Equatable, Sendable {
     public var toolCallID: String?
     /// Assistant prefix completion: the model continues this message.
     public var prefix = false
+
+    public init(role: Role, content: String) {
+        self.role = role
+        self.content = content
+    }
 }
 
 /// How hard the model thinks (DeepSeek API values; others map as DeepSeek's renderer does).
