@@ -2,7 +2,7 @@
 // dsv4: an inference server for DeepSeek-V4-architecture MoE models.
 //
 // Targets are layered so that dependencies point one way:
-//   CKernels (C) -> Numerics -> Checkpoint -> ModelRuntime -> DeepSeekV4 -> CLI
+//   CKernels (C) -> Tensors -> Checkpoint -> ModelRuntime -> DeepSeekV4 -> CLI
 // The model never imports the engine or the server; the server never sees a tensor.
 import PackageDescription
 
@@ -18,6 +18,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // traits: [] keeps Hummingbird's build flags deterministic (see shared/notes/swift-build.md).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         // Hot loops in C, AVX-512 paths chosen at run time, each next to a scalar twin.
@@ -30,22 +34,34 @@ let package = Package(
                 .unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"]),
             ]
         ),
-        .target(name: "Numerics", dependencies: ["CKernels"], swiftSettings: swiftSettings),
-        .target(name: "Checkpoint", dependencies: ["Numerics"], swiftSettings: swiftSettings),
-        .target(name: "ModelRuntime", dependencies: ["Numerics"], swiftSettings: swiftSettings),
+        .target(name: "Tensors", dependencies: ["CKernels"], swiftSettings: swiftSettings),
+        .target(name: "Checkpoint", dependencies: ["Tensors"], swiftSettings: swiftSettings),
+        .target(name: "ModelRuntime", dependencies: ["Tensors"], swiftSettings: swiftSettings),
         .target(name: "Tokenization", swiftSettings: swiftSettings),
         .target(name: "PagedCache", dependencies: ["ModelRuntime"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
         .target(
+            name: "Server",
+            dependencies: [
+                "Engine", "Tokenization", "ModelRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "DeepSeekV4",
-            dependencies: ["Numerics", "Checkpoint", "ModelRuntime"],
+            dependencies: ["Tensors", "Checkpoint", "ModelRuntime"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "CKernels", "Numerics", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine", "Tokenization",
+                "CKernels", "Tensors", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine", "Tokenization", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -54,12 +70,15 @@ let package = Package(
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "PagedCache", "ModelRuntime", "DeepSeekV4"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServerTests", dependencies: ["Server", "Engine", "Tokenization", "ModelRuntime"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"], swiftSettings: swiftSettings),
-        .testTarget(name: "KernelTests", dependencies: ["Numerics", "CKernels"], swiftSettings: swiftSettings),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Numerics"], swiftSettings: swiftSettings),
+        .testTarget(name: "KernelTests", dependencies: ["Tensors", "CKernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensors"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DeepSeekV4Tests",
-            dependencies: ["DeepSeekV4", "Checkpoint", "Numerics", "ModelRuntime"],
+            dependencies: ["DeepSeekV4", "Checkpoint", "Tensors", "ModelRuntime"],
             swiftSettings: swiftSettings
         ),
     ]

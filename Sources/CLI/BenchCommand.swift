@@ -4,7 +4,7 @@ import DeepSeekV4
 import Engine
 import CKernels
 import Foundation
-import Numerics
+import Tensors
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,7 +4,7 @@ import ArgumentParser
 import CKernels
 import DeepSeekV4
 import Foundation
-import Numerics
+import Tensors
 
 /// Machine ceilings, measured now.
 struct Ceilings {

@@ -6,7 +6,7 @@ import ArgumentParser
 import Checkpoint
 import DeepSeekV4
 import Foundation
-import Numerics
+import Tensors
 
 struct CreateModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

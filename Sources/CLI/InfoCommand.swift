@@ -3,7 +3,7 @@ import ArgumentParser
 import Checkpoint
 import DeepSeekV4
 import Foundation
-import Numerics
+import Tensors
 
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,5 @@
 // TensorDType.swift: the dtypes safetensors files name, with their element sizes.
-import Numerics
+import Tensors
 
 /// A safetensors dtype string, e.g. "BF16" or "F8_E4M3".
 public enum TensorDType: String, Sendable, CaseIterable {

@@ -1,7 +1,7 @@
 // TensorStore.swift: a checkpoint folder (one safetensors file or shards with an index),
 // mapped, with name lookups that check dtype and shape.
 import Foundation
-import Numerics
+import Tensors
 
 /// A tensor found in a store: its description and where its bytes are.
 public struct TensorView: @unchecked Sendable {

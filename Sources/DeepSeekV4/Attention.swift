@@ -8,7 +8,7 @@
 // sequence's own ring and pages. Port of transformers' DeepseekV4Attention +
 // eager_attention_forward.
 import Foundation
-import Numerics
+import Tensors
 
 /// The rows of one sequence inside a batch, and where its cache lives.
 struct BatchSegment {

@@ -7,7 +7,7 @@
 // Port of transformers' DeepseekV4{HCA,CSA}Compressor / DeepseekV4Indexer pooling, written as
 // the per-token state machine of DeepSeek's reference so any chunking gives the same entries.
 import Foundation
-import Numerics
+import Tensors
 
 enum Compressor {
     /// Feeds `tokenCount` tokens starting at `startPosition` through the compressor and

@@ -1,6 +1,6 @@
 // DeepSeekV4Model+Traffic.swift: how many weight bytes one token streams and how many
 // matrix FLOPs it costs; the denominators of the decode and prefill rooflines.
-import Numerics
+import Tensors
 
 /// Per-token weight traffic and matrix work of a model.
 public struct WeightTraffic: Sendable {

@@ -9,7 +9,7 @@
 import Checkpoint
 import Foundation
 import ModelRuntime
-import Numerics
+import Tensors
 
 /// Errors from running the model on bad input.
 public enum ModelError: Error, CustomStringConvertible, Equatable {

@@ -5,7 +5,7 @@
 // Sinkhorn-Knopp onto (nearly) doubly-stochastic matrices: X'_j = post_j·a + Σ_i C[i][j]·X_i.
 // Port of transformers' DeepseekV4HyperConnection / DeepseekV4HyperHead (fp32 throughout).
 import Foundation
-import Numerics
+import Tensors
 
 /// Mixing weights for one token: pre `[N]`, post `[N]`, comb `[N, N]`.
 struct HyperMix {

@@ -3,7 +3,7 @@
 //
 // score(t, s) = Σ_h (wI_h · nh^-½) · ReLU(qI_h · K_s) · ihd^-½, with qI = wq_b·qr (RoPE'd)
 // and wI = weights_proj·h. Port of transformers' DeepseekV4Indexer / DeepseekV4IndexerScorer.
-import Numerics
+import Tensors
 
 enum Indexer {
     /// For each of the `T` queries of one sequence, the ids of the selected entries (any order).

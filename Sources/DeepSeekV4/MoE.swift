@@ -5,7 +5,7 @@
 // Routed experts run in the injected ExpertExecutor. Port of transformers'
 // DeepseekV4TopKRouter / DeepseekV4HashRouter / DeepseekV4SparseMoeBlock.
 import ModelRuntime
-import Numerics
+import Tensors
 
 enum MoE {
     /// Routing decisions for `T` tokens; h is `[T, D]`.

@@ -2,7 +2,7 @@
 // in its stored format (matrices stay memory-mapped; small vectors are decoded to fp32).
 import Checkpoint
 import ModelRuntime
-import Numerics
+import Tensors
 
 /// Hyper-connection parameters of one block (spec §3.2): fn `[mix, N·D]`, base `[mix]`, scale `[3]`.
 struct HyperConnectionWeights: Sendable {

@@ -4,7 +4,7 @@
 // The model computes, per token, which experts run and with what weight; an executor
 // returns Σ_k weight_k · expert_k(x). Local execution is one implementation; expert
 // parallelism over MPI will be another, without touching the model.
-import Numerics
+import Tensors
 
 /// The weights of one SwiGLU expert: gate `w1` [I, D], up `w3` [I, D], down `w2` [D, I].
 public struct ExpertWeights: Sendable {

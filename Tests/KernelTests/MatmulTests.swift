@@ -1,7 +1,7 @@
 // MatmulTests.swift: every fast kernel against its scalar twin on awkward sizes, and the
 // number-format decoders against independent ones.
 import CKernels
-import Numerics
+import Tensors
 import Testing
 
 /// Deterministic pseudo-random floats in [-1, 1).

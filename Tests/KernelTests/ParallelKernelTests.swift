@@ -2,7 +2,7 @@
 // (whatever the tiling, threads and token count), the pool runs every task once, and the
 // gather-attention kernel matches its scalar twin.
 import CKernels
-import Numerics
+import Tensors
 import Testing
 
 @Suite(.serialized) struct ParallelKernelTests {

@@ -1,0 +1,67 @@
+// ServeCommand.swift: `dsv4 serve`, the OpenAI- and Anthropic-compatible server.
+import ArgumentParser
+import DeepSeekV4
+import Engine
+import Foundation
+import Logging
+import Server
+import Tensors
+import Tokenization
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve a model over HTTP: OpenAI Chat Completions / Completions, Anthropic Messages, metrics.")
+
+    @Option(help: "Model folder (config.json, safetensors, tokenizer.json). Default: the bundled dsv4-tiny.") var model: String?
+    @Option var host = "127.0.0.1"
+    @Option var port = 8000
+    @Option(name: .customLong("unix-socket"), help: "Listen on a Unix domain socket instead of TCP.") var unixSocket: String?
+    @Option(name: .customLong("api-key"), help: "Accepted API key (Bearer or x-api-key); repeatable. None: no authentication.") var apiKeys: [String] = []
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain (with --tls-key).") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key.") var tlsKey: String?
+    @Option(name: .customLong("served-model-name"), help: "Model name(s) the API answers to; repeatable.") var servedModelNames: [String] = []
+    @Option(name: .customLong("max-model-len"), help: "Context length limit (default: the model's).") var maxModelLen: Int?
+    @Option(name: .customLong("kv-cache-memory"), help: "KV/state cache budget in bytes.") var kvCacheMemory = 2 << 30
+    @Option(help: "Kernel threads (default: all CPUs).") var threads: Int?
+    @Option(name: .customLong("max-num-batched-tokens"), help: "Tokens computed per engine step.") var maxBatchedTokens = 512
+    @Option(name: .customLong("max-num-seqs"), help: "Sequences in flight at most.") var maxSequences = 64
+
+    func validate() throws {
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if port < 0 || port > 65535 { throw ValidationError("--port must be in 0...65535") }
+        if kvCacheMemory <= 0 { throw ValidationError("--kv-cache-memory must be positive") }
+    }
+
+    func run() async throws {
+        let dir = model ?? defaultModelDirectory()
+        KernelThreads.start(count: threads)
+        let m: DeepSeekV4Model
+        let tok: BPETokenizer
+        do {
+            m = try DeepSeekV4Model(directory: dir)
+            tok = try BPETokenizer(path: dir)
+        } catch {
+            fail(model == nil ? "\(error)\n(the default model is created by `bash tools/setup.sh`)" : "\(error)")
+        }
+        guard tok.vocabularySize <= m.vocabSize else {
+            fail("tokenizer has \(tok.vocabularySize) tokens but the model only \(m.vocabSize)")
+        }
+        let engine = EngineLoop(
+            model: m, configuration: EngineConfiguration(cacheBytes: kvCacheMemory, tokenBudget: maxBatchedTokens, maxRunning: maxSequences),
+            detokenize: { tok.decode($0) })
+        var options = ServerOptions(maxModelLen: min(maxModelLen ?? m.maxPositions, m.maxPositions))
+        options.host = host
+        options.port = port
+        options.unixSocket = unixSocket
+        options.apiKeys = apiKeys
+        options.tlsCertificate = tlsCert
+        options.tlsKey = tlsKey
+        let base = URL(fileURLWithPath: dir).lastPathComponent
+        options.servedModelNames = servedModelNames.isEmpty ? [base, "deepseek-v4-flash", "deepseek-v4-pro", "deepseek-chat", "deepseek-reasoner"] : servedModelNames
+        var logger = Logger(label: "dsv4")
+        logger.logLevel = .info
+        let server = DSV4Server(engine: engine, tokenizer: tok, options: options)
+        do { try await server.run(logger: logger) } catch { fail("\(error)") }
+    }
+}

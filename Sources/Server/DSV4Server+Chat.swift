@@ -1,0 +1,230 @@
+// DSV4Server+Chat.swift: POST /v1/chat/completions: render the V4 prompt, generate, parse
+// reasoning / content / tool calls, answer as one JSON or as SSE chunks.
+import Engine
+import Foundation
+import Hummingbird
+import NIOCore
+import Tokenization
+
+/// What one choice accumulates (non-streaming), or tracks (streaming).
+struct ChoiceAccumulator {
+    var parser: OutputParser
+    var output: ParsedOutput
+    var toolIDs: [String] = []
+    var logprobs: [JSONValue] = []
+    var finish: String?
+
+    init(thinking: Bool, tools: Bool) {
+        parser = OutputParser(thinking: thinking, parseToolCalls: tools)
+        output = ParsedOutput(thinking: thinking)
+    }
+}
+
+extension DSV4Server {
+    struct ChatPlan {
+        let conversation: ChatConversation
+        let prompt: [Int]
+        let parameters: SamplingParameters
+        let stream: Bool
+        let includeUsage: Bool
+    }
+
+    func planChat(_ body: JSONValue) throws -> ChatPlan {
+        try checkModel(body)
+        let r = FieldReader(body: body)
+        if let f = body["response_format"], !f.isNull, f["type"]?.stringValue != "text" {
+            throw APIError.badRequest("response_format '\(f["type"]?.stringValue ?? "?")' needs constrained decoding, which this server does not implement yet", param: "response_format")
+        }
+        if let tc = body["tool_choice"], !tc.isNull {
+            let mode = tc.stringValue
+            guard mode == "auto" || mode == "none" else {
+                throw APIError.badRequest("tool_choice \(mode.map { "'\($0)'" } ?? "naming a function") needs constrained decoding, which this server does not implement yet; use 'auto' or 'none'", param: "tool_choice")
+            }
+        }
+        let conv = try ChatConversation(request: body)
+        let prompt = tokenizer.encode(PromptRenderer.render(conv))
+        var p = try r.sampling(defaultMaxTokens: try defaultMaxTokens(promptTokens: prompt.count), logprobsAsCount: false)
+        try checkContext(promptTokens: prompt.count, maxTokens: p.maxTokens)
+        if p.temperature.isNaN { p.temperature = 1 }
+        let stream = try r.bool("stream") ?? false
+        let includeUsage = body["stream_options"]?["include_usage"]?.boolValue ?? false
+        return ChatPlan(conversation: conv, prompt: prompt, parameters: p, stream: stream, includeUsage: includeUsage)
+    }
+
+    func chatCompletions(_ body: JSONValue, _ request: Request) async throws -> Response {
+        try admit()
+        let plan = try planChat(body)
+        let run = try GenerationRun(engine: engine, tokenizer: tokenizer, prompt: plan.prompt, parameters: plan.parameters, hiddenTokens: hiddenTokens)
+        let id = Self.requestID("chatcmpl-")
+        let tools = !plan.conversation.tools.isEmpty
+        let thinking = plan.conversation.thinking
+        let n = plan.parameters.n
+        let wantLogprobs = plan.parameters.logprobs
+        let start = ContinuousClock.now
+        metrics.inFlight(1)
+
+        @Sendable func tokenLogprob(_ s: SampledToken) -> JSONValue {
+            func entry(_ token: Int, _ lp: Float) -> [(String, JSONValue)] {
+                let bytes = tokenizer.bytes(of: token)
+                return [("token", .s(String(decoding: bytes, as: UTF8.self))), ("logprob", .f(lp)), ("bytes", .array(bytes.map { .n(Int($0)) }))]
+            }
+            return .object(entry(s.token, s.logprob) + [("top_logprobs", .array(s.top.map { .object(entry($0.token, $0.logprob)) }))])
+        }
+
+        /// One delta as chat.completion.chunk JSON.
+        @Sendable func chunk(_ choice: Int, _ delta: [(String, JSONValue)], finish: String? = nil, logprobs: JSONValue = .null) -> String {
+            let v: JSONValue = .object([
+                ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(Int(Date().timeIntervalSince1970))),
+                ("model", .s(modelName)),
+                ("choices", .array([.object([
+                    ("index", .n(choice)), ("delta", .object(delta)), ("logprobs", logprobs), ("finish_reason", finish.map { .s($0) } ?? .null),
+                ])])),
+            ])
+            return "data: " + v.promptJSON() + "\n\n"
+        }
+
+        @Sendable func deltaJSON(_ d: OutputDelta, _ acc: inout ChoiceAccumulator) -> [(String, JSONValue)]? {
+            switch d {
+            case .reasoning(let s): return s.isEmpty ? nil : [("reasoning_content", .s(s))]
+            case .content(let s): return s.isEmpty ? nil : [("content", .s(s))]
+            case .toolCall(let i, let name):
+                let tid = Self.requestID("call_")
+                acc.toolIDs.append(tid)
+                return [("tool_calls", .array([.object([
+                    ("index", .n(i)), ("id", .s(tid)), ("type", .s("function")),
+                    ("function", .object([("name", .s(name)), ("arguments", .s(""))])),
+                ])]))]
+            case .toolArguments(let i, let s):
+                return [("tool_calls", .array([.object([("index", .n(i)), ("function", .object([("arguments", .s(s))]))])]))]
+            }
+        }
+
+        @Sendable func finishReason(_ r: FinishReason, _ acc: ChoiceAccumulator) -> String {
+            switch r {
+            case .length: "length"
+            case .stop: acc.parser.sawToolCalls ? "tool_calls" : "stop"
+            case .cancelled: "stop"
+            case .error: "error"
+            }
+        }
+
+        @Sendable func usage(_ prompt: Int, _ cached: Int, _ completion: Int) -> JSONValue {
+            .object([
+                ("prompt_tokens", .n(prompt)), ("completion_tokens", .n(completion)), ("total_tokens", .n(prompt + completion)),
+                ("prompt_tokens_details", .object([("cached_tokens", .n(cached))])),
+            ])
+        }
+
+        if !plan.stream {
+            defer { metrics.inFlight(-1) }
+            var accs = (0..<n).map { _ in ChoiceAccumulator(thinking: thinking, tools: tools) }
+            var promptTokens = plan.prompt.count, cached = 0, completion = 0
+            let updates = run.updates()
+            try await withTaskCancellationHandler {
+                for await u in updates {
+                    switch u {
+                    case .started(let p, let c): promptTokens = p; cached = c
+                    case .text(let k, let text, let token):
+                        for d in accs[k].parser.push(text) { accs[k].output.apply(d); if case .toolCall = d { accs[k].toolIDs.append(Self.requestID("call_")) } }
+                        if wantLogprobs, let token { accs[k].logprobs.append(tokenLogprob(token)) }
+                    case .finished(let k, let reason, let tokens):
+                        for d in accs[k].parser.finish() { accs[k].output.apply(d); if case .toolCall = d { accs[k].toolIDs.append(Self.requestID("call_")) } }
+                        accs[k].finish = finishReason(reason, accs[k])
+                        completion += tokens
+                    case .keepAlive: break
+                    case .failed(let e): throw Self.map(e)
+                    }
+                }
+            } onCancel: { run.cancel() }
+            metrics.tokens(prompt: promptTokens, completion: completion, cached: cached)
+            metrics.observe("chat_completion", seconds: (ContinuousClock.now - start).seconds)
+            let choices: [JSONValue] = accs.enumerated().map { k, a in
+                var message: [(String, JSONValue)] = [("role", .s("assistant")), ("content", .s(a.output.content ?? ""))]
+                if thinking { message.append(("reasoning_content", .s(a.output.reasoning ?? ""))) }
+                if !a.output.toolCalls.isEmpty {
+                    message.append(("tool_calls", .array(a.output.toolCalls.enumerated().map { i, c in
+                        .object([("id", .s(a.toolIDs[i])), ("type", .s("function")),
+                                 ("function", .object([("name", .s(c.name)), ("arguments", .s(c.arguments))]))])
+                    })))
+                }
+                return .object([
+                    ("index", .n(k)), ("message", .object(message)),
+                    ("logprobs", wantLogprobs ? .object([("content", .array(a.logprobs))]) : .null),
+                    ("finish_reason", .s(a.finish ?? "stop")),
+                ])
+            }
+            return json(.object([
+                ("id", .s(id)), ("object", .s("chat.completion")), ("created", .n(created)), ("model", .s(modelName)),
+                ("choices", .array(choices)), ("usage", usage(promptTokens, cached, completion)),
+                ("system_fingerprint", .s("dsv4")),
+            ]))
+        }
+
+        // Streaming: SSE chunks as the parser releases deltas.
+        let keepAlive = Duration.seconds(options.keepAliveSeconds)
+        let includeUsage = plan.includeUsage
+        let promptCount = plan.prompt.count
+        let body = ResponseBody { [self] writer in
+            defer { metrics.inFlight(-1) }
+            var accs = (0..<n).map { _ in ChoiceAccumulator(thinking: thinking, tools: tools) }
+            var promptTokens = promptCount, cached = 0, completion = 0
+            var opened = Set<Int>()
+            let updates = run.updates(keepAliveEvery: keepAlive)
+            do {
+                for await u in updates {
+                    var out = ""
+                    switch u {
+                    case .started(let p, let c): promptTokens = p; cached = c
+                    case .keepAlive: out = ": keep-alive\n\n"
+                    case .text(let k, let text, let token):
+                        if !opened.contains(k) {
+                            opened.insert(k)
+                            out += chunk(k, [("role", .s("assistant")), ("content", .s(""))] + (thinking ? [("reasoning_content", .s(""))] : []))
+                        }
+                        var first = true
+                        for d in accs[k].parser.push(text) {
+                            accs[k].output.apply(d)
+                            if let delta = deltaJSON(d, &accs[k]) {
+                                let lp: JSONValue = (wantLogprobs && first && token != nil) ? .object([("content", .array([tokenLogprob(token!)]))]) : .null
+                                first = false
+                                out += chunk(k, delta, logprobs: lp)
+                            }
+                        }
+                        if first, wantLogprobs, let token { out += chunk(k, [], logprobs: .object([("content", .array([tokenLogprob(token)]))])) }
+                    case .finished(let k, let reason, let tokens):
+                        for d in accs[k].parser.finish() {
+                            accs[k].output.apply(d)
+                            if let delta = deltaJSON(d, &accs[k]) { out += chunk(k, delta) }
+                        }
+                        completion += tokens
+                        out += chunk(k, [], finish: finishReason(reason, accs[k]))
+                    case .failed(let e):
+                        out = "data: " + Self.map(e).body + "\n\n"
+                    }
+                    if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
+                }
+                if includeUsage {
+                    let v: JSONValue = .object([
+                        ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(Int(Date().timeIntervalSince1970))),
+                        ("model", .s(modelName)), ("choices", .array([])), ("usage", usage(promptTokens, cached, completion)),
+                    ])
+                    try await writer.write(ByteBuffer(string: "data: " + v.promptJSON() + "\n\n"))
+                }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+                metrics.tokens(prompt: promptTokens, completion: completion, cached: cached)
+                metrics.observe("chat_completion", seconds: (ContinuousClock.now - start).seconds)
+            } catch {
+                // The client went away: stop generating and free the cache now.
+                run.cancel()
+                metrics.clientCancelled()
+                throw error
+            }
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

@@ -1,0 +1,117 @@
+// GenerationRun.swift: one request's trip through the engine, as text: incremental
+// UTF-8-safe detokenization per choice, end-of-sequence and stop tokens kept out of the
+// text, stop strings cut (with hold-back so a partial stop string is never sent), and
+// keep-alive ticks while the prompt is still being prefilled.
+import Engine
+import Foundation
+import Tokenization
+
+enum GenerationUpdate: Sendable {
+    case started(promptTokens: Int, cachedTokens: Int)
+    /// New visible text of a choice, and the token that produced it (for logprobs).
+    case text(choice: Int, String, token: SampledToken?)
+    case finished(choice: Int, reason: FinishReason, completionTokens: Int)
+    case keepAlive
+    case failed(EngineError)
+}
+
+final class GenerationRun: @unchecked Sendable {
+    let engine: EngineLoop
+    let tokenizer: BPETokenizer
+    let parameters: SamplingParameters
+    let hiddenTokens: Set<Int>
+    let id: Int
+    private let events: AsyncStream<EngineEvent>
+
+    /// Submits the request (throws before any work when it is invalid).
+    init(engine: EngineLoop, tokenizer: BPETokenizer, prompt: [Int], parameters: SamplingParameters, hiddenTokens: Set<Int>) throws {
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.parameters = parameters
+        self.hiddenTokens = hiddenTokens.union(parameters.stopTokenIds)
+        (id, events) = try engine.submit(prompt: prompt, parameters: parameters)
+    }
+
+    func cancel() { engine.cancel(id) }
+
+    struct ChoiceState {
+        var decoder = IncrementalDecoder()
+        var pending = ""
+        var emittedCount = 0
+        var tokens = 0
+    }
+
+    /// The request's updates; ends after every choice finished or on failure.
+    func updates(keepAliveEvery interval: Duration? = nil) -> AsyncStream<GenerationUpdate> {
+        let (stream, continuation) = AsyncStream<GenerationUpdate>.makeStream()
+        let tokenizer = tokenizer
+        let stops = parameters.stop
+        let holdBack = max(0, (stops.map(\.count).max() ?? 0) - 1)
+        let hidden = hiddenTokens
+        let events = events
+        let started = Flag()
+        let ticker: Task<Void, Never>? = interval.map { iv in
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: iv)
+                    if started.isSet || Task.isCancelled { return }
+                    continuation.yield(.keepAlive)
+                }
+            }
+        }
+        let pump = Task {
+            var choices: [Int: ChoiceState] = [:]
+            for await e in events {
+                switch e {
+                case .started(let p, let c):
+                    continuation.yield(.started(promptTokens: p, cachedTokens: c))
+                case .token(let k, let s):
+                    started.set()
+                    var st = choices[k] ?? ChoiceState()
+                    st.tokens += 1
+                    if !hidden.contains(s.token) { st.pending += st.decoder.push(s.token, tokenizer: tokenizer) }
+                    // Release all but what could be the start of a stop string.
+                    var release = ""
+                    if !stops.contains(where: { st.pending.contains($0) }), st.pending.count > holdBack {
+                        let cut = st.pending.index(st.pending.endIndex, offsetBy: -holdBack)
+                        release = String(st.pending[..<cut])
+                        st.pending = String(st.pending[cut...])
+                    }
+                    choices[k] = st
+                    continuation.yield(.text(choice: k, release, token: s))
+                case .finished(let k, let reason, let stop):
+                    var st = choices[k] ?? ChoiceState()
+                    st.pending += st.decoder.finish()
+                    var tail = st.pending
+                    if let stop {
+                        // The engine saw `stop` in the text: cut there (it may span the held-back part).
+                        if let r = tail.range(of: stop) { tail = String(tail[..<r.lowerBound]) }
+                    }
+                    if !tail.isEmpty { continuation.yield(.text(choice: k, tail, token: nil)) }
+                    continuation.yield(.finished(choice: k, reason: reason, completionTokens: st.tokens))
+                    choices[k] = nil
+                case .failed(let err):
+                    continuation.yield(.failed(err))
+                }
+            }
+            ticker?.cancel()
+            continuation.finish()
+        }
+        continuation.onTermination = { [weak self] reason in
+            ticker?.cancel()
+            if case .cancelled = reason {
+                pump.cancel()
+                self?.cancel()
+            }
+        }
+        return stream
+    }
+}
+
+/// A thread-safe one-way flag.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}

@@ -1,0 +1,94 @@
+// ServerMetrics.swift: request counters and latency histograms, rendered with the engine's
+// own figures as Prometheus text at GET /metrics.
+import Engine
+import Foundation
+import Synchronization
+
+public final class ServerMetrics: Sendable {
+    struct State {
+        var requests: [String: Int] = [:]  // "endpoint|status" → count
+        var promptTokens = 0
+        var completionTokens = 0
+        var cachedTokens = 0
+        var inFlight = 0
+        var cancelledByClient = 0
+        var latency: [String: [Int]] = [:]  // name → bucket counts (+ overflow)
+        var latencySum: [String: Double] = [:]
+    }
+
+    static let buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+    private let state = Mutex(State())
+
+    public init() {}
+
+    func record(endpoint: String, status: Int) { state.withLock { $0.requests["\(endpoint)|\(status)", default: 0] += 1 } }
+    func observe(_ name: String, seconds: Double) {
+        state.withLock { s in
+            var counts = s.latency[name] ?? [Int](repeating: 0, count: Self.buckets.count + 1)
+            let i = Self.buckets.firstIndex { seconds <= $0 } ?? Self.buckets.count
+            counts[i] += 1
+            s.latency[name] = counts
+            s.latencySum[name, default: 0] += seconds
+        }
+    }
+    func tokens(prompt: Int, completion: Int, cached: Int) {
+        state.withLock {
+            $0.promptTokens += prompt
+            $0.completionTokens += completion
+            $0.cachedTokens += cached
+        }
+    }
+    func inFlight(_ delta: Int) { state.withLock { $0.inFlight += delta } }
+    func clientCancelled() { state.withLock { $0.cancelledByClient += 1 } }
+    public var inFlightCount: Int { state.withLock { $0.inFlight } }
+
+    /// Prometheus exposition text.
+    func render(engine e: EngineMetrics) -> String {
+        let s = state.withLock { $0 }
+        var out = ""
+        func line(_ name: String, _ help: String, _ type: String, _ samples: [(String, Double)]) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, v) in samples { out += "\(name)\(labels) \(v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : String(v))\n" }
+        }
+        line("dsv4_requests_total", "HTTP requests by endpoint and status.", "counter",
+             s.requests.sorted { $0.key < $1.key }.map { k, v in
+                 let p = k.split(separator: "|")
+                 return ("{endpoint=\"\(p[0])\",status=\"\(p[1])\"}", Double(v))
+             })
+        line("dsv4_requests_in_flight", "Generation requests being served.", "gauge", [("", Double(s.inFlight))])
+        line("dsv4_requests_cancelled_by_client_total", "Requests whose client went away.", "counter", [("", Double(s.cancelledByClient))])
+        line("dsv4_prompt_tokens_total", "Prompt tokens of finished requests.", "counter", [("", Double(s.promptTokens))])
+        line("dsv4_prompt_cached_tokens_total", "Prompt tokens served from the prefix cache.", "counter", [("", Double(s.cachedTokens))])
+        line("dsv4_completion_tokens_total", "Generated tokens of finished requests.", "counter", [("", Double(s.completionTokens))])
+        line("dsv4_engine_requests", "Requests waiting or running in the engine.", "gauge", [("", Double(e.waitingOrRunningRequests))])
+        line("dsv4_engine_running_sequences", "Sequences holding cache.", "gauge", [("", Double(e.runningSequences))])
+        line("dsv4_engine_batch_size", "Sequences in the last step.", "gauge", [("", Double(e.counters.lastBatchSize))])
+        line("dsv4_engine_batch_tokens", "Tokens in the last step.", "gauge", [("", Double(e.counters.lastBatchTokens))])
+        line("dsv4_engine_steps_total", "Model steps.", "counter", [("", Double(e.counters.steps))])
+        line("dsv4_engine_preemptions_total", "Sequences preempted under memory pressure.", "counter", [("", Double(e.counters.preemptions))])
+        line("dsv4_engine_generated_tokens_total", "Tokens sampled.", "counter", [("", Double(e.counters.generatedTokens))])
+        line("dsv4_cache_bytes", "KV/state cache bytes by use.", "gauge", [
+            ("{kind=\"used\"}", Double(e.cacheUsedBytes)), ("{kind=\"budget\"}", Double(e.cacheBudgetBytes)),
+        ])
+        line("dsv4_cache_block_bytes", "Bytes of one cache block by kind.", "gauge", [
+            ("{kind=\"history_page\"}", Double(e.pageBytes)), ("{kind=\"state\"}", Double(e.stateBytes)),
+        ])
+        line("dsv4_prefix_cache_pages", "Full history pages held by the prefix cache.", "gauge", [("", Double(e.cachedPages))])
+        line("dsv4_prefix_cache_queried_tokens_total", "Prompt tokens looked up in the prefix cache.", "counter", [("", Double(e.prefixQueriedTokens))])
+        line("dsv4_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache.", "counter", [("", Double(e.prefixHitTokens))])
+        line("dsv4_prefix_cache_hit_rate", "Hit tokens / queried tokens.", "gauge",
+             [("", e.prefixQueriedTokens == 0 ? 0 : Double(e.prefixHitTokens) / Double(e.prefixQueriedTokens))])
+        for (name, counts) in s.latency.sorted(by: { $0.key < $1.key }) {
+            let metric = "dsv4_\(name)_seconds"
+            out += "# HELP \(metric) Latency histogram.\n# TYPE \(metric) histogram\n"
+            var cum = 0
+            for (i, b) in Self.buckets.enumerated() {
+                cum += counts[i]
+                out += "\(metric)_bucket{le=\"\(b)\"} \(cum)\n"
+            }
+            cum += counts[Self.buckets.count]
+            out += "\(metric)_bucket{le=\"+Inf\"} \(cum)\n\(metric)_sum \(s.latencySum[name] ?? 0)\n\(metric)_count \(cum)\n"
+        }
+        return out
+    }
+}
