@@ -70,6 +70,9 @@ struct InfoCommand: ParsableCommand {
             print(line)
             print(String(format: "  = %.2f%% of the %@ checkpoint (weights stay memory-mapped, paged in on use)",
                          100 * Double(rss) / Double(max(m.store.fileBytes, 1)), formatBytes(Double(m.store.fileBytes))))
+            if let mapped = ProcessMemory.residentBytes(ofMappedFiles: m.store.files.map(\.path)) {
+                print("  checkpoint pages resident in this process: \(formatBytes(Double(mapped))) (the rest is code, libraries and decoded small tensors)")
+            }
         }
         if let machine = ProcessMemory.machine(), let avail = machine["MemAvailable"] {
             // Weights not yet resident will need page cache too: reserve the file size.

@@ -10,8 +10,35 @@ enum ProcessMemory {
     /// MemAvailable and MemTotal of /proc/meminfo, in bytes.
     static func machine() -> [String: Int]? { kilobyteFields("/proc/meminfo", ["MemAvailable", "MemTotal"]) }
 
+    /// Resident bytes of this process's mappings of `paths` (from /proc/self/smaps): how much of
+    /// the checkpoint is actually paged in, as opposed to code and libraries.
+    static func residentBytes(ofMappedFiles paths: [String]) -> Int? {
+        guard let text = readProcFile("/proc/self/smaps") else { return nil }
+        let wanted = Set(paths.map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path })
+        var inWanted = false
+        var total = 0
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let first = fields.first, first.contains("-"), first.allSatisfy({ $0.isHexDigit || $0 == "-" }) {
+                // A mapping header: address perms offset dev inode [path]
+                inWanted = fields.count >= 6 && wanted.contains(fields[5...].joined(separator: " "))
+            } else if inWanted, fields.count >= 2, fields[0] == "Rss:", let kb = Int(fields[1]) {
+                total += kb * 1024
+            }
+        }
+        return total
+    }
+
+    /// The whole of a /proc file (String(contentsOfFile:) stops after the first read: /proc files report size 0).
+    private static func readProcFile(_ path: String) -> String? {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        guard let data = try? h.readToEnd() else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     private static func kilobyteFields(_ path: String, _ keys: [String]) -> [String: Int]? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        guard let text = readProcFile(path) else { return nil }
         var out: [String: Int] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == ":" || $0 == " " || $0 == "\t" })

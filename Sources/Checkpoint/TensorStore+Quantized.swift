@@ -74,21 +74,24 @@ extension TensorStore {
                 tensor: scaleName, path: s.file.path, reason: "has shape \(s.shape), expected \(shape) for weight '\(view.name)' \(view.shape)")
         }
         let count = s.info.elementCount
-        let p = s.pointer
+        // NOTE: checked on a pread copy: scanning the mapping would make every scale page (and
+        // its fault-around neighbours among the weights) resident before any is needed.
         switch s.dtype {
         case .f8e8m0:
-            for i in 0..<count where p.load(fromByteOffset: i, as: UInt8.self) == 0xFF {
+            let bytes = try s.file.read(s.info)
+            if let i = bytes.firstIndex(of: 0xFF) {
                 throw CheckpointError.badScale(tensor: scaleName, path: s.file.path, reason: "element \(i) is 0xFF (E8M0 NaN)")
             }
-            return (BlockScales(base: p, isFloat32: false, stride: shape[1], blockRows: blockRows, blockCols: blockCols), scaleName)
+            return (BlockScales(base: s.pointer, isFloat32: false, stride: shape[1], blockRows: blockRows, blockCols: blockCols), scaleName)
         case .f32:
+            let bytes = try s.file.read(s.info)
             for i in 0..<count {
-                let v = p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+                let v = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
                 guard v.isFinite, v > 0 else {
                     throw CheckpointError.badScale(tensor: scaleName, path: s.file.path, reason: "element \(i) is \(v), not a finite positive scale")
                 }
             }
-            return (BlockScales(base: p, isFloat32: true, stride: shape[1], blockRows: blockRows, blockCols: blockCols), scaleName)
+            return (BlockScales(base: s.pointer, isFloat32: true, stride: shape[1], blockRows: blockRows, blockCols: blockCols), scaleName)
         default:
             throw CheckpointError.badScale(tensor: scaleName, path: s.file.path, reason: "dtype \(s.dtype.rawValue), expected F8_E8M0 or F32")
         }

@@ -33,14 +33,21 @@ public struct TensorView: @unchecked Sendable {
             throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
         }
         var out = [Float](repeating: 0, count: info.elementCount)
-        out.withUnsafeMutableBufferPointer { decode(pointer, type: st, count: info.elementCount, into: $0.baseAddress!) }
+        let bytes = try file.read(info)  // a copy: the mapped pages (and their neighbours) stay untouched
+        bytes.withUnsafeBytes { b in
+            out.withUnsafeMutableBufferPointer { decode(b.baseAddress!, type: st, count: info.elementCount, into: $0.baseAddress!) }
+        }
         return out
     }
 
     /// The tensor as integers (I64, I32, I16, I8, U8…).
     public func integers() throws -> [Int] {
         let n = info.elementCount
-        let p = pointer
+        let bytes = try file.read(info)  // a copy: the mapped pages stay untouched
+        return try bytes.withUnsafeBytes { try integers(n, $0.baseAddress!) }
+    }
+
+    private func integers(_ n: Int, _ p: UnsafeRawPointer) throws -> [Int] {
         switch dtype {
         case .i64: return (0..<n).map { Int(p.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
         case .i32: return (0..<n).map { Int(p.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }

@@ -188,3 +188,50 @@ struct QuantMatrix {
         }
     }
 }
+
+@Suite struct QuantizerTests {
+    /// Encoding a decoded code gives the code back (every finite E4M3 code, every E2M1 nibble).
+    @Test func encodersInvertTheDecoders() {
+        for b in 0..<256 where b & 0x7F != 0x7F {
+            let v = QuantizedFormats.e4m3(UInt8(b))
+            let back = Quantizer.e4m3(v)
+            #expect(back == UInt8(b) || (v == 0 && back & 0x7F == 0), "e4m3 0x\(String(b, radix: 16))")
+        }
+        for n in 0..<16 {
+            let v = QuantizedFormats.e2m1(UInt8(n))
+            #expect(Quantizer.e2m1(v) == UInt8(n) || (v == 0 && Quantizer.e2m1(v) & 7 == 0))
+        }
+        #expect(Quantizer.e4m3(1000) == 0x7E && Quantizer.e4m3(-1000) == 0xFE)  // saturate at ±448
+        #expect(Quantizer.e2m1(2.5) == 4 && Quantizer.e2m1(5) == 6)  // ties to the even code: 2.5 → 2 (code 4), 5 → 4 (code 6)
+    }
+
+    @Test func blockQuantizersReconstructWithinHalfAStep() {
+        let (rows, cols) = (200, 160)
+        let w = randomFloats(rows * cols, seed: 11)
+        let (codes, scales) = Quantizer.fp8Blocks(w, rows: rows, cols: cols)
+        #expect(scales.count == 2 * 2)
+        let (packed, s4) = Quantizer.fp4Groups(w, rows: rows, cols: cols)
+        #expect(s4.count == rows * cols / 32)
+        codes.withUnsafeBytes { cb in
+            scales.withUnsafeBytes { sb in
+                let m = WeightMatrix(rows: rows, cols: cols, type: .f8e4m3, base: cb.baseAddress!,
+                                     scales: BlockScales(base: sb.baseAddress!, isFloat32: false, stride: 2, blockRows: 128, blockCols: 128), owner: nil)
+                let back = m.toFloat()
+                for i in 0..<w.count { #expect(abs(back[i] - w[i]) <= abs(w[i]) / 16 + 1e-3) }
+            }
+        }
+        packed.withUnsafeBytes { pb in
+            s4.withUnsafeBytes { sb in
+                let m = WeightMatrix(rows: rows, cols: cols, type: .fp4e2m1, base: pb.baseAddress!,
+                                     scales: BlockScales(base: sb.baseAddress!, isFloat32: false, stride: cols / 32, blockRows: 1, blockCols: 32), owner: nil)
+                let back = m.toFloat()
+                for r in 0..<rows {
+                    for g in 0..<(cols / 32) {
+                        let step = QuantizedFormats.e8m0(s4[r * (cols / 32) + g])  // largest gap between E2M1 values is 2·scale
+                        for k in 0..<32 { let i = r * cols + g * 32 + k; #expect(abs(back[i] - w[i]) <= step * 1.0001) }
+                    }
+                }
+            }
+        }
+    }
+}
