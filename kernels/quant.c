@@ -6,6 +6,7 @@
 // decodes a few weight rows at a time through lookup tables into a small scratch block and
 // hands that block to the dense fp32 kernel, so each decoded row serves all T tokens and the
 // full-precision weights never exist in memory.
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,8 +94,68 @@ static inline float scale_lut(const ck_scales *s, size_t row, size_t k) {
     return e8m0_lut[((const uint8_t *)s->data)[i]];
 }
 
+// MARK: - AVX-512 row decoders
+//
+// E4M3 without a lookup: the 7 magnitude bits shifted into an fp32's exponent/mantissa field
+// give 2^(e-127)·(1+m/8) (normal) or m·2^-129 (e = 0, an fp32 subnormal); one exact multiply
+// by 2^120 rebias them to 2^(e-7)·(1+m/8) and m·2^-9. 0x7F/0xFF become NaN, the sign is OR-ed in.
+// E2M1: the 16 values sit in one register and each nibble indexes it (permutexvar).
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+TGT static void decode_fp8_avx512(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
+    size_t bc = s ? s->block_cols : K;
+    const __m512 rebias = _mm512_set1_ps(0x1p120f);
+    const __m512i mag = _mm512_set1_epi32(0x7F), sign = _mm512_set1_epi32(0x80);
+    const __m512 nan = _mm512_set1_ps(NAN);
+    for (size_t k0 = 0; k0 < K; k0 += bc) {
+        size_t k1 = k0 + bc < K ? k0 + bc : K;
+        __m512 sc = _mm512_set1_ps(scale_lut(s, n, k0));
+        for (size_t k = k0; k < k1; k += 16) {
+            __mmask16 m = k + 16 <= k1 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k1 - k)) - 1);
+            __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, row + k));
+            __m512i bits = _mm512_slli_epi32(_mm512_and_si512(b, mag), 20);
+            __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bits), rebias);
+            v = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(b, sign), 24)));
+            v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(_mm512_and_si512(b, mag), mag), nan);
+            _mm512_mask_storeu_ps(dst + k, m, _mm512_mul_ps(v, sc));
+        }
+    }
+}
+
+TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
+    size_t bc = s ? s->block_cols : K;
+    const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                        -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i shifts = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    const __m512i low = _mm512_set1_epi32(15);
+    for (size_t k0 = 0; k0 < K; k0 += bc) {
+        size_t k1 = k0 + bc < K ? k0 + bc : K;
+        float scf = scale_lut(s, n, k0);
+        __m512 sc = _mm512_set1_ps(scf);
+        size_t k = k0;
+        if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * scf; k++; }
+        for (; k + 16 <= k1; k += 16) {  // 16 values = 8 bytes
+            __m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + k / 2)));
+            __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(pairs, b), shifts), low);
+            _mm512_storeu_ps(dst + k, _mm512_mul_ps(_mm512_permutexvar_ps(idx, table), sc));
+        }
+        for (; k + 2 <= k1; k += 2) {
+            const float *p = e2m1_pair_lut[row[k / 2]];
+            dst[k] = p[0] * scf;
+            dst[k + 1] = p[1] * scf;
+        }
+        if (k < k1) dst[k] = e2m1_pair_lut[row[k / 2]][0] * scf;
+    }
+}
+
 static void decode_row(const void *w, ck_dtype dtype, size_t K, const ck_scales *s, size_t n, float *dst) {
     const uint8_t *row = (const uint8_t *)w + n * ck_row_bytes(dtype, K);
+    if (ck_use_avx512()) {
+        if (dtype == CK_DTYPE_F8E4M3) { decode_fp8_avx512(row, K, s, n, dst); return; }
+        if (dtype == CK_DTYPE_FP4E2M1) { decode_fp4_avx512(row, K, s, n, dst); return; }
+    }
     switch (dtype) {
     case CK_DTYPE_F8E4M3: {
         size_t bc = s ? s->block_cols : K;

@@ -101,6 +101,26 @@ struct QuantMatrix {
         for b in 0..<256 { #expect(bulk[b].bitPattern == QuantizedFormats.e4m3(UInt8(b)).bitPattern) }
     }
 
+    /// The AVX-512 row decoders (bit tricks for E4M3, a register table for E2M1) agree with the
+    /// scalar decoders on every byte.
+    @Test func vectorRowDecodersMatchScalarOnEveryByte() {
+        let all = (0..<256).map { UInt8($0) }
+        for (type, cols) in [(StorageType.f8e4m3, 256), (.fp4e2m1, 512)] {
+            all.withUnsafeBytes { w in
+                let m = WeightMatrix(rows: 1, cols: cols, type: type, base: w.baseAddress!, owner: nil)
+                KernelSelection.forceScalar(true)
+                let scalar = m.toFloat()
+                KernelSelection.forceScalar(false)
+                let fast = m.toFloat()
+                for i in 0..<cols {
+                    if scalar[i].isNaN { #expect(fast[i].isNaN, "\(type) element \(i)") } else {
+                        #expect(fast[i].bitPattern == scalar[i].bitPattern, "\(type) element \(i): \(fast[i]) vs \(scalar[i])")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func everyE8M0CodePointMatchesTorch() throws {
         let g = try FPGolden.load()
         #expect(g.e8m0.count == 256)
