@@ -5,7 +5,7 @@ record transformers' logits on the dequantized weights.
 
 Usage
 -----
-    python3 tools/make_released_fixture.py --out DIR [--seed 0] [--shards 3]
+    python3 tools/make_released_fixture.py --out DIR [--seed 0] [--shards 3] [--fp32-out DIR2]
         [any option of tools/make_fixture.py: --hidden 160 --tokens 300 ...]
 
 What it writes into DIR
@@ -21,6 +21,8 @@ What it writes into DIR
     for every routed expert ``ffn.experts.E.w{1,2,3}``;
   - BF16 embed/head/norms/compressor/gate/weights_proj; F32 hc_*, ape, attn_sink, gate.bias;
     I64 tid2eid.
+* with ``--fp32-out DIR2``: the same dequantized weights as dense F32 in one file with the
+  same names (and the same ids / reference), the fp32 reference model.
 * ``input_ids.json``, ``reference.safetensors`` (``logits`` F32 [tokens, vocab]): the model's
   full forward in float32 after its weights were replaced by their dequantized values, so the
   reference is exactly what the stored bytes mean.
@@ -36,6 +38,7 @@ Needs torch (CPU), transformers >= 5.24, safetensors, numpy; imports make_fixtur
 import json
 import math
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -166,6 +169,11 @@ def main():
         i = argv.index("--shards")
         shards = int(argv[i + 1])
         del argv[i:i + 2]
+    fp32_out = None
+    if "--fp32-out" in argv:
+        i = argv.index("--fp32-out")
+        fp32_out = argv[i + 1]
+        del argv[i:i + 2]
     a = mf.parse_args(argv)
     a.spelling, a.dtype = "released", "bf16"
     os.makedirs(a.out, exist_ok=True)
@@ -246,6 +254,20 @@ def main():
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(conf, f, indent=2)
         f.write("\n")
+
+    if fp32_out:
+        # The same (dequantized) weights, dense F32, one file, same names: the fp32 reference model.
+        os.makedirs(fp32_out, exist_ok=True)
+        save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in rel.items()},
+                  os.path.join(fp32_out, "model.safetensors"), metadata={"format": "pt"})
+        plain = {k: v for k, v in conf.items() if k != "quantization_config"}
+        plain["torch_dtype"] = "float32"
+        with open(os.path.join(fp32_out, "config.json"), "w") as f:
+            json.dump(plain, f, indent=2)
+            f.write("\n")
+        for fn in ("input_ids.json", "reference.safetensors"):
+            shutil.copy(os.path.join(a.out, fn), os.path.join(fp32_out, fn))
+        print(f"fp32 reference model (same weights, dense F32): {fp32_out}")
 
     dtypes = {}
     for v in stored.values():
