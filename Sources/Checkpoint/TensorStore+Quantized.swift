@@ -69,7 +69,7 @@ extension TensorStore {
         guard let scaleName = candidates.first(where: contains), let s = self.view(scaleName) else {
             throw CheckpointError.missingScale(tensor: view.name, path: view.file.path, expected: candidates)
         }
-        guard s.shape == shape else {
+        guard s.shape == shape, shape.allSatisfy({ $0 > 0 }) else {
             throw CheckpointError.badScale(
                 tensor: scaleName, path: s.file.path, reason: "has shape \(s.shape), expected \(shape) for weight '\(view.name)' \(view.shape)")
         }

@@ -18,8 +18,9 @@ public struct TensorView: @unchecked Sendable {
     }
 
     /// The tensor as a matrix `[shape[0], product(rest)]` in its stored format.
+    /// Quantized weights need their scales: read them with `TensorStore.matrix(_:rows:cols:)`.
     public func matrix() throws -> WeightMatrix {
-        guard let st = dtype.storageType else {
+        guard let st = dtype.storageType, !st.isQuantized else {
             throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
         }
         let rows = shape.first ?? 1
@@ -29,7 +30,7 @@ public struct TensorView: @unchecked Sendable {
 
     /// The tensor decoded to fp32 (for small tensors: norms, biases, sinks).
     public func floats() throws -> [Float] {
-        guard let st = dtype.storageType else {
+        guard let st = dtype.storageType, !st.isQuantized else {
             throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
         }
         var out = [Float](repeating: 0, count: info.elementCount)
