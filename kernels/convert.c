@@ -54,5 +54,15 @@ void ck_to_f32(const void *src, ck_dtype dtype, size_t n, float *dst) {
         for (size_t i = 0; i < n; i++) dst[i] = ck_f16_to_f32(s[i]);
         break;
     }
+    case CK_DTYPE_F8E4M3: {
+        const uint8_t *s = (const uint8_t *)src;
+        for (size_t i = 0; i < n; i++) dst[i] = ck_e4m3_to_f32(s[i]);
+        break;
+    }
+    case CK_DTYPE_FP4E2M1: {
+        const uint8_t *s = (const uint8_t *)src;
+        for (size_t i = 0; i < n; i++) dst[i] = ck_e2m1_to_f32((i & 1) ? (uint8_t)(s[i / 2] >> 4) : s[i / 2]);
+        break;
+    }
     }
 }

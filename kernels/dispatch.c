@@ -28,7 +28,9 @@ static int has_avx512(void) {
     return (ck_cpu_features() & need) == need;
 }
 
-static _Atomic int forced = CK_IMPL_AUTO;
+// Per thread, so a test forcing the scalar twins cannot change the arithmetic of other
+// threads (pool workers and concurrently running tests keep the automatic choice).
+static _Thread_local int forced = CK_IMPL_AUTO;
 
 ck_impl ck_force_impl(ck_impl impl) {
     forced = impl;

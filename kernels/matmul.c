@@ -1,4 +1,5 @@
 // matmul.c: y = x · Wᵀ for weights stored as F32, BF16 or F16 (read in place, never copied).
+// Quantized formats (FP8, FP4) live in quant.c.
 //
 // The AVX-512 path computes register blocks of 6 tokens × 4 weight rows (24 zmm
 // accumulators), with 1×8, 1×4 and 1×1 blocks for the edges, and masked loads for K tails.
@@ -11,12 +12,18 @@ static inline float load_scalar(const void *w, ck_dtype dtype, size_t i) {
     case CK_DTYPE_F32: return ((const float *)w)[i];
     case CK_DTYPE_BF16: return ck_bf16_to_f32(((const uint16_t *)w)[i]);
     case CK_DTYPE_F16: return ck_f16_to_f32(((const uint16_t *)w)[i]);
+    case CK_DTYPE_F8E4M3: return ck_e4m3_to_f32(((const uint8_t *)w)[i]);
+    case CK_DTYPE_FP4E2M1: return ck_e2m1_to_f32((i & 1) ? (uint8_t)(((const uint8_t *)w)[i / 2] >> 4) : ((const uint8_t *)w)[i / 2]);
     }
     return 0;
 }
 
 void ck_ref_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                    float *y, size_t ldy) {
+    if (dtype == CK_DTYPE_F8E4M3 || dtype == CK_DTYPE_FP4E2M1) {
+        ck_ref_matmul_scaled(x, ldx, T, K, w, dtype, NULL, N, y, ldy);
+        return;
+    }
     for (size_t t = 0; t < T; t++) {
         for (size_t n = 0; n < N; n++) {
             float s = 0;
@@ -101,6 +108,8 @@ void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck
         case CK_DTYPE_F32: mm_f32(x, ldx, T, K, w, N, y, ldy); return;
         case CK_DTYPE_BF16: ck_bf16_matmul(x, ldx, T, K, w, N, y, ldy); return;
         case CK_DTYPE_F16: mm_f16(x, ldx, T, K, w, N, y, ldy); return;
+        case CK_DTYPE_F8E4M3:
+        case CK_DTYPE_FP4E2M1: ck_matmul_scaled(x, ldx, T, K, w, dtype, NULL, N, y, ldy); return;
         }
     }
     ck_ref_matmul(x, ldx, T, K, w, dtype, N, y, ldy);

@@ -70,3 +70,48 @@ void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *
     ck_pool_run((int)((N + rows - 1) / rows), mm_task, &job);
     free(xp);
 }
+
+// MARK: - quantized weights (FP8 / FP4 with block scales)
+
+typedef struct {
+    const float *x;
+    size_t ldx, T, K;
+    const void *w;
+    ck_dtype dtype;
+    const ck_scales *scales;
+    size_t N;
+    float *y;
+    size_t ldy;
+    size_t rows_per_task;
+} scaled_job;
+
+static void scaled_task(void *ctx, int task) {
+    const scaled_job *j = (const scaled_job *)ctx;
+    size_t n0 = (size_t)task * j->rows_per_task;
+    if (n0 >= j->N) return;
+    size_t n1 = n0 + j->rows_per_task < j->N ? n0 + j->rows_per_task : j->N;
+    ck_scales s;
+    const ck_scales *sp = NULL;
+    if (j->scales) {
+        s = *j->scales;
+        s.row0 += n0;
+        sp = &s;
+    }
+    const void *wp = (const char *)j->w + n0 * ck_row_bytes(j->dtype, j->K);
+    ck_matmul_scaled(j->x, j->ldx, j->T, j->K, wp, j->dtype, sp, n1 - n0, j->y + n0, j->ldy);
+}
+
+void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                           const ck_scales *scales, size_t N, float *y, size_t ldy) {
+    if (T == 0 || N == 0) return;
+    int threads = ck_pool_threads();
+    if (threads <= 1 || T * K * N < PARALLEL_MIN_WORK || N < 8) {
+        ck_matmul_scaled(x, ldx, T, K, w, dtype, scales, N, y, ldy);
+        return;
+    }
+    size_t tasks = (size_t)threads * 2;
+    size_t rows = (N + tasks - 1) / tasks;
+    rows = (rows + 3) / 4 * 4;
+    scaled_job job = {x, ldx, T, K, w, dtype, scales, N, y, ldy, rows};
+    ck_pool_run((int)((N + rows - 1) / rows), scaled_task, &job);
+}

@@ -65,7 +65,7 @@ struct LogitsCommand: ParsableCommand {
         guard !ids.isEmpty else { fail("\(input): the token list is empty") }
 
         let m: DeepSeekV4Model
-        do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, progress: LoadProgressPrinter.callback()) } catch { fail("\(error)") }
         let state = m.makeState()
         let V = m.config.vocabSize
         var logits: [Float] = []

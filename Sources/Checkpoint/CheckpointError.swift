@@ -24,6 +24,14 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case duplicateTensor(name: String, firstPath: String, secondPath: String)
     /// A tensor's values are invalid (e.g. an expert id out of range).
     case invalidValue(tensor: String, reason: String)
+    /// The index file lists a shard that is not in the folder.
+    case missingShard(path: String, index: String, tensor: String, tensorCount: Int)
+    /// A quantized weight has no scale tensor next to it.
+    case missingScale(tensor: String, path: String, expected: [String])
+    /// A scale tensor has the wrong shape or dtype, or holds NaN / non-positive scales.
+    case badScale(tensor: String, path: String, reason: String)
+    /// A packed FP4 tensor's stored width does not match the model's logical width.
+    case badPacking(tensor: String, path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -38,6 +46,12 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case .dtypeMismatch(let t, let e, let a): "tensor '\(t)' has dtype \(a), expected \(e)"
         case .duplicateTensor(let n, let a, let b): "tensor '\(n)' appears in both \(a) and \(b)"
         case .invalidValue(let t, let r): "tensor '\(t)': \(r)"
+        case .missingShard(let p, let i, let t, let n):
+            "shard \(p) is listed in \(i) for \(n) tensor(s) (e.g. '\(t)') but does not exist"
+        case .missingScale(let t, let p, let e):
+            "quantized tensor '\(t)' in \(p) has no scale tensor (looked for \(e.map { "'\($0)'" }.joined(separator: ", ")))"
+        case .badScale(let t, let p, let r): "scale tensor '\(t)' in \(p): \(r)"
+        case .badPacking(let t, let p, let r): "packed FP4 tensor '\(t)' in \(p): \(r)"
         }
     }
 }

@@ -34,6 +34,8 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// File size in bytes.
     public let fileSize: Int
     private let mapping: UnsafeRawPointer
+    /// Kept open for `read(_:)`, which copies bytes without mapping them into this process.
+    private let descriptor: Int32
     private let dataStart: Int
     private let index: [String: Int]
 
@@ -46,7 +48,8 @@ public final class SafetensorsFile: @unchecked Sendable {
             if errno == ENOENT { throw CheckpointError.fileNotFound(path: path) }
             throw CheckpointError.unreadable(path: path, reason: String(cString: strerror(errno)))
         }
-        defer { close(fd) }
+        var keepOpen = false
+        defer { if !keepOpen { close(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             throw CheckpointError.unreadable(path: path, reason: String(cString: strerror(errno)))
@@ -125,13 +128,38 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         infos.sort { $0.begin < $1.begin }
         self.mapping = mapping
+        descriptor = fd
+        keepOpen = true
         tensors = infos
         metadata = meta
         index = Dictionary(uniqueKeysWithValues: infos.enumerated().map { ($1.name, $0) })
         ok = true
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(mutating: mapping), fileSize) }
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: mapping), fileSize)
+        close(descriptor)
+    }
+
+    /// A copy of a tensor's bytes read with pread(2), so that checking a tensor (scales, hash
+    /// tables) does not fault its pages, and their neighbours, into this process's mapping.
+    /// - Throws: `unreadable` or `truncated`, naming the file.
+    public func read(_ info: TensorInfo) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: info.byteCount)
+        var done = 0
+        try out.withUnsafeMutableBytes { buf in
+            while done < info.byteCount {
+                let n = pread(descriptor, buf.baseAddress! + done, info.byteCount - done, off_t(dataStart + info.begin + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw CheckpointError.unreadable(path: path, reason: "reading '\(info.name)': \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { throw CheckpointError.truncated(path: path, reason: "file ends inside '\(info.name)'") }
+                done += n
+            }
+        }
+        return out
+    }
 
     private static func integers(_ values: [Any]) -> [Int]? {
         var out: [Int] = []

@@ -25,6 +25,7 @@ public enum TensorDType: String, Sendable, CaseIterable {
         case .f32: .f32
         case .bf16: .bf16
         case .f16: .f16
+        case .f8e4m3: .f8e4m3
         default: nil
         }
     }

@@ -18,8 +18,9 @@ public struct TensorView: @unchecked Sendable {
     }
 
     /// The tensor as a matrix `[shape[0], product(rest)]` in its stored format.
+    /// Quantized weights need their scales: read them with `TensorStore.matrix(_:rows:cols:)`.
     public func matrix() throws -> WeightMatrix {
-        guard let st = dtype.storageType else {
+        guard let st = dtype.storageType, !st.isQuantized else {
             throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
         }
         let rows = shape.first ?? 1
@@ -29,18 +30,25 @@ public struct TensorView: @unchecked Sendable {
 
     /// The tensor decoded to fp32 (for small tensors: norms, biases, sinks).
     public func floats() throws -> [Float] {
-        guard let st = dtype.storageType else {
+        guard let st = dtype.storageType, !st.isQuantized else {
             throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
         }
         var out = [Float](repeating: 0, count: info.elementCount)
-        out.withUnsafeMutableBufferPointer { decode(pointer, type: st, count: info.elementCount, into: $0.baseAddress!) }
+        let bytes = try file.read(info)  // a copy: the mapped pages (and their neighbours) stay untouched
+        bytes.withUnsafeBytes { b in
+            out.withUnsafeMutableBufferPointer { decode(b.baseAddress!, type: st, count: info.elementCount, into: $0.baseAddress!) }
+        }
         return out
     }
 
     /// The tensor as integers (I64, I32, I16, I8, U8…).
     public func integers() throws -> [Int] {
         let n = info.elementCount
-        let p = pointer
+        let bytes = try file.read(info)  // a copy: the mapped pages stay untouched
+        return try bytes.withUnsafeBytes { try integers(n, $0.baseAddress!) }
+    }
+
+    private func integers(_ n: Int, _ p: UnsafeRawPointer) throws -> [Int] {
         switch dtype {
         case .i64: return (0..<n).map { Int(p.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
         case .i32: return (0..<n).map { Int(p.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
@@ -53,6 +61,18 @@ public struct TensorView: @unchecked Sendable {
     }
 }
 
+/// Progress of opening a checkpoint folder, reported once per shard.
+public struct LoadProgress: Sendable {
+    /// 1-based index of the shard just mapped and validated, and the number of shards.
+    public let shard: Int
+    public let shardCount: Int
+    public let path: String
+    /// Bytes of that shard, and of all shards mapped so far / in total.
+    public let shardBytes: Int
+    public let bytesDone: Int
+    public let bytesTotal: Int
+}
+
 /// All tensors of a checkpoint folder, memory-mapped.
 public final class TensorStore: @unchecked Sendable {
     public let directory: String
@@ -63,7 +83,8 @@ public final class TensorStore: @unchecked Sendable {
     public var names: [String] { byName.keys.sorted() }
 
     /// Opens `model.safetensors.index.json` shards, or else every `*.safetensors` in the folder.
-    public init(directory: String) throws {
+    /// - Parameter progress: called after each shard is mapped and its header validated.
+    public init(directory: String, progress: ((LoadProgress) -> Void)? = nil) throws {
         self.directory = directory
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -83,7 +104,10 @@ public final class TensorStore: @unchecked Sendable {
             expectedShard = map
             shardNames = Array(Set(map.values)).sorted()
             for s in shardNames where !fm.fileExists(atPath: (directory as NSString).appendingPathComponent(s)) {
-                throw CheckpointError.fileNotFound(path: (directory as NSString).appendingPathComponent(s))
+                let listed = map.filter { $0.value == s }.keys.sorted()
+                throw CheckpointError.missingShard(
+                    path: (directory as NSString).appendingPathComponent(s), index: indexPath,
+                    tensor: listed.first ?? "", tensorCount: listed.count)
             }
         } else {
             shardNames = ((try? fm.contentsOfDirectory(atPath: directory)) ?? [])
@@ -94,9 +118,17 @@ public final class TensorStore: @unchecked Sendable {
         }
         var files: [SafetensorsFile] = []
         var byName: [String: (file: Int, info: TensorInfo)] = [:]
-        for shard in shardNames {
+        let sizes = shardNames.map { s in
+            ((try? fm.attributesOfItem(atPath: (directory as NSString).appendingPathComponent(s)))?[.size] as? NSNumber)?.intValue ?? 0
+        }
+        let totalBytes = sizes.reduce(0, +)
+        var doneBytes = 0
+        for (i, shard) in shardNames.enumerated() {
             let path = (directory as NSString).appendingPathComponent(shard)
             let f = try SafetensorsFile(path: path)
+            doneBytes += f.fileSize
+            progress?(LoadProgress(shard: i + 1, shardCount: shardNames.count, path: path, shardBytes: f.fileSize,
+                                   bytesDone: doneBytes, bytesTotal: max(totalBytes, doneBytes)))
             for info in f.tensors {
                 if let prev = byName[info.name] {
                     throw CheckpointError.duplicateTensor(name: info.name, firstPath: files[prev.file].path, secondPath: path)
@@ -116,6 +148,9 @@ public final class TensorStore: @unchecked Sendable {
     }
 
     public func contains(_ name: String) -> Bool { byName[name] != nil }
+
+    /// Bytes of all files of the store.
+    public var fileBytes: Int { files.reduce(0) { $0 + $1.fileSize } }
 
     /// The tensor called `name`, or nil.
     public func view(_ name: String) -> TensorView? {

@@ -44,10 +44,15 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
     public var unusedTensors: [String] { weights.unusedTensors }
 
     /// Loads `config.json` and the safetensors weights of `directory`.
-    /// - Parameter executor: runs routed experts; nil builds a `LocalExpertExecutor`.
-    public convenience init(directory: String, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil) throws {
+    /// - Parameters:
+    ///   - executor: runs routed experts; nil builds a `LocalExpertExecutor`.
+    ///   - pageTokens: positions per history page (see `init(config:store:executor:pageTokens:)`).
+    ///   - progress: called after each safetensors shard is mapped and validated.
+    public convenience init(
+        directory: String, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil, progress: ((LoadProgress) -> Void)? = nil
+    ) throws {
         let config = try DeepSeekV4Config.load(directory: directory)
-        let store = try TensorStore(directory: directory)
+        let store = try TensorStore(directory: directory, progress: progress)
         try self.init(config: config, store: store, executor: executor, pageTokens: pageTokens)
     }
 

@@ -104,9 +104,16 @@ final class WeightLoader {
         throw CheckpointError.missingTensor(name: candidates.count > 1 ? "\(candidates[0])' (or '\(candidates[1])" : candidates[0])
     }
 
+    /// A projection of logical shape `[rows, cols]` in any stored format (dense, FP8 with block
+    /// scales, packed FP4), with its scale companion marked as used.
     func matrix(_ candidates: [String], _ shape: [Int]) throws -> WeightMatrix {
-        let v = try find(candidates, shape: shape)
-        let m = try v.matrix()
+        precondition(shape.count == 2)
+        guard let name = resolve(candidates), let v = store.view(name) else {
+            throw CheckpointError.missingTensor(name: candidates.count > 1 ? "\(candidates[0])' (or '\(candidates[1])" : candidates[0])
+        }
+        let (m, scaleName) = try store.matrix(v, rows: shape[0], cols: shape[1])
+        used.insert(name)
+        if let scaleName { used.insert(scaleName) }
         return m
     }
 
@@ -210,8 +217,8 @@ extension ModelWeights {
                 let gu = try gateUp.matrix()  // [E, 2I·D] viewed as rows of experts
                 let dn = try down.matrix()
                 for e in 0..<E {
-                    let guE = WeightMatrix(rows: 2 * inter, cols: D, type: gu.type, base: gu.base + e * 2 * inter * D * gu.type.byteCount, owner: gu.owner)
-                    let dnE = WeightMatrix(rows: D, cols: inter, type: dn.type, base: dn.base + e * D * inter * dn.type.byteCount, owner: dn.owner)
+                    let guE = WeightMatrix(rows: 2 * inter, cols: D, type: gu.type, base: gu.base + e * gu.type.byteCount(elements: 2 * inter * D), owner: gu.owner)
+                    let dnE = WeightMatrix(rows: D, cols: inter, type: dn.type, base: dn.base + e * dn.type.byteCount(elements: D * inter), owner: dn.owner)
                     layerExperts.append(ExpertWeights(w1: guE.rows(0..<inter), w3: guE.rows(inter..<(2 * inter)), w2: dnE))
                 }
             }

@@ -19,11 +19,23 @@ public enum TensorRole: Sendable, Equatable {
     case hashTable
 }
 
+/// How DeepSeek's released checkpoints store a tensor (spec §11.1).
+public enum ReleasedFormat: Sendable, Equatable {
+    /// BF16, or F32 for hc_*, ape, attn_sink, gate.bias; I64 for tid2eid.
+    case dense
+    /// F8_E4M3 with an F8_E8M0 scale per 128×128 tile.
+    case fp8
+    /// E2M1 packed two per I8 byte with an F8_E8M0 scale per 32 inputs (routed experts).
+    case fp4
+}
+
 /// One tensor of the manifest.
 public struct ManifestEntry: Sendable {
     public let name: String
     public let shape: [Int]
     public let role: TensorRole
+    /// The format the release stores it in.
+    public let releasedFormat: ReleasedFormat
     /// Routed expert tensors (counted once per token only for active experts).
     public let routedExpert: Bool
     public var elementCount: Int { shape.reduce(1, *) }
@@ -34,8 +46,8 @@ extension DeepSeekV4Config {
     public func weightManifest() -> [ManifestEntry] {
         let D = hiddenSize, N = hcMult, d = headDim, H = headCount, I = moeIntermediateSize, E = routedExpertCount
         var out: [ManifestEntry] = []
-        func add(_ names: [String], _ shape: [Int], _ role: TensorRole, routed: Bool = false) {
-            out.append(ManifestEntry(name: names[0], shape: shape, role: role, routedExpert: routed))
+        func add(_ names: [String], _ shape: [Int], _ role: TensorRole, routed: Bool = false, _ format: ReleasedFormat = .dense) {
+            out.append(ManifestEntry(name: names[0], shape: shape, role: role, releasedFormat: format, routedExpert: routed))
         }
         add(WeightNames.embed, [vocabSize, D], .matrix)
         for l in 0..<layerCount {
@@ -46,13 +58,13 @@ extension DeepSeekV4Config {
             }
             add(WeightNames.attnNorm(l), [D], .normWeight)
             add(WeightNames.ffnNorm(l), [D], .normWeight)
-            add(WeightNames.attn(l, "wq_a.weight"), [qLoraRank, D], .matrix)
+            add(WeightNames.attn(l, "wq_a.weight"), [qLoraRank, D], .matrix, .fp8)
             add(WeightNames.attn(l, "q_norm.weight"), [qLoraRank], .normWeight)
-            add(WeightNames.attn(l, "wq_b.weight"), [H * d, qLoraRank], .matrix)
-            add(WeightNames.attn(l, "wkv.weight"), [d, D], .matrix)
+            add(WeightNames.attn(l, "wq_b.weight"), [H * d, qLoraRank], .matrix, .fp8)
+            add(WeightNames.attn(l, "wkv.weight"), [d, D], .matrix, .fp8)
             add(WeightNames.attn(l, "kv_norm.weight"), [d], .normWeight)
-            add(WeightNames.attn(l, "wo_a.weight"), [outputGroups * outputLoraRank, H * d / outputGroups], .matrix)
-            add(WeightNames.attn(l, "wo_b.weight"), [D, outputGroups * outputLoraRank], .matrix)
+            add(WeightNames.attn(l, "wo_a.weight"), [outputGroups * outputLoraRank, H * d / outputGroups], .matrix, .fp8)
+            add(WeightNames.attn(l, "wo_b.weight"), [D, outputGroups * outputLoraRank], .matrix, .fp8)
             add(WeightNames.attn(l, "attn_sink"), [H], .sink)
             func compressor(indexer: Bool, c: Int, m: Int, overlap: Bool) {
                 let width = overlap ? 2 * c : c
@@ -67,7 +79,7 @@ extension DeepSeekV4Config {
             case .csa:
                 compressor(indexer: false, c: d, m: csaRatio, overlap: true)
                 compressor(indexer: true, c: indexHeadDim, m: csaRatio, overlap: true)
-                add(WeightNames.indexerQB(l), [indexHeadCount * indexHeadDim, qLoraRank], .matrix)
+                add(WeightNames.indexerQB(l), [indexHeadCount * indexHeadDim, qLoraRank], .matrix, .fp8)
                 add(WeightNames.indexerWeightsProj(l), [indexHeadCount, D], .matrix)
             }
             add(WeightNames.gate(l), [E, D], .matrix)
@@ -76,14 +88,14 @@ extension DeepSeekV4Config {
             case .hash: add(WeightNames.tid2eid(l), [vocabSize, expertsPerToken], .hashTable)
             }
             for e in 0..<E {
-                add([WeightNames.expert(l, e, "w1")], [I, D], .matrix, routed: true)
-                add([WeightNames.expert(l, e, "w2")], [D, I], .matrix, routed: true)
-                add([WeightNames.expert(l, e, "w3")], [I, D], .matrix, routed: true)
+                add([WeightNames.expert(l, e, "w1")], [I, D], .matrix, routed: true, .fp4)
+                add([WeightNames.expert(l, e, "w2")], [D, I], .matrix, routed: true, .fp4)
+                add([WeightNames.expert(l, e, "w3")], [I, D], .matrix, routed: true, .fp4)
             }
             if sharedExpertCount > 0 {
-                add(WeightNames.shared(l, "w1"), [I, D], .matrix)
-                add(WeightNames.shared(l, "w2"), [D, I], .matrix)
-                add(WeightNames.shared(l, "w3"), [I, D], .matrix)
+                add(WeightNames.shared(l, "w1"), [I, D], .matrix, .fp8)
+                add(WeightNames.shared(l, "w2"), [D, I], .matrix, .fp8)
+                add(WeightNames.shared(l, "w3"), [I, D], .matrix, .fp8)
             }
         }
         add(WeightNames.hcHeadFn, [N, N * D], .hcFn)

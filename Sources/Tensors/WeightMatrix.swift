@@ -12,16 +12,22 @@ public struct WeightMatrix: @unchecked Sendable {
     public let type: StorageType
     /// First element of row 0.
     public let base: UnsafeRawPointer
-    /// Whatever owns `base` (a mapped file, an array box).
+    /// Block scales of a quantized matrix (nil: all scales 1).
+    public let scales: BlockScales?
+    /// Whatever owns `base` and the scales (a mapped file, an array box).
     public let owner: AnyObject?
 
-    public init(rows: Int, cols: Int, type: StorageType, base: UnsafeRawPointer, owner: AnyObject?) {
+    public init(rows: Int, cols: Int, type: StorageType, base: UnsafeRawPointer, scales: BlockScales? = nil, owner: AnyObject?) {
         self.rows = rows
         self.cols = cols
         self.type = type
         self.base = base
+        self.scales = scales
         self.owner = owner
     }
+
+    /// Bytes one stored row occupies.
+    public var bytesPerRow: Int { type.byteCount(elements: cols) }
 
     /// An owned fp32 matrix (tests, generated weights). `values` is `[rows, cols]`.
     public init(rows: Int, cols: Int, values: [Float]) {
@@ -30,16 +36,18 @@ public struct WeightMatrix: @unchecked Sendable {
         self.init(rows: rows, cols: cols, type: .f32, base: UnsafeRawPointer(box.pointer), owner: box)
     }
 
-    /// Rows `range` of this matrix, as a matrix of its own (no copy).
+    /// Rows `range` of this matrix, as a matrix of its own (no copy). Block scales follow:
+    /// the slice remembers its row offset within the scale grid, so a slice may start
+    /// anywhere, also inside a 128-row FP8 block.
     public func rows(_ range: Range<Int>) -> WeightMatrix {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows)
         return WeightMatrix(
             rows: range.count, cols: cols, type: type,
-            base: base + range.lowerBound * cols * type.byteCount, owner: owner)
+            base: base + range.lowerBound * bytesPerRow, scales: scales?.offset(by: range.lowerBound), owner: owner)
     }
 
-    /// Bytes the matrix occupies in storage.
-    public var byteCount: Int { rows * cols * type.byteCount }
+    /// Bytes the matrix occupies in storage (without scales).
+    public var byteCount: Int { rows * bytesPerRow }
 
     /// y[t, n] = Σ_k x[t, k] · W[n, k] for `tokenCount` rows of x.
     /// - Parameters:
@@ -49,7 +57,13 @@ public struct WeightMatrix: @unchecked Sendable {
         _ x: UnsafePointer<Float>, ldx: Int, tokenCount: Int, into y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
         KernelThreads.startIfNeeded()
-        ck_matmul_auto(x, ldx, tokenCount, cols, base, type.kernelType, rows, y, ldy)
+        if var s = scales?.kernel {
+            ck_matmul_scaled_auto(x, ldx, tokenCount, cols, base, type.kernelType, &s, rows, y, ldy)
+        } else if type == .f8e4m3 || type == .fp4e2m1 {
+            ck_matmul_scaled_auto(x, ldx, tokenCount, cols, base, type.kernelType, nil, rows, y, ldy)
+        } else {
+            ck_matmul_auto(x, ldx, tokenCount, cols, base, type.kernelType, rows, y, ldy)
+        }
     }
 
     /// Convenience: y = x · Wᵀ for x `[tokenCount, cols]`, returning `[tokenCount, rows]`.
@@ -68,19 +82,25 @@ public struct WeightMatrix: @unchecked Sendable {
     public func row(_ r: Int) -> [Float] {
         precondition(r >= 0 && r < rows)
         var out = [Float](repeating: 0, count: cols)
-        out.withUnsafeMutableBufferPointer { o in
-            ck_to_f32(base + r * cols * type.byteCount, type.kernelType, cols, o.baseAddress!)
-        }
+        decodeRows(r, 1, into: &out)
         return out
     }
 
     /// The whole matrix decoded to fp32, `[rows, cols]`.
     public func toFloat() -> [Float] {
         var out = [Float](repeating: 0, count: rows * cols)
-        out.withUnsafeMutableBufferPointer { o in
-            ck_to_f32(base, type.kernelType, rows * cols, o.baseAddress!)
-        }
+        decodeRows(0, rows, into: &out)
         return out
+    }
+
+    private func decodeRows(_ first: Int, _ count: Int, into out: inout [Float]) {
+        out.withUnsafeMutableBufferPointer { o in
+            if var s = scales?.kernel {
+                ck_decode_rows(base, type.kernelType, cols, &s, first, count, o.baseAddress!)
+            } else {
+                ck_decode_rows(base, type.kernelType, cols, nil, first, count, o.baseAddress!)
+            }
+        }
     }
 }
 

@@ -81,6 +81,40 @@ let tinyHF = packageRoot + "/Tests/Fixtures/tiny-hf"
         }
     }
 
+    /// `dsv4 inspect` on the released FP8/FP4 fixture prints the dtypes, the MTP block, cache
+    /// bytes per token and memory figures.
+    @Test func inspectDescribesAReleasedCheckpoint() throws {
+        let r = try runDSV4(["inspect", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8"])
+        #expect(r.status == 0, "\(r.stderr)")
+        for needle in ["F8_E4M3", "F8_E8M0", "packed FP4", "MTP block: 6 tensors", "attention schedule: HCSCHC",
+                       "cache per token of context: 352.0 B", "176.0 B in bf16", "resident memory after load:",
+                       "checkpoint pages resident", "largest context that fits:"] {
+            #expect(r.stdout.contains(needle), "missing '\(needle)' in:\n\(r.stdout)")
+        }
+        #expect(r.stderr.isEmpty, "no progress lines for a small checkpoint on a pipe: \(r.stderr)")
+    }
+
+    /// `create-model --quantize fp8` writes a sharded released-layout folder that loads and runs.
+    @Test func createModelWritesAQuantizedCheckpoint() throws {
+        let dir = NSTemporaryDirectory() + "dsv4-cli-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cfg = packageRoot + "/Tests/Fixtures/tiny-fp8/config.json"
+        let c = try runDSV4(["create-model", "--config", cfg, "--output", dir, "--quantize", "fp8", "--shard-size-mib", "1"])
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/model.safetensors.index.json"))
+        let store = try TensorStore(directory: dir)
+        #expect(store.files.count >= 2)
+        #expect(store.view("layers.1.attn.wq_b.weight")?.dtype == .f8e4m3 && store.view("layers.1.attn.wq_b.scale")?.dtype == .f8e8m0)
+        #expect(store.view("layers.0.ffn.experts.0.w1.weight")?.dtype == .i8)
+        let out = dir + "/logits.safetensors"
+        let ids = packageRoot + "/Tests/Fixtures/tiny-fp8/input_ids.json"
+        let r = try runDSV4(["logits", "--model", dir, "--input", ids, "--output", out, "--mode", "chunked=50"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let f = try SafetensorsFile(path: out)
+        let logits = try TensorView(info: try #require(f.info("logits")), file: f).floats()
+        #expect(logits.allSatisfy { $0.isFinite })
+    }
+
     /// The release build computes a 640-token full pass of the tiny model in under a second.
     @Test func releaseFullPassIsFast() throws {
         let release = packageRoot + "/.build/release/dsv4"

@@ -85,7 +85,7 @@ func rawFile(_ path: String, header: String, data: [UInt8] = [], lengthOverride:
         #expect(store.files.count == 2)
 
         try index(["a": "m-1.safetensors", "b": "m-3.safetensors"])
-        #expect(throws: CheckpointError.fileNotFound(path: d + "/m-3.safetensors")) { try TensorStore(directory: d) }
+        #expect(throws: CheckpointError.missingShard(path: d + "/m-3.safetensors", index: d + "/model.safetensors.index.json", tensor: "b", tensorCount: 1)) { try TensorStore(directory: d) }
 
         try index(["a": "m-1.safetensors", "b": "m-2.safetensors", "c": "m-2.safetensors"])
         #expect(throws: CheckpointError.corruptHeader(path: d + "/model.safetensors.index.json", reason: "index lists 'c' in m-2.safetensors but that file does not hold it")) { try TensorStore(directory: d) }

@@ -6,7 +6,7 @@ import Tensors
 import Testing
 
 @Suite(.serialized) struct ParallelKernelTests {
-    @Test(arguments: StorageType.allCases)
+    @Test(arguments: [StorageType.f32, .bf16, .f16])
     func tiledThreadedProductIsBitIdenticalAcrossBatchShapes(type: StorageType) {
         KernelThreads.start(count: 2)
         let (k, n) = (300, 203)  // odd sizes: partial tiles, K tails
@@ -15,6 +15,7 @@ import Testing
         case .f32: wf.withUnsafeBytes { Array($0) }
         case .bf16: wf.map(floatToBF16).withUnsafeBytes { Array($0) }
         case .f16: wf.map { Float16($0).bitPattern }.withUnsafeBytes { Array($0) }
+        default: []
         }
         let x = randomFloats(37 * k, seed: 12)
         stored.withUnsafeBytes { raw in

@@ -18,7 +18,21 @@ typedef enum {
     CK_DTYPE_F32 = 0,
     CK_DTYPE_BF16 = 1,
     CK_DTYPE_F16 = 2,
+    CK_DTYPE_F8E4M3 = 3,  ///< OCP E4M3FN, one byte per value (bias 7, 0x7F/0xFF NaN, max 448)
+    CK_DTYPE_FP4E2M1 = 4, ///< E2M1, two per byte, element 2k in the low nibble of byte k
 } ck_dtype;
+
+/// Block scales of a quantized weight matrix: W[n][k] = decode(Wq[n][k]) · s[(row0+n)/block_rows][k/block_cols],
+/// with the scale grid row-major, `ld` scales per grid row. FP8 checkpoints use 128×128
+/// blocks; FP4 experts use 1×32.
+typedef struct {
+    const void *data;   ///< the scale grid: E8M0 bytes (2^(b-127)) or float32
+    int f32;            ///< 1 when `data` holds float32 scales, 0 for E8M0 bytes
+    size_t ld;          ///< scales per grid row
+    size_t block_rows;  ///< weight rows per scale row
+    size_t block_cols;  ///< weight columns per scale
+    size_t row0;        ///< the matrix's row 0 within the scaled tensor (row slices)
+} ck_scales;
 
 /// CPU feature bits found at run time.
 enum {
@@ -41,7 +55,7 @@ typedef enum {
 
 /// Bit mask of CK_CPU_* features of this CPU.
 uint32_t ck_cpu_features(void);
-/// Forces an implementation for every later call (process-wide); returns the one in force.
+/// Forces an implementation for later calls on this thread; returns the one in force.
 ck_impl ck_force_impl(ck_impl impl);
 /// Name of the implementation in force ("avx512" or "scalar").
 const char *ck_impl_name(void);
@@ -81,6 +95,26 @@ double ck_bench_read_gbps(const float *buffer, size_t floats, int repeats);
 /// fp32 FMA throughput (GFLOP/s) of `threads` pool threads, 12 independent chains each.
 double ck_bench_fma_gflops(int threads, long iters);
 
+/// As ck_matmul, for any dtype with optional block scales (NULL = all scales 1). FP4 rows
+/// hold K/2 bytes (K even). The fast path decodes one weight row at a time through a lookup
+/// table into a K-float scratch row and reuses it for all T tokens; no copy of W is kept.
+void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                      const ck_scales *scales, size_t N, float *y, size_t ldy);
+void ck_ref_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                          const ck_scales *scales, size_t N, float *y, size_t ldy);
+
+/// Decodes rows [r0, r0+nrows) of a [*, K] matrix (with its scales, may be NULL) into dst [nrows, K].
+void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *scales, size_t r0, size_t nrows,
+                    float *dst);
+
+/// Bytes one row of K values of `dtype` occupies (FP4: K/2 rounded up).
+size_t ck_row_bytes(ck_dtype dtype, size_t K);
+
+/// ck_matmul_scaled with its output features split over the thread pool (row slices keep
+/// their scales through `row0`).
+void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                           const ck_scales *scales, size_t N, float *y, size_t ldy);
+
 /// Converts n values of `dtype` at src to float.
 void ck_to_f32(const void *src, ck_dtype dtype, size_t n, float *dst);
 
@@ -96,6 +130,12 @@ void ck_ref_axpy_f32(float alpha, const float *x, float *y, size_t n);
 float ck_bf16_to_f32(uint16_t v);
 uint16_t ck_f32_to_bf16(float v);
 float ck_f16_to_f32(uint16_t v);
+/// OCP FP8 E4M3FN (bias 7, subnormals m/8·2^-6, 0x7F/0xFF NaN).
+float ck_e4m3_to_f32(uint8_t v);
+/// E8M0 scale: 2^(v-127); 0xFF is NaN.
+float ck_e8m0_to_f32(uint8_t v);
+/// E2M1 nibble (low 4 bits of v): sign bit 3, magnitude {0, .5, 1, 1.5, 2, 3, 4, 6}[bits 0-2].
+float ck_e2m1_to_f32(uint8_t v);
 
 #ifdef __cplusplus
 }

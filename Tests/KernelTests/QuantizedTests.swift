@@ -1,0 +1,257 @@
+// QuantizedTests.swift: the FP8 / FP4 / E8M0 decoders against torch's (every code point, from
+// Tests/Fixtures/fp-golden.json written by tools/make_fp_golden.py), and the quantized matrix
+// products against their scalar twin and against a dequantize-then-multiply reference.
+import CKernels
+import Foundation
+import Tensors
+import Testing
+
+struct FPGolden: Decodable {
+    let e4m3: [Double?]
+    let e8m0: [Double?]
+    let e2m1: [Double]
+
+    static func load() throws -> FPGolden {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/fp-golden.json")
+        return try JSONDecoder().decode(FPGolden.self, from: Data(contentsOf: url))
+    }
+}
+
+/// A quantized test matrix: stored bytes, scale bytes (E8M0) and its layout.
+struct QuantMatrix {
+    let type: StorageType
+    let rows: Int, cols: Int
+    let bytes: [UInt8]
+    let scales: [UInt8]
+    let scaleFloats: [Float]
+    let blockRows: Int, blockCols: Int, stride: Int
+
+    /// Random codes (no NaN) and random E8M0 scales near 1.
+    init(type: StorageType, rows: Int, cols: Int, seed: UInt64) {
+        self.type = type
+        self.rows = rows
+        self.cols = cols
+        var s = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        func next() -> UInt64 { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s }
+        let rowBytes = type.byteCount(elements: cols)
+        bytes = (0..<(rows * rowBytes)).map { _ in
+            var b = UInt8(truncatingIfNeeded: next() >> 24)
+            if type == .f8e4m3 && b & 0x7F == 0x7F { b = 0x3C }
+            return b
+        }
+        (blockRows, blockCols) = type == .f8e4m3 ? (128, 128) : (1, 32)
+        stride = (cols + blockCols - 1) / blockCols
+        let gridRows = (rows + blockRows - 1) / blockRows
+        scales = (0..<(gridRows * stride)).map { _ in UInt8(120 + Int(next() >> 40) % 14) }
+        scaleFloats = scales.map { Float(pow(2.0, Double(Int($0) - 127))) }
+    }
+
+    /// Dequantized `[rows, cols]` from the golden tables (independent of the kernels).
+    func dequantized(_ g: FPGolden) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * cols)
+        let rowBytes = type.byteCount(elements: cols)
+        for r in 0..<rows {
+            for c in 0..<cols {
+                let v: Double
+                if type == .f8e4m3 {
+                    v = g.e4m3[Int(bytes[r * rowBytes + c])]!
+                } else {
+                    let b = bytes[r * rowBytes + c / 2]
+                    v = g.e2m1[Int(c % 2 == 0 ? b & 15 : b >> 4)]
+                }
+                out[r * cols + c] = Float(v) * scaleFloats[(r / blockRows) * stride + c / blockCols]
+            }
+        }
+        return out
+    }
+
+    func withMatrix<R>(f32Scales: Bool = false, _ body: (WeightMatrix) -> R) -> R {
+        bytes.withUnsafeBytes { w in
+            if f32Scales {
+                return scaleFloats.withUnsafeBytes { sp in
+                    body(WeightMatrix(rows: rows, cols: cols, type: type, base: w.baseAddress!,
+                                      scales: BlockScales(base: sp.baseAddress!, isFloat32: true, stride: stride, blockRows: blockRows, blockCols: blockCols), owner: nil))
+                }
+            }
+            return scales.withUnsafeBytes { sp in
+                body(WeightMatrix(rows: rows, cols: cols, type: type, base: w.baseAddress!,
+                                  scales: BlockScales(base: sp.baseAddress!, isFloat32: false, stride: stride, blockRows: blockRows, blockCols: blockCols), owner: nil))
+            }
+        }
+    }
+}
+
+@Suite(.serialized) struct QuantizedTests {
+    @Test func everyE4M3CodePointMatchesTorch() throws {
+        let g = try FPGolden.load()
+        #expect(g.e4m3.count == 256)
+        for b in 0..<256 {
+            let ours = QuantizedFormats.e4m3(UInt8(b))
+            if let want = g.e4m3[b] {
+                #expect(Double(ours) == want && ours.sign == (b >= 128 ? .minus : .plus), "e4m3 0x\(String(b, radix: 16))")
+            } else {
+                #expect(ours.isNaN, "e4m3 0x\(String(b, radix: 16)) should be NaN")
+            }
+        }
+        // The bulk converter agrees with the single-value decoder.
+        let all = (0..<256).map { UInt8($0) }
+        var bulk = [Float](repeating: 0, count: 256)
+        all.withUnsafeBytes { decode($0.baseAddress!, type: .f8e4m3, count: 256, into: &bulk) }
+        for b in 0..<256 { #expect(bulk[b].bitPattern == QuantizedFormats.e4m3(UInt8(b)).bitPattern) }
+    }
+
+    /// The AVX-512 row decoders (bit tricks for E4M3, a register table for E2M1) agree with the
+    /// scalar decoders on every byte.
+    @Test func vectorRowDecodersMatchScalarOnEveryByte() {
+        let all = (0..<256).map { UInt8($0) }
+        for (type, cols) in [(StorageType.f8e4m3, 256), (.fp4e2m1, 512)] {
+            all.withUnsafeBytes { w in
+                let m = WeightMatrix(rows: 1, cols: cols, type: type, base: w.baseAddress!, owner: nil)
+                KernelSelection.forceScalar(true)
+                let scalar = m.toFloat()
+                KernelSelection.forceScalar(false)
+                let fast = m.toFloat()
+                for i in 0..<cols {
+                    if scalar[i].isNaN { #expect(fast[i].isNaN, "\(type) element \(i)") } else {
+                        #expect(fast[i].bitPattern == scalar[i].bitPattern, "\(type) element \(i): \(fast[i]) vs \(scalar[i])")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func everyE8M0CodePointMatchesTorch() throws {
+        let g = try FPGolden.load()
+        #expect(g.e8m0.count == 256)
+        for b in 0..<256 {
+            let ours = QuantizedFormats.e8m0(UInt8(b))
+            if let want = g.e8m0[b] { #expect(Double(ours) == want, "e8m0 \(b)") } else { #expect(ours.isNaN) }
+        }
+    }
+
+    @Test func everyE2M1CodePointMatchesTable() throws {
+        let g = try FPGolden.load()
+        #expect(g.e2m1.count == 16)
+        for n in 0..<16 {
+            let ours = QuantizedFormats.e2m1(UInt8(n))
+            #expect(Double(ours) == g.e2m1[n] && (ours.sign == .minus) == (n >= 8), "e2m1 \(n)")
+        }
+        // Packing: element 2k is the low nibble of byte k.
+        let packed: [UInt8] = [0x2F, 0x71]
+        var out = [Float](repeating: 0, count: 4)
+        packed.withUnsafeBytes { decode($0.baseAddress!, type: .fp4e2m1, count: 4, into: &out) }
+        #expect(out == [-6, 1, 0.5, 6])
+    }
+
+    static let shapes: [(t: Int, n: Int, k: Int)] = [
+        (1, 1, 32), (1, 3, 64), (3, 5, 96), (4, 130, 160), (5, 7, 288), (9, 129, 256), (2, 260, 32),
+    ]
+
+    @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
+    func fastPathMatchesScalarTwinAndDequantizedReference(type: StorageType) throws {
+        let g = try FPGolden.load()
+        var shapes = Self.shapes
+        if type == .f8e4m3 { shapes += [(3, 131, 133), (1, 17, 1), (6, 2, 129)] }  // FP8 allows any width
+        for (t, n, k) in shapes {
+            let q = QuantMatrix(type: type, rows: n, cols: k, seed: UInt64(n * 31 + k))
+            let x = randomFloats(t * k, seed: UInt64(t * 7 + k))
+            let wf = q.dequantized(g)
+            for f32Scales in [false, true] {
+                let (fast, ref): ([Float], [Float]) = q.withMatrix(f32Scales: f32Scales) { m in
+                    KernelSelection.forceScalar(false)
+                    let fast = m.apply(x, tokenCount: t)
+                    KernelSelection.forceScalar(true)
+                    let ref = m.apply(x, tokenCount: t)
+                    KernelSelection.forceScalar(false)
+                    #expect(m.toFloat() == wf, "decode \(type) \(n)x\(k)")
+                    return (fast, ref)
+                }
+                for ti in 0..<t {
+                    for ni in 0..<n {
+                        var s: Double = 0, mag: Double = 0
+                        for ki in 0..<k {
+                            s += Double(x[ti * k + ki]) * Double(wf[ni * k + ki])
+                            mag += abs(Double(x[ti * k + ki]) * Double(wf[ni * k + ki]))
+                        }
+                        let tol = Float(1e-6 * mag + 1e-30)
+                        let i = ti * n + ni
+                        #expect(abs(fast[i] - ref[i]) <= tol, "\(type) t=\(t) n=\(n) k=\(k): fast \(fast[i]) ref \(ref[i])")
+                        #expect(abs(Double(ref[i]) - s) <= Double(tol), "\(type) t=\(t) n=\(n) k=\(k): ref \(ref[i]) exact \(s)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row slices keep their scales: slices starting inside a 128-row FP8 block, FP4 slices.
+    @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
+    func rowSlicesUseTheRightScales(type: StorageType) throws {
+        let g = try FPGolden.load()
+        let (n, k) = (300, 160)
+        let q = QuantMatrix(type: type, rows: n, cols: k, seed: 5)
+        let wf = q.dequantized(g)
+        let x = randomFloats(2 * k, seed: 8)
+        for range in [0..<300, 100..<260, 129..<130, 250..<300] {
+            q.withMatrix { m in
+                let sub = m.rows(range)
+                #expect(sub.toFloat() == Array(wf[(range.lowerBound * k)..<(range.upperBound * k)]))
+                #expect(sub.row(0) == Array(wf[(range.lowerBound * k)..<((range.lowerBound + 1) * k)]))
+                let y = sub.apply(x, tokenCount: 2)
+                let full = m.apply(x, tokenCount: 2)
+                for t in 0..<2 {
+                    for r in 0..<range.count {
+                        #expect(abs(y[t * range.count + r] - full[t * n + range.lowerBound + r]) <= 1e-5)
+                    }
+                }
+            }
+        }
+    }
+}
+
+@Suite struct QuantizerTests {
+    /// Encoding a decoded code gives the code back (every finite E4M3 code, every E2M1 nibble).
+    @Test func encodersInvertTheDecoders() {
+        for b in 0..<256 where b & 0x7F != 0x7F {
+            let v = QuantizedFormats.e4m3(UInt8(b))
+            let back = Quantizer.e4m3(v)
+            #expect(back == UInt8(b) || (v == 0 && back & 0x7F == 0), "e4m3 0x\(String(b, radix: 16))")
+        }
+        for n in 0..<16 {
+            let v = QuantizedFormats.e2m1(UInt8(n))
+            #expect(Quantizer.e2m1(v) == UInt8(n) || (v == 0 && Quantizer.e2m1(v) & 7 == 0))
+        }
+        #expect(Quantizer.e4m3(1000) == 0x7E && Quantizer.e4m3(-1000) == 0xFE)  // saturate at ±448
+        #expect(Quantizer.e2m1(2.5) == 4 && Quantizer.e2m1(5) == 6)  // ties to the even code: 2.5 → 2 (code 4), 5 → 4 (code 6)
+    }
+
+    @Test func blockQuantizersReconstructWithinHalfAStep() {
+        let (rows, cols) = (200, 160)
+        let w = randomFloats(rows * cols, seed: 11)
+        let (codes, scales) = Quantizer.fp8Blocks(w, rows: rows, cols: cols)
+        #expect(scales.count == 2 * 2)
+        let (packed, s4) = Quantizer.fp4Groups(w, rows: rows, cols: cols)
+        #expect(s4.count == rows * cols / 32)
+        codes.withUnsafeBytes { cb in
+            scales.withUnsafeBytes { sb in
+                let m = WeightMatrix(rows: rows, cols: cols, type: .f8e4m3, base: cb.baseAddress!,
+                                     scales: BlockScales(base: sb.baseAddress!, isFloat32: false, stride: 2, blockRows: 128, blockCols: 128), owner: nil)
+                let back = m.toFloat()
+                for i in 0..<w.count { #expect(abs(back[i] - w[i]) <= abs(w[i]) / 16 + 1e-3) }
+            }
+        }
+        packed.withUnsafeBytes { pb in
+            s4.withUnsafeBytes { sb in
+                let m = WeightMatrix(rows: rows, cols: cols, type: .fp4e2m1, base: pb.baseAddress!,
+                                     scales: BlockScales(base: sb.baseAddress!, isFloat32: false, stride: cols / 32, blockRows: 1, blockCols: 32), owner: nil)
+                let back = m.toFloat()
+                for r in 0..<rows {
+                    for g in 0..<(cols / 32) {
+                        let step = QuantizedFormats.e8m0(s4[r * (cols / 32) + g])  // largest gap between E2M1 values is 2·scale
+                        for k in 0..<32 { let i = r * cols + g * 32 + k; #expect(abs(back[i] - w[i]) <= step * 1.0001) }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+// quant.c: matrix products over quantized weights read in place (spec §11.2): FP8 E4M3 with
+// 128×128 block scales and packed FP4 E2M1 with one scale per 32 inputs, scales in E8M0 or
+// float32.
+//
+// The reference twin decodes every element as it multiplies, in index order. The fast path
+// decodes a few weight rows at a time through lookup tables into a small scratch block and
+// hands that block to the dense fp32 kernel, so each decoded row serves all T tokens and the
+// full-precision weights never exist in memory.
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+// MARK: - scalar decoders (the reference definitions)
+
+float ck_e4m3_to_f32(uint8_t v) {
+    if ((v & 0x7F) == 0x7F) return NAN;
+    int e = (v >> 3) & 15, m = v & 7;
+    float mag = e == 0 ? ldexpf((float)m, -9) : ldexpf((float)(8 + m), e - 10);
+    return (v & 0x80) ? -mag : mag;
+}
+
+float ck_e8m0_to_f32(uint8_t v) {
+    if (v == 0xFF) return NAN;
+    return ldexpf(1.0f, (int)v - 127);
+}
+
+float ck_e2m1_to_f32(uint8_t v) {
+    static const float mags[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    float mag = mags[v & 7];
+    return (v & 8) ? -mag : mag;
+}
+
+size_t ck_row_bytes(ck_dtype dtype, size_t K) {
+    switch (dtype) {
+    case CK_DTYPE_F32: return K * 4;
+    case CK_DTYPE_BF16: case CK_DTYPE_F16: return K * 2;
+    case CK_DTYPE_F8E4M3: return K;
+    case CK_DTYPE_FP4E2M1: return (K + 1) / 2;
+    }
+    return 0;
+}
+
+static inline float scale_at(const ck_scales *s, size_t row, size_t k) {
+    if (!s) return 1.0f;
+    size_t i = ((s->row0 + row) / s->block_rows) * s->ld + k / s->block_cols;
+    if (s->f32) return ((const float *)s->data)[i];
+    return ck_e8m0_to_f32(((const uint8_t *)s->data)[i]);
+}
+
+static inline float element(const void *w, ck_dtype dtype, size_t K, size_t n, size_t k) {
+    const uint8_t *row = (const uint8_t *)w + n * ck_row_bytes(dtype, K);
+    switch (dtype) {
+    case CK_DTYPE_F32: return ((const float *)row)[k];
+    case CK_DTYPE_BF16: return ck_bf16_to_f32(((const uint16_t *)row)[k]);
+    case CK_DTYPE_F16: return ck_f16_to_f32(((const uint16_t *)row)[k]);
+    case CK_DTYPE_F8E4M3: return ck_e4m3_to_f32(row[k]);
+    case CK_DTYPE_FP4E2M1: return ck_e2m1_to_f32((k & 1) ? (uint8_t)(row[k / 2] >> 4) : row[k / 2]);
+    }
+    return 0;
+}
+
+void ck_ref_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                          const ck_scales *scales, size_t N, float *y, size_t ldy) {
+    for (size_t t = 0; t < T; t++) {
+        for (size_t n = 0; n < N; n++) {
+            float s = 0;
+            for (size_t k = 0; k < K; k++) s += x[t * ldx + k] * (element(w, dtype, K, n, k) * scale_at(scales, n, k));
+            y[t * ldy + n] = s;
+        }
+    }
+}
+
+// MARK: - table-driven row decoding
+
+static float e4m3_lut[256];
+static float e8m0_lut[256];
+static float e2m1_pair_lut[256][2];  // byte -> (low nibble, high nibble)
+
+__attribute__((constructor)) static void build_tables(void) {
+    for (int b = 0; b < 256; b++) {
+        e4m3_lut[b] = ck_e4m3_to_f32((uint8_t)b);
+        e8m0_lut[b] = ck_e8m0_to_f32((uint8_t)b);
+        e2m1_pair_lut[b][0] = ck_e2m1_to_f32((uint8_t)(b & 15));
+        e2m1_pair_lut[b][1] = ck_e2m1_to_f32((uint8_t)(b >> 4));
+    }
+}
+
+static inline float scale_lut(const ck_scales *s, size_t row, size_t k) {
+    if (!s) return 1.0f;
+    size_t i = ((s->row0 + row) / s->block_rows) * s->ld + k / s->block_cols;
+    if (s->f32) return ((const float *)s->data)[i];
+    return e8m0_lut[((const uint8_t *)s->data)[i]];
+}
+
+// MARK: - AVX-512 row decoders
+//
+// E4M3 without a lookup: the 7 magnitude bits shifted into an fp32's exponent/mantissa field
+// give 2^(e-127)·(1+m/8) (normal) or m·2^-129 (e = 0, an fp32 subnormal); one exact multiply
+// by 2^120 rebias them to 2^(e-7)·(1+m/8) and m·2^-9. 0x7F/0xFF become NaN, the sign is OR-ed in.
+// E2M1: the 16 values sit in one register and each nibble indexes it (permutexvar).
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+TGT static void decode_fp8_avx512(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
+    size_t bc = s ? s->block_cols : K;
+    const __m512 rebias = _mm512_set1_ps(0x1p120f);
+    const __m512i mag = _mm512_set1_epi32(0x7F), sign = _mm512_set1_epi32(0x80);
+    const __m512 nan = _mm512_set1_ps(NAN);
+    for (size_t k0 = 0; k0 < K; k0 += bc) {
+        size_t k1 = k0 + bc < K ? k0 + bc : K;
+        __m512 sc = _mm512_set1_ps(scale_lut(s, n, k0));
+        for (size_t k = k0; k < k1; k += 16) {
+            __mmask16 m = k + 16 <= k1 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k1 - k)) - 1);
+            __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, row + k));
+            __m512i bits = _mm512_slli_epi32(_mm512_and_si512(b, mag), 20);
+            __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bits), rebias);
+            v = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(b, sign), 24)));
+            v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(_mm512_and_si512(b, mag), mag), nan);
+            _mm512_mask_storeu_ps(dst + k, m, _mm512_mul_ps(v, sc));
+        }
+    }
+}
+
+TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
+    size_t bc = s ? s->block_cols : K;
+    const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                        -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i shifts = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    const __m512i low = _mm512_set1_epi32(15);
+    for (size_t k0 = 0; k0 < K; k0 += bc) {
+        size_t k1 = k0 + bc < K ? k0 + bc : K;
+        float scf = scale_lut(s, n, k0);
+        __m512 sc = _mm512_set1_ps(scf);
+        size_t k = k0;
+        if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * scf; k++; }
+        for (; k + 16 <= k1; k += 16) {  // 16 values = 8 bytes
+            __m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + k / 2)));
+            __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(pairs, b), shifts), low);
+            _mm512_storeu_ps(dst + k, _mm512_mul_ps(_mm512_permutexvar_ps(idx, table), sc));
+        }
+        for (; k + 2 <= k1; k += 2) {
+            const float *p = e2m1_pair_lut[row[k / 2]];
+            dst[k] = p[0] * scf;
+            dst[k + 1] = p[1] * scf;
+        }
+        if (k < k1) dst[k] = e2m1_pair_lut[row[k / 2]][0] * scf;
+    }
+}
+
+static void decode_row(const void *w, ck_dtype dtype, size_t K, const ck_scales *s, size_t n, float *dst) {
+    const uint8_t *row = (const uint8_t *)w + n * ck_row_bytes(dtype, K);
+    if (ck_use_avx512()) {
+        if (dtype == CK_DTYPE_F8E4M3) { decode_fp8_avx512(row, K, s, n, dst); return; }
+        if (dtype == CK_DTYPE_FP4E2M1) { decode_fp4_avx512(row, K, s, n, dst); return; }
+    }
+    switch (dtype) {
+    case CK_DTYPE_F8E4M3: {
+        size_t bc = s ? s->block_cols : K;
+        for (size_t k0 = 0; k0 < K; k0 += bc) {
+            size_t k1 = k0 + bc < K ? k0 + bc : K;
+            float sc = scale_lut(s, n, k0);
+            for (size_t k = k0; k < k1; k++) dst[k] = e4m3_lut[row[k]] * sc;
+        }
+        break;
+    }
+    case CK_DTYPE_FP4E2M1: {
+        size_t bc = s ? s->block_cols : K;
+        for (size_t k0 = 0; k0 < K; k0 += bc) {
+            size_t k1 = k0 + bc < K ? k0 + bc : K;
+            float sc = scale_lut(s, n, k0);
+            size_t k = k0;
+            if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * sc; k++; }
+            for (; k + 2 <= k1; k += 2) {
+                const float *p = e2m1_pair_lut[row[k / 2]];
+                dst[k] = p[0] * sc;
+                dst[k + 1] = p[1] * sc;
+            }
+            if (k < k1) dst[k] = e2m1_pair_lut[row[k / 2]][0] * sc;
+        }
+        break;
+    }
+    default:
+        for (size_t k = 0; k < K; k++) dst[k] = element(w, dtype, K, n, k) * scale_at(s, n, k);
+    }
+}
+
+void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *scales, size_t r0, size_t nrows,
+                    float *dst) {
+    for (size_t r = 0; r < nrows; r++) decode_row(w, dtype, K, scales, r0 + r, dst + r * K);
+}
+
+// MARK: - fast path
+
+void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                      const ck_scales *scales, size_t N, float *y, size_t ldy) {
+    if (T == 0 || N == 0) return;
+    if (scales == NULL && dtype != CK_DTYPE_F8E4M3 && dtype != CK_DTYPE_FP4E2M1) {
+        ck_matmul(x, ldx, T, K, w, dtype, N, y, ldy);
+        return;
+    }
+    if (!ck_use_avx512() || K == 0) {
+        ck_ref_matmul_scaled(x, ldx, T, K, w, dtype, scales, N, y, ldy);
+        return;
+    }
+    // Rows per decoded block: about 64 KiB of floats (stays in L2), at least 4 for the 4×4 kernel.
+    size_t R = (16384 / K) & ~(size_t)3;
+    if (R < 4) R = 4;
+    if (R > N) R = N;
+    float *buf = malloc(R * K * sizeof(float));
+    if (!buf) {
+        ck_ref_matmul_scaled(x, ldx, T, K, w, dtype, scales, N, y, ldy);
+        return;
+    }
+    for (size_t n0 = 0; n0 < N; n0 += R) {
+        size_t nr = n0 + R <= N ? R : N - n0;
+        ck_decode_rows(w, dtype, K, scales, n0, nr, buf);
+        ck_matmul(x, ldx, T, K, buf, CK_DTYPE_F32, nr, y + n0, ldy);
+    }
+    free(buf);
+}
