@@ -4,6 +4,7 @@ import DeepSeekV4
 import Engine
 import Foundation
 import Logging
+import ModelRuntime
 import Server
 import Tensors
 import Tokenization
@@ -26,6 +27,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Kernel threads (default: all CPUs).") var threads: Int?
     @Option(name: .customLong("max-num-batched-tokens"), help: "Tokens computed per engine step.") var maxBatchedTokens = 512
     @Option(name: .customLong("max-num-seqs"), help: "Sequences in flight at most.") var maxSequences = 64
+    @Option(name: .customLong("fake-script"), help: ArgumentHelp(
+        "Testing aid: answer every request with this file's text (tokenized), then EOS, instead of running the model.", visibility: .hidden))
+    var fakeScript: String?
 
     func validate() throws {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
@@ -47,8 +51,13 @@ struct ServeCommand: AsyncParsableCommand {
         guard tok.vocabularySize <= m.vocabSize else {
             fail("tokenizer has \(tok.vocabularySize) tokens but the model only \(m.vocabSize)")
         }
+        var served: any CausalLM = m
+        if let fakeScript {
+            guard let text = try? String(contentsOfFile: fakeScript, encoding: .utf8) else { fail("cannot read \(fakeScript)") }
+            served = ScriptedModel(script: tok.encode(text), vocabSize: m.vocabSize, eos: m.eosTokenIds.first ?? 1, maxPositions: m.maxPositions)
+        }
         let engine = EngineLoop(
-            model: m, configuration: EngineConfiguration(cacheBytes: kvCacheMemory, tokenBudget: maxBatchedTokens, maxRunning: maxSequences),
+            model: served, configuration: EngineConfiguration(cacheBytes: kvCacheMemory, tokenBudget: maxBatchedTokens, maxRunning: maxSequences),
             detokenize: { tok.decode($0) })
         var options = ServerOptions(maxModelLen: min(maxModelLen ?? m.maxPositions, m.maxPositions))
         options.host = host

@@ -116,12 +116,15 @@ public enum Sampler {
 
     static func draw(logits: [Float], parameters p: SamplingParameters, rng: inout SeededGenerator) -> Int {
         let invT = 1 / p.temperature
-        // Candidates: top-k, or all.
+        // Candidates: top-k, or every token whose probability is not negligible (e^-40 of
+        // the top one: below float resolution of any sum), sorted by logit.
         var candidates: [Int]
         if p.topK > 0 && p.topK < logits.count {
             candidates = topIndices(logits, p.topK)
         } else {
-            candidates = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+            let cutoff = (logits.max() ?? 0) - 40 * p.temperature
+            candidates = logits.indices.filter { logits[$0] >= cutoff }
+            candidates.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
         }
         let mx = logits[candidates[0]] * invT
         var probs = candidates.map { Double(exp(logits[$0] * invT - mx)) }

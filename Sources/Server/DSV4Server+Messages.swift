@@ -8,7 +8,7 @@ import Tokenization
 
 extension DSV4Server {
     /// The Anthropic request as an equivalent Chat Completions body.
-    static func chatBody(fromMessages body: JSONValue) throws -> JSONValue {
+    public static func chatBody(fromMessages body: JSONValue) throws -> JSONValue {
         var messages: [JSONValue] = []
         func text(_ v: JSONValue?, path: String) throws -> String {
             guard let v, !v.isNull else { return "" }

@@ -1,0 +1,211 @@
+"""The official `openai` client (and raw HTTP) against `dsv4 serve`."""
+import json, socket, threading, time, urllib.request
+
+import pytest
+from openai import OpenAI, APIStatusError, AuthenticationError, BadRequestError, NotFoundError
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+          "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "days": {"type": "integer"}}, "required": ["location"]}}}]
+
+
+def client(s, key="x"):
+    return OpenAI(base_url=s.base + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def test_models(server):
+    models = client(server).models.list().data
+    ids = [m.id for m in models]
+    assert "dsv4-tiny" in ids and "deepseek-v4-flash" in ids
+    assert models[0].model_extra["context_length"] == 1048576
+
+
+def test_chat_plain_and_streaming(server):
+    c = client(server)
+    r = c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Hello!"}], max_tokens=6,
+                                  extra_body={"thinking": {"type": "disabled"}}, seed=3, temperature=0.7)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 6
+    assert isinstance(r.choices[0].message.content, str) and r.choices[0].message.content
+    again = c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Hello!"}], max_tokens=6,
+                                      extra_body={"thinking": {"type": "disabled"}}, seed=3, temperature=0.7)
+    assert again.choices[0].message.content == r.choices[0].message.content  # same seed, same tokens
+    assert again.usage.prompt_tokens_details.cached_tokens >= 0
+    chunks = list(c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=5,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage.completion_tokens == 5 and chunks[-1].choices == []
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == ["length"]
+    reasoning = "".join(ch.choices[0].delta.model_extra.get("reasoning_content") or "" for ch in chunks if ch.choices)
+    assert reasoning  # thinking is on by default (DeepSeek API), so tokens go to reasoning_content
+
+
+def test_chat_n_and_logprobs(server):
+    r = client(server).chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=3, n=2,
+                                               logprobs=True, top_logprobs=2, extra_body={"thinking": {"type": "disabled"}})
+    assert len(r.choices) == 2
+    lp = r.choices[0].logprobs.content
+    assert len(lp) == 3 and len(lp[0].top_logprobs) == 2 and lp[0].logprob <= 0
+
+
+def test_completions_text_and_token_ids(server):
+    c = client(server)
+    r = c.completions.create(model="dsv4-tiny", prompt="Once upon a time", max_tokens=4, temperature=0)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 4
+    ids = c.completions.create(model="dsv4-tiny", prompt=[100, 200, 300], max_tokens=3, temperature=0, extra_body={"return_token_ids": True})
+    assert ids.model_extra["prompt_token_ids"] == [100, 200, 300]
+    assert len(ids.choices[0].model_extra["token_ids"]) == 3
+    stream = list(c.completions.create(model="dsv4-tiny", prompt=[100, 200, 300], max_tokens=3, temperature=0, stream=True))
+    assert "".join(s.choices[0].text for s in stream if s.choices) == ids.choices[0].text
+
+
+def test_errors_are_openai_shaped(server):
+    c = client(server)
+    with pytest.raises(NotFoundError) as e:
+        c.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["code"] == "model_not_found"
+    with pytest.raises(BadRequestError) as e:
+        c.chat.completions.create(model="dsv4-tiny", messages=[])
+    assert e.value.body["param"] == "messages"
+    with pytest.raises(BadRequestError) as e:
+        c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "x"}], top_p=1.5)
+    assert e.value.body["param"] == "top_p"
+    with pytest.raises(BadRequestError) as e:
+        c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2_000_000)
+    assert e.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(BadRequestError):
+        c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "wizard", "content": "x"}])
+    with pytest.raises(BadRequestError):
+        c.completions.create(model="dsv4-tiny", prompt=[999999], max_tokens=1)
+
+
+def raw(s, method, path, body=b"", headers=None):
+    req = urllib.request.Request(s.base + path, data=body if method == "POST" else None, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_http_fuzz_gets_4xx_and_server_keeps_serving(server):
+    cases = [
+        (b'{"messages": [', {"Content-Type": "application/json"}),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 1e999}', {"Content-Type": "application/json"}),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 123456789012345678901234567890}', {"Content-Type": "application/json"}),
+        (b"[" * 5000 + b"]" * 5000, {"Content-Type": "application/json"}),
+        (b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', {"Content-Type": "application/json"}),
+        (b"hello", {"Content-Type": "text/plain"}),
+        (b'{"messages": "nope"}', {"Content-Type": "application/json"}),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', {"Content-Type": "application/json"}),
+        (b"", {"Content-Type": "application/json"}),
+    ]
+    for body, headers in cases:
+        status, payload = raw(server, "POST", "/v1/chat/completions", body, headers)
+        assert 400 <= status < 500, (body[:60], status, payload[:200])
+        err = json.loads(payload)["error"]
+        assert err["message"] and err["type"]
+        assert raw(server, "GET", "/health")[0] == 200
+    status, _ = raw(server, "POST", "/v1/chat/completions", b" " * (17 << 20), {"Content-Type": "application/json"})
+    assert status == 413
+    # A slow client: headers trickle in, then it gives up; the server keeps serving.
+    s = socket.create_connection(("127.0.0.1", server.port))
+    for part in [b"POST /v1/chat/completions HTTP/1.1\r\n", b"Host: x\r\n", b"Content-Length: 100\r\n\r\n", b'{"mess']:
+        s.sendall(part)
+        time.sleep(0.2)
+    s.close()
+    assert raw(server, "GET", "/health")[0] == 200
+
+
+def test_tool_calls_and_reasoning_round_trip(scripted):
+    c = client(scripted, key="sk-test")
+    msgs = [{"role": "user", "content": "Weather in Paris?"}]
+    r = c.chat.completions.create(model="dsv4-tiny", messages=msgs, tools=TOOLS)
+    m = r.choices[0].message
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert m.model_extra["reasoning_content"] == "Let me check the weather."
+    assert m.tool_calls[0].function.name == "get_weather"
+    assert json.loads(m.tool_calls[0].function.arguments) == {"location": "Paris", "days": 2}
+    # Streaming: the name arrives first, then argument deltas.
+    deltas = [ch.choices[0].delta for ch in c.chat.completions.create(model="dsv4-tiny", messages=msgs, tools=TOOLS, stream=True) if ch.choices]
+    calls = [d.tool_calls[0] for d in deltas if d.tool_calls]
+    assert calls[0].function.name == "get_weather" and calls[0].id.startswith("call_")
+    assert json.loads("".join(t.function.arguments or "" for t in calls)) == {"location": "Paris", "days": 2}
+    # Next turns: the assistant turn (with reasoning) and the tool result go back in.
+    msgs += [{"role": "assistant", "content": m.content, "reasoning_content": m.model_extra["reasoning_content"],
+              "tool_calls": [tc.model_dump() for tc in m.tool_calls]},
+             {"role": "tool", "tool_call_id": m.tool_calls[0].id, "content": '{"temp_c": 18}'}]
+    r2 = c.chat.completions.create(model="dsv4-tiny", messages=msgs, tools=TOOLS)
+    assert r2.usage.prompt_tokens > r.usage.prompt_tokens
+    assert r2.usage.prompt_tokens_details.cached_tokens > 0  # the first turn's pages are reused
+    msgs += [{"role": "assistant", "content": r2.choices[0].message.content, "tool_calls": [t.model_dump() for t in r2.choices[0].message.tool_calls]},
+             {"role": "tool", "tool_call_id": r2.choices[0].message.tool_calls[0].id, "content": "sunny"}]
+    r3 = c.chat.completions.create(model="dsv4-tiny", messages=msgs, tools=TOOLS)
+    assert r3.choices[0].finish_reason == "tool_calls"
+
+
+def test_authentication(scripted):
+    with pytest.raises(AuthenticationError) as e:
+        client(scripted, key="wrong").models.list()
+    assert e.value.body["code"] == "invalid_api_key"
+
+
+def test_anthropic_messages(scripted):
+    body = {"model": "dsv4-tiny", "max_tokens": 200, "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [{"name": "get_weather", "input_schema": TOOLS[0]["function"]["parameters"]}], "thinking": {"type": "enabled", "budget_tokens": 100}}
+    status, payload = raw(scripted, "POST", "/v1/messages", json.dumps(body).encode(), {"Content-Type": "application/json", "x-api-key": "sk-test"})
+    assert status == 200, payload
+    msg = json.loads(payload)
+    assert [b["type"] for b in msg["content"]] == ["thinking", "tool_use"]
+    assert msg["content"][1]["input"] == {"location": "Paris", "days": 2} and msg["stop_reason"] == "tool_use"
+    body["stream"] = True
+    status, payload = raw(scripted, "POST", "/v1/messages", json.dumps(body).encode(), {"Content-Type": "application/json", "x-api-key": "sk-test"})
+    events = [l[7:] for l in payload.decode().splitlines() if l.startswith("event: ")]
+    assert events[0] == "message_start" and events[-1] == "message_stop" and "content_block_delta" in events
+
+
+def test_many_idle_connections_and_concurrent_streams(server):
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(1000)]
+    try:
+        results, errors = [], []
+
+        def one(i):
+            try:
+                text = "".join((ch.choices[0].delta.content or "") if ch.choices else "" for ch in client(server).chat.completions.create(
+                    model="dsv4-tiny", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=4, stream=True,
+                    extra_body={"thinking": {"type": "disabled"}}))
+                results.append(text)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not errors, errors[:3]
+        assert len(results) == 64
+        assert raw(server, "GET", "/health")[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_disconnect_mid_stream_frees_the_request(server):
+    before = server.metrics().get("dsv4_requests_cancelled_by_client_total", 0)
+    body = json.dumps({"model": "dsv4-tiny", "messages": [{"role": "user", "content": "tell me a long story"}], "max_tokens": 100000,
+                       "stream": True, "ignore_eos": True}).encode()
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    got = b""
+    while got.count(b"data: ") < 5:
+        got += s.recv(4096)
+    s.close()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = server.metrics()
+        if m.get("dsv4_requests_in_flight") == 0 and m.get("dsv4_engine_requests") == 0 and m.get("dsv4_requests_cancelled_by_client_total", 0) > before:
+            break
+        time.sleep(0.2)
+    m = server.metrics()
+    assert m["dsv4_requests_in_flight"] == 0 and m["dsv4_engine_requests"] == 0
+    assert m["dsv4_requests_cancelled_by_client_total"] > before
+    assert m["dsv4_engine_running_sequences"] == 0
