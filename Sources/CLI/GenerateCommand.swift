@@ -3,6 +3,7 @@ import ArgumentParser
 import DeepSeekV4
 import Engine
 import Foundation
+import Tokenization
 
 struct GenerateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,8 +13,11 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Model folder.")
     var model: String
 
-    @Option(name: .customLong("prompt-ids"), help: "The prompt as a JSON array of token ids.")
-    var promptIds: String
+    @Option(help: "The prompt as text (tokenized with the model's tokenizer.json; the generated text goes to stdout).")
+    var prompt: String?
+
+    @Option(name: .customLong("prompt-ids"), help: "The prompt as a JSON array of token ids (token ids go to stdout).")
+    var promptIds: String?
 
     @Option(name: .customLong("max-tokens"), help: "Tokens to generate at most.")
     var maxTokens = 32
@@ -35,9 +39,20 @@ struct GenerateCommand: AsyncParsableCommand {
     var kvCacheMemory = 1 << 30
 
     func run() async throws {
-        guard let data = promptIds.data(using: .utf8),
-            let ids = try? JSONDecoder().decode([Int].self, from: data)
-        else { fail("--prompt-ids must be a JSON array of integers") }
+        guard (prompt == nil) != (promptIds == nil) else { fail("give exactly one of --prompt TEXT or --prompt-ids JSON") }
+        var tokenizer: BPETokenizer?
+        let ids: [Int]
+        if let prompt {
+            do { tokenizer = try BPETokenizer(path: model) } catch { fail("\(error)") }
+            ids = tokenizer!.encode(prompt)
+            guard !ids.isEmpty else { fail("--prompt is empty") }
+        } else {
+            guard let data = promptIds!.data(using: .utf8), let parsed = try? JSONDecoder().decode([Int].self, from: data) else {
+                fail("--prompt-ids must be a JSON array of integers")
+            }
+            ids = parsed
+        }
+        var decoders = [IncrementalDecoder](repeating: IncrementalDecoder(), count: max(n, 1))
         var p = SamplingParameters()
         p.maxTokens = maxTokens
         p.temperature = temperature
@@ -53,7 +68,7 @@ struct GenerateCommand: AsyncParsableCommand {
 
         let m: DeepSeekV4Model
         do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
-        let engine = EngineLoop(model: m, configuration: EngineConfiguration(cacheBytes: kvCacheMemory))
+        let engine = EngineLoop(model: m, configuration: EngineConfiguration(cacheBytes: kvCacheMemory), detokenize: tokenizer.map { t in { t.decode($0) } })
         defer { engine.shutdown() }
         let start = Date()
         var firstToken: Date?
@@ -67,8 +82,15 @@ struct GenerateCommand: AsyncParsableCommand {
             case .token(let choice, let s):
                 if firstToken == nil { firstToken = Date() }
                 generated += 1
-                FileHandle.standardOutput.write(Data((n > 1 ? "\(choice): \(s.token)\n" : "\(s.token)\n").utf8))
+                if let tokenizer {
+                    if m.eosTokenIds.contains(s.token) { break }
+                    let text = decoders[choice].push(s.token, tokenizer: tokenizer)
+                    FileHandle.standardOutput.write(Data((n > 1 && !text.isEmpty ? "[\(choice)] \(text)" : text).utf8))
+                } else {
+                    FileHandle.standardOutput.write(Data((n > 1 ? "\(choice): \(s.token)\n" : "\(s.token)\n").utf8))
+                }
             case .finished(let choice, let reason, _):
+                if let tokenizer { FileHandle.standardOutput.write(Data((decoders[choice].finish() + "\n").utf8)); _ = tokenizer }
                 FileHandle.standardError.write(Data("dsv4: choice \(choice) finished: \(reason.rawValue)\n".utf8))
             case .failed(let e): fail("\(e)")
             }
