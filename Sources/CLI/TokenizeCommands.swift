@@ -116,16 +116,7 @@ struct ParseCommand: ParsableCommand {
             let thinking = row["thinking"]?.boolValue ?? true
             let tools = row["tools"]?.boolValue ?? true
             let chunk = max(1, Int(row["chunk"].flatMap { if case .number(let n) = $0 { return n } else { return nil } } ?? "") ?? Int.max)
-            var parser = OutputParser(thinking: thinking, parseToolCalls: tools)
-            var parsed = ParsedOutput(thinking: thinking)
-            let chars = Array(text)
-            var i = 0
-            while i < chars.count {
-                let j = min(chars.count, i + min(chunk, chars.count))
-                for d in parser.push(String(chars[i..<j])) { parsed.apply(d) }
-                i = j
-            }
-            for d in parser.finish() { parsed.apply(d) }
+            let parsed = ParsedOutput.parse(text, thinking: thinking, parseToolCalls: tools, chunk: chunk)
             func str(_ s: String?) -> String {
                 guard let s else { return "null" }
                 var o = ""

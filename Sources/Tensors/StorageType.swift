@@ -32,7 +32,8 @@ public enum StorageType: String, Sendable, CaseIterable, CustomStringConvertible
 
     public var description: String { rawValue }
 
-    var kernelType: ck_dtype {
+    /// The C kernels' name for this format.
+    public var kernelType: ck_dtype {
         switch self {
         case .f32: CK_DTYPE_F32
         case .bf16: CK_DTYPE_BF16

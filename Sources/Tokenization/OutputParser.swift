@@ -290,11 +290,19 @@ public struct ParsedOutput: Equatable, Sendable {
         }
     }
 
-    /// Parses a complete generation.
-    public static func parse(_ text: String, thinking: Bool, parseToolCalls: Bool) -> ParsedOutput {
+    /// Parses a complete generation, fed to the streaming parser `chunk` characters at a time.
+    public static func parse(_ text: String, thinking: Bool, parseToolCalls: Bool, chunk: Int = .max) -> ParsedOutput {
         var p = OutputParser(thinking: thinking, parseToolCalls: parseToolCalls)
         var out = ParsedOutput(thinking: thinking)
-        for d in p.push(text) + p.finish() { out.apply(d) }
+        let chars = Array(text)
+        let step = max(1, min(chunk, chars.count))
+        var i = 0
+        while i < chars.count {
+            let j = min(chars.count, i + step)
+            for d in p.push(String(chars[i..<j])) { out.apply(d) }
+            i = j
+        }
+        for d in p.finish() { out.apply(d) }
         return out
     }
 }

@@ -33,8 +33,8 @@ func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
             var fast = [Float](repeating: 0, count: t * n)
             var ref = [Float](repeating: 0, count: t * n)
             stored.withUnsafeBytes { w in
-                ck_matmul(x, k, t, k, w.baseAddress!, type.kernelTypeForTests, n, &fast, n)
-                ck_ref_matmul(x, k, t, k, w.baseAddress!, type.kernelTypeForTests, n, &ref, n)
+                ck_matmul(x, k, t, k, w.baseAddress!, type.kernelType, n, &fast, n)
+                ck_ref_matmul(x, k, t, k, w.baseAddress!, type.kernelType, n, &ref, n)
             }
             for i in 0..<(t * n) {
                 // Different summation order only: relative 1e-5 of the magnitude sum.
@@ -109,14 +109,3 @@ func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
     }
 }
 
-extension StorageType {
-    var kernelTypeForTests: ck_dtype {
-        switch self {
-        case .f32: CK_DTYPE_F32
-        case .bf16: CK_DTYPE_BF16
-        case .f16: CK_DTYPE_F16
-        case .f8e4m3: CK_DTYPE_F8E4M3
-        case .fp4e2m1: CK_DTYPE_FP4E2M1
-        }
-    }
-}

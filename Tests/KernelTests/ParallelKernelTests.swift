@@ -30,7 +30,7 @@ import Testing
             #expect(group == Array(all[(6 * n)..<(13 * n)]))
             // And the scalar twin within a stated tolerance.
             var ref = [Float](repeating: 0, count: 37 * n)
-            ck_ref_matmul(x, k, 37, k, raw.baseAddress!, type.kernelTypeForTests, n, &ref, n)
+            ck_ref_matmul(x, k, 37, k, raw.baseAddress!, type.kernelType, n, &ref, n)
             for i in 0..<ref.count { #expect(abs(ref[i] - all[i]) <= 1e-5 * Float(k)) }
         }
     }

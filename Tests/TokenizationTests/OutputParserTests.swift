@@ -6,17 +6,7 @@ import Tokenization
 
 @Suite struct OutputParserTests {
     func parse(_ text: String, thinking: Bool = true, tools: Bool = true, chunk: Int = .max) -> ParsedOutput {
-        var p = OutputParser(thinking: thinking, parseToolCalls: tools)
-        var out = ParsedOutput(thinking: thinking)
-        let chars = Array(text)
-        var i = 0
-        while i < chars.count {
-            let j = min(chars.count, i + min(chunk, chars.count))
-            for d in p.push(String(chars[i..<j])) { out.apply(d) }
-            i = j
-        }
-        for d in p.finish() { out.apply(d) }
-        return out
+        ParsedOutput.parse(text, thinking: thinking, parseToolCalls: tools, chunk: chunk)
     }
 
     /// 400 generations (thinking on/off, tools on/off, parallel calls, odd characters, chunk
