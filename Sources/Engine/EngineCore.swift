@@ -74,6 +74,7 @@ public final class EngineCore {
         var rng: SeededGenerator
         var counts: [Int: Int] = [:]
         var seen: Set<Int>
+        var constraint: (any TokenConstraint)?
 
         init(tokens: [Int], rng: SeededGenerator, seen: Set<Int>) {
             self.tokens = tokens
@@ -135,12 +136,13 @@ public final class EngineCore {
     }
 
     /// Queues a validated request; returns its id.
-    public func add(prompt: [Int], parameters p: SamplingParameters) throws -> Int {
+    public func add(prompt: [Int], parameters p: SamplingParameters, constraint: (any TokenConstraintFactory)? = nil) throws -> Int {
         try validate(prompt: prompt, parameters: p)
         let id = nextID
         nextID += 1
         let seed = p.seed ?? UInt64.random(in: 0...UInt64.max)
         let first = Choice(tokens: prompt, rng: SeededGenerator(seed: seed), seen: Set(prompt))
+        first.constraint = constraint?.make()
         requests[id] = Request(id: id, arrival: arrivals, prompt: prompt, parameters: p, seed: seed, first: first)
         arrivals += 1
         return id
@@ -276,6 +278,7 @@ public final class EngineCore {
                 r.forked = true
                 for k in 1..<r.parameters.n {
                     let child = Choice(tokens: c.tokens, rng: SeededGenerator(seed: r.seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15), seen: c.seen)
+                    child.constraint = c.constraint?.copy()
                     if let s = try? cache.fork(c.sequence!) {
                         child.sequence = s
                         child.computed = c.computed
@@ -286,7 +289,10 @@ public final class EngineCore {
             }
             for k in targets {
                 let ch = r.choices[k]
-                let s = Sampler.sample(logits: logits[i], parameters: r.parameters, seen: ch.seen, generatedCounts: ch.counts, rng: &ch.rng)
+                let s = Sampler.sample(
+                    logits: logits[i], parameters: r.parameters, seen: ch.seen, generatedCounts: ch.counts, rng: &ch.rng,
+                    constraint: ch.constraint, eos: r.parameters.ignoreEOS ? [] : Set(model.eosTokenIds))
+                ch.constraint?.accept(s.token)
                 ch.tokens.append(s.token)
                 ch.generated.append(s.token)
                 ch.counts[s.token, default: 0] += 1

@@ -20,7 +20,7 @@ public struct EngineMetrics: Sendable {
 public final class EngineLoop: @unchecked Sendable {
     private let core: EngineCore
     private let lock = NSCondition()
-    private var inbox: [(id: Int, prompt: [Int], parameters: SamplingParameters)] = []
+    private var inbox: [(id: Int, prompt: [Int], parameters: SamplingParameters, constraint: (any TokenConstraintFactory)?)] = []
     private var cancels: [Int] = []
     private var streams: [Int: AsyncStream<EngineEvent>.Continuation] = [:]
     private var pendingChoices: [Int: Int] = [:]
@@ -43,7 +43,9 @@ public final class EngineLoop: @unchecked Sendable {
 
     /// Validates and queues a request. Throws (before any work) when the request is invalid
     /// or can never fit.
-    public func submit(prompt: [Int], parameters: SamplingParameters) throws -> (id: Int, events: AsyncStream<EngineEvent>) {
+    public func submit(
+        prompt: [Int], parameters: SamplingParameters, constraint: (any TokenConstraintFactory)? = nil
+    ) throws -> (id: Int, events: AsyncStream<EngineEvent>) {
         try core.validate(prompt: prompt, parameters: parameters)
         let (stream, continuation) = AsyncStream<EngineEvent>.makeStream(bufferingPolicy: .unbounded)
         lock.lock()
@@ -53,7 +55,7 @@ public final class EngineLoop: @unchecked Sendable {
         nextID += 1
         streams[id] = continuation
         pendingChoices[id] = parameters.n
-        inbox.append((id, prompt, parameters))
+        inbox.append((id, prompt, parameters, constraint))
         continuation.onTermination = { [weak self] reason in
             if case .cancelled = reason { self?.cancel(id) }
         }
@@ -110,7 +112,7 @@ public final class EngineLoop: @unchecked Sendable {
             var events: [(Int, EngineEvent)] = []
             for r in newRequests {
                 do {
-                    let cid = try core.add(prompt: r.prompt, parameters: r.parameters)
+                    let cid = try core.add(prompt: r.prompt, parameters: r.parameters, constraint: r.constraint)
                     coreIDs[r.id] = cid
                     loopIDs[cid] = r.id
                 } catch let e as EngineError {

@@ -54,7 +54,7 @@ public enum Sampler {
     ///   - generatedCounts: occurrences of each generated token (presence/frequency penalties).
     public static func sample(
         logits input: [Float], parameters p: SamplingParameters, seen: Set<Int>, generatedCounts: [Int: Int],
-        rng: inout SeededGenerator
+        rng: inout SeededGenerator, constraint: (any TokenConstraint)? = nil, eos: Set<Int> = []
     ) -> SampledToken {
         var logits = input
         if p.repetitionPenalty != 1 {
@@ -76,8 +76,10 @@ public enum Sampler {
         let logZ = Float(log(sum)) + mx
         func logprob(_ t: Int) -> Float { logits[t] - logZ }
 
-        let chosen: Int
-        if p.temperature == 0 {
+        var chosen: Int
+        if let c = constraint {
+            chosen = constrained(logits: logits, parameters: p, rng: &rng, constraint: c, eos: eos)
+        } else if p.temperature == 0 {
             var best = 0
             for i in 1..<logits.count where logits[i] > logits[best] { best = i }
             chosen = best
@@ -112,6 +114,45 @@ public enum Sampler {
             }
         }
         return heap
+    }
+
+    /// The best (greedy) or a sampled token among those the constraint accepts; EOS only
+    /// when the constraint can finish. Falls back to EOS when nothing is acceptable.
+    static func constrained(
+        logits input: [Float], parameters p: SamplingParameters, rng: inout SeededGenerator, constraint c: any TokenConstraint, eos: Set<Int>
+    ) -> Int {
+        func ok(_ t: Int) -> Bool { eos.contains(t) ? c.canFinish : c.canAccept(t) }
+        if let candidates = c.candidateTokens() {
+            // Few possibilities: check them all and choose among the valid ones.
+            var valid = candidates.filter { $0 < input.count && c.canAccept($0) }
+            if c.canFinish { valid += eos }
+            guard !valid.isEmpty else { return eos.first ?? 0 }
+            if p.temperature == 0 { return valid.max { input[$0] < input[$1] || (input[$0] == input[$1] && $0 > $1) }! }
+            let mx = valid.map { input[$0] }.max()!
+            let w = valid.map { Double(exp((input[$0] - mx) / p.temperature)) }
+            var u = rng.unit() * w.reduce(0, +)
+            for (i, t) in valid.enumerated() {
+                u -= w[i]
+                if u < 0 { return t }
+            }
+            return valid.last!
+        }
+        var logits = input
+        for _ in 0..<64 {
+            // Sampling: draw, reject, redraw. Greedy: the best remaining token.
+            var t = 0
+            if p.temperature > 0 {
+                t = draw(logits: logits, parameters: p, rng: &rng)
+            } else {
+                for i in 1..<logits.count where logits[i] > logits[t] { t = i }
+            }
+            if logits[t] == -.infinity { break }
+            if ok(t) { return t }
+            logits[t] = -.infinity
+        }
+        // Greedy, or many rejections: the most likely acceptable token.
+        let order = logits.indices.filter { logits[$0] > -.infinity }.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        return order.first(where: ok) ?? eos.first ?? order.first ?? 0
     }
 
     static func draw(logits: [Float], parameters p: SamplingParameters, rng: inout SeededGenerator) -> Int {

@@ -27,34 +27,55 @@ extension DSV4Server {
         let parameters: SamplingParameters
         let stream: Bool
         let includeUsage: Bool
+        let constraint: ConstraintFactory?
     }
 
     func planChat(_ body: JSONValue) throws -> ChatPlan {
         try checkModel(body)
         let r = FieldReader(body: body)
-        if let f = body["response_format"], !f.isNull, f["type"]?.stringValue != "text" {
-            throw APIError.badRequest("response_format '\(f["type"]?.stringValue ?? "?")' needs constrained decoding, which this server does not implement yet", param: "response_format")
-        }
-        if let tc = body["tool_choice"], !tc.isNull {
-            let mode = tc.stringValue
-            guard mode == "auto" || mode == "none" else {
-                throw APIError.badRequest("tool_choice \(mode.map { "'\($0)'" } ?? "naming a function") needs constrained decoding, which this server does not implement yet; use 'auto' or 'none'", param: "tool_choice")
+        let conv = try ChatConversation(request: body)
+        var constraint: ConstraintFactory?
+        if let f = body["response_format"], !f.isNull {
+            switch f["type"]?.stringValue {
+            case "text": break
+            case "json_object": constraint = .json(tokenizer, thinking: conv.thinking)
+            case "json_schema":
+                throw APIError.badRequest("response_format 'json_schema' is not supported yet (use 'json_object' for any JSON object)", param: "response_format")
+            default: throw APIError.badRequest("response_format.type must be 'text', 'json_object' or 'json_schema'", param: "response_format.type")
             }
         }
-        let conv = try ChatConversation(request: body)
+        if let tc = body["tool_choice"], !tc.isNull {
+            switch tc.stringValue {
+            case "auto"?, "none"?: break
+            case "required"?:
+                guard !conv.tools.isEmpty else { throw APIError.badRequest("tool_choice 'required' needs tools", param: "tool_choice") }
+                constraint = .toolCall(tokenizer, thinking: conv.thinking, function: nil)
+            case nil:
+                guard let name = tc["function"]?["name"]?.stringValue else {
+                    throw APIError.badRequest("tool_choice must be 'auto', 'none', 'required' or {\"type\": \"function\", \"function\": {\"name\": …}}", param: "tool_choice")
+                }
+                guard conv.tools.contains(where: { $0["name"]?.stringValue == name }) else {
+                    throw APIError.badRequest("tool_choice names '\(name)', which is not among the tools", param: "tool_choice")
+                }
+                constraint = .toolCall(tokenizer, thinking: conv.thinking, function: name)
+            default: throw APIError.badRequest("tool_choice must be 'auto', 'none', 'required' or a function", param: "tool_choice")
+            }
+        }
         let prompt = tokenizer.encode(PromptRenderer.render(conv))
         var p = try r.sampling(defaultMaxTokens: try defaultMaxTokens(promptTokens: prompt.count), logprobsAsCount: false)
         try checkContext(promptTokens: prompt.count, maxTokens: p.maxTokens)
         if p.temperature.isNaN { p.temperature = 1 }
         let stream = try r.bool("stream") ?? false
         let includeUsage = body["stream_options"]?["include_usage"]?.boolValue ?? false
-        return ChatPlan(conversation: conv, prompt: prompt, parameters: p, stream: stream, includeUsage: includeUsage)
+        return ChatPlan(conversation: conv, prompt: prompt, parameters: p, stream: stream, includeUsage: includeUsage, constraint: constraint)
     }
 
     func chatCompletions(_ body: JSONValue, _ request: Request) async throws -> Response {
         try admit()
         let plan = try planChat(body)
-        let run = try GenerationRun(engine: engine, tokenizer: tokenizer, prompt: plan.prompt, parameters: plan.parameters, hiddenTokens: hiddenTokens)
+        let run = try GenerationRun(
+            engine: engine, tokenizer: tokenizer, prompt: plan.prompt, parameters: plan.parameters, hiddenTokens: hiddenTokens,
+            constraint: plan.constraint)
         let id = Self.requestID("chatcmpl-")
         let tools = !plan.conversation.tools.isEmpty
         let thinking = plan.conversation.thinking

@@ -24,12 +24,15 @@ final class GenerationRun: @unchecked Sendable {
     private let events: AsyncStream<EngineEvent>
 
     /// Submits the request (throws before any work when it is invalid).
-    init(engine: EngineLoop, tokenizer: BPETokenizer, prompt: [Int], parameters: SamplingParameters, hiddenTokens: Set<Int>) throws {
+    init(
+        engine: EngineLoop, tokenizer: BPETokenizer, prompt: [Int], parameters: SamplingParameters, hiddenTokens: Set<Int>,
+        constraint: (any TokenConstraintFactory)? = nil
+    ) throws {
         self.engine = engine
         self.tokenizer = tokenizer
         self.parameters = parameters
         self.hiddenTokens = hiddenTokens.union(parameters.stopTokenIds)
-        (id, events) = try engine.submit(prompt: prompt, parameters: parameters)
+        (id, events) = try engine.submit(prompt: prompt, parameters: parameters, constraint: constraint)
     }
 
     func cancel() { engine.cancel(id) }

@@ -1,0 +1,264 @@
+// OutputConstraints.swift: the constraints behind `response_format` (JSON) and
+// `tool_choice` required/named: byte-level automata over each candidate token's bytes.
+// Reasoning is free; the constraint applies from the first token after `</think>` (or from
+// the start when thinking is off).
+import Engine
+import Foundation
+import Tokenization
+
+/// An incremental JSON syntax checker over bytes (RFC 8259), top level an object.
+struct JSONAutomaton {
+    enum Frame { case object, array }
+    enum Expect { case value, keyOrClose, key, colon, commaOrClose, done }
+    enum Lex: Equatable { case none, string(escape: Int), key(escape: Int), number, literal(String, Int) }
+
+    var stack: [Frame] = []
+    var expect: Expect = .value
+    var lex: Lex = .none
+    var started = false
+    var whitespaceRun = 0
+    var numberText: [UInt8] = []
+    /// Right after '[': ']' may close the (empty) array.
+    var arrayJustOpened = false
+
+    var isComplete: Bool { expect == .done && lex == .none || (lex == .number && stack.isEmpty && Self.validNumber(numberText)) }
+
+    static func isWS(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
+
+    static func validNumber(_ t: [UInt8]) -> Bool {
+        guard let s = String(bytes: t, encoding: .utf8) else { return false }
+        return (try? JSONValue.parse(s)) != nil
+    }
+
+    /// After a value ends.
+    mutating func valueDone() { expect = stack.isEmpty ? .done : .commaOrClose }
+
+    /// Feeds one byte; false if the text can no longer be valid JSON.
+    mutating func feed(_ b: UInt8) -> Bool {
+        switch lex {
+        case .string(let esc), .key(let esc):
+            let isKey: Bool = { if case .key = lex { return true } else { return false } }()
+            if esc > 0 {
+                if esc == 1 {  // the char after a backslash
+                    if b == UInt8(ascii: "u") { lex = isKey ? .key(escape: 2) : .string(escape: 2); return true }
+                    guard "\"\\/bfnrt".utf8.contains(b) else { return false }
+                } else {  // hex digits of \uXXXX: esc counts 2…5
+                    guard (0x30...0x39).contains(b) || (0x41...0x46).contains(b) || (0x61...0x66).contains(b) else { return false }
+                    if esc < 5 { lex = isKey ? .key(escape: esc + 1) : .string(escape: esc + 1); return true }
+                }
+                lex = isKey ? .key(escape: 0) : .string(escape: 0)
+                return true
+            }
+            if b == UInt8(ascii: "\\") { lex = isKey ? .key(escape: 1) : .string(escape: 1); return true }
+            if b == UInt8(ascii: "\"") {
+                lex = .none
+                if isKey { expect = .colon } else { valueDone() }
+                return true
+            }
+            return b >= 0x20
+        case .number:
+            if (0x30...0x39).contains(b) || b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-") {
+                numberText.append(b)
+                return numberText.count < 64 && Self.numberPrefixOK(numberText)
+            }
+            guard Self.validNumber(numberText) else { return false }
+            lex = .none
+            valueDone()
+            return feed(b)
+        case .literal(let word, let i):
+            let w = Array(word.utf8)
+            guard b == w[i] else { return false }
+            if i + 1 == w.count { lex = .none; valueDone() } else { lex = .literal(word, i + 1) }
+            return true
+        case .none:
+            break
+        }
+        if Self.isWS(b) {
+            whitespaceRun += 1
+            return started && whitespaceRun <= 4 && expect != .done
+        }
+        whitespaceRun = 0
+        let emptyArrayOK = arrayJustOpened
+        arrayJustOpened = false
+        switch expect {
+        case .done:
+            return false
+        case .value:
+            if !started {  // json_object: the top level is an object
+                guard b == UInt8(ascii: "{") else { return false }
+            }
+            started = true
+            switch b {
+            case UInt8(ascii: "{"): stack.append(.object); expect = .keyOrClose
+            case UInt8(ascii: "["): stack.append(.array); expect = .value; arrayJustOpened = true
+            case UInt8(ascii: "\""): lex = .string(escape: 0)
+            case UInt8(ascii: "t"): lex = .literal("true", 1)
+            case UInt8(ascii: "f"): lex = .literal("false", 1)
+            case UInt8(ascii: "n"): lex = .literal("null", 1)
+            case UInt8(ascii: "-"), 0x30...0x39: lex = .number; numberText = [b]
+            case UInt8(ascii: "]"):
+                // An empty array closes right after '['.
+                guard emptyArrayOK, case .array? = stack.last else { return false }
+                stack.removeLast(); valueDone()
+            default: return false
+            }
+            return true
+        case .keyOrClose, .key:
+            if b == UInt8(ascii: "}"), expect == .keyOrClose { stack.removeLast(); valueDone(); return true }
+            guard b == UInt8(ascii: "\"") else { return false }
+            lex = .key(escape: 0)
+            return true
+        case .colon:
+            guard b == UInt8(ascii: ":") else { return false }
+            expect = .value
+            return true
+        case .commaOrClose:
+            guard let top = stack.last else { return false }
+            if b == UInt8(ascii: ",") { expect = top == .object ? .key : .value; return true }
+            if b == (top == .object ? UInt8(ascii: "}") : UInt8(ascii: "]")) { stack.removeLast(); valueDone(); return true }
+            return false
+        }
+    }
+
+    /// Whether `t` can still grow into a JSON number.
+    static func numberPrefixOK(_ t: [UInt8]) -> Bool {
+        if validNumber(t) { return true }
+        // A prefix is fine if some short completion makes it a number.
+        let s = String(decoding: t, as: UTF8.self)
+        return ["0", "1", "e0", "0e0"].contains { (try? JSONValue.parse(s + $0)) != nil }
+    }
+}
+
+/// Output constraint: free until `</think>` (thinking mode), then checked by `check`.
+final class PhasedConstraint: TokenConstraint {
+    enum Body {
+        case json(JSONAutomaton)
+        /// The content must begin with these tokens, in the tokenizer's own spelling (after
+        /// which anything goes).
+        case prefix([Int], matched: Int)
+    }
+
+    let tokenizer: BPETokenizer
+    let index: FirstByteIndex
+    let thinkClose: Int?
+    var inContent: Bool
+    var body: Body
+
+    init(tokenizer: BPETokenizer, index: FirstByteIndex, thinking: Bool, body: Body) {
+        self.tokenizer = tokenizer
+        self.index = index
+        thinkClose = tokenizer.id(of: "</think>")
+        inContent = !thinking
+        self.body = body
+    }
+
+    func copy() -> any TokenConstraint {
+        let c = PhasedConstraint(tokenizer: tokenizer, index: index, thinking: !inContent, body: body)
+        c.inContent = inContent
+        return c
+    }
+
+    /// Tokens whose first byte the body accepts, when fewer than 64 bytes are acceptable.
+    func candidateTokens() -> [Int]? {
+        guard inContent else { return nil }
+        var bytes: [UInt8] = []
+        switch body {
+        case .json(let a):
+            for b in 0...255 {
+                var probe = a
+                if probe.feed(UInt8(b)) { bytes.append(UInt8(b)) }
+            }
+        case .prefix(let want, let matched):
+            return matched < want.count ? [want[matched]] : nil
+        }
+        guard bytes.count < 64 else { return nil }
+        return bytes.flatMap { index.tokens[Int($0)] }
+    }
+
+    /// Feeds the token's bytes into a copy of the body; nil if they break it.
+    func advanced(_ token: Int) -> Body? {
+        var b = body
+        let bytes = tokenizer.bytes(of: token)
+        switch b {
+        case .json(var a):
+            for x in bytes where !a.feed(x) { return nil }
+            b = .json(a)
+        case .prefix(let want, let matched):
+            if matched < want.count {
+                guard token == want[matched] else { return nil }
+                b = .prefix(want, matched: matched + 1)
+            }
+            _ = bytes
+        }
+        return b
+    }
+
+    func canAccept(_ token: Int) -> Bool {
+        guard inContent else { return true }
+        return advanced(token) != nil
+    }
+
+    func accept(_ token: Int) {
+        guard inContent else {
+            if token == thinkClose { inContent = true }
+            return
+        }
+        if let b = advanced(token) { body = b }
+    }
+
+    var canFinish: Bool {
+        guard inContent else { return false }
+        switch body {
+        case .json(let a): return a.isComplete
+        case .prefix(let want, let matched): return matched >= want.count
+        }
+    }
+}
+
+/// Token ids by the first byte they stand for (built once per tokenizer).
+final class FirstByteIndex: @unchecked Sendable {
+    let tokens: [[Int]]
+
+    init(_ tokenizer: BPETokenizer) {
+        var t = [[Int]](repeating: [], count: 256)
+        for id in 0..<tokenizer.vocabularySize {
+            if let b = tokenizer.bytes(of: id).first { t[Int(b)].append(id) }
+        }
+        tokens = t
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cache: [ObjectIdentifier: FirstByteIndex] = [:]
+
+    static func of(_ tokenizer: BPETokenizer) -> FirstByteIndex {
+        lock.withLock {
+            if let i = cache[ObjectIdentifier(tokenizer)] { return i }
+            let i = FirstByteIndex(tokenizer)
+            cache[ObjectIdentifier(tokenizer)] = i
+            return i
+        }
+    }
+}
+
+struct ConstraintFactory: TokenConstraintFactory, @unchecked Sendable {
+    let tokenizer: BPETokenizer
+    let thinking: Bool
+    let body: PhasedConstraint.Body
+
+    func make() -> any TokenConstraint {
+        PhasedConstraint(tokenizer: tokenizer, index: FirstByteIndex.of(tokenizer), thinking: thinking, body: body)
+    }
+
+    /// A JSON object (response_format json_object).
+    static func json(_ tokenizer: BPETokenizer, thinking: Bool) -> ConstraintFactory {
+        ConstraintFactory(tokenizer: tokenizer, thinking: thinking, body: .json(JSONAutomaton()))
+    }
+
+    /// Content that starts with a tool-call block (tool_choice required), naming `function`
+    /// when given (tool_choice naming a function).
+    static func toolCall(_ tokenizer: BPETokenizer, thinking: Bool, function: String?) -> ConstraintFactory {
+        var s = "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\""
+        if let function { s += function + "\">\n" }
+        return ConstraintFactory(tokenizer: tokenizer, thinking: thinking, body: .prefix(tokenizer.encode(s), matched: 0))
+    }
+}
