@@ -11,13 +11,24 @@ extension DSV4Server {
         try admit()
         try checkModel(body)
         let r = FieldReader(body: body)
+        // Fill-in-the-middle: DeepSeek's layout BOS <｜fim▁begin｜>PREFIX<｜fim▁hole｜>SUFFIX<｜fim▁end｜>
+        // (the DeepSeek-Coder/V3 convention; V4's own is not published), when the vocabulary has the tokens.
+        var fimSuffix: String?
         if let s = body["suffix"], !s.isNull {
-            throw APIError.badRequest("'suffix' (fill-in-the-middle) is not supported by this model's serving setup", param: "suffix")
+            guard let text = s.stringValue else { throw APIError.badRequest("'suffix' must be a string", param: "suffix") }
+            guard tokenizer.id(of: "<｜fim▁begin｜>") != nil, tokenizer.id(of: "<｜fim▁hole｜>") != nil, tokenizer.id(of: "<｜fim▁end｜>") != nil else {
+                throw APIError.badRequest("this model's vocabulary has no fill-in-the-middle tokens", param: "suffix")
+            }
+            fimSuffix = text
         }
         if try r.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
         guard let p = body["prompt"], !p.isNull else { throw APIError.badRequest("'prompt' is required", param: "prompt") }
         var prompt: [Int]
         switch p {
+        case .string(let s) where fimSuffix != nil:
+            prompt = tokenizer.encode("<｜begin▁of▁sentence｜><｜fim▁begin｜>" + s + "<｜fim▁hole｜>" + fimSuffix! + "<｜fim▁end｜>")
+        case _ where fimSuffix != nil:
+            throw APIError.badRequest("with 'suffix', 'prompt' must be a string", param: "prompt")
         case .string(let s): prompt = tokenizer.encode(s)
         case .array(let items):
             if items.allSatisfy({ $0.intValue != nil }) {

@@ -233,3 +233,12 @@ def test_constrained_decoding(server):
     with pytest.raises(BadRequestError):
         c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "x"}], tools=TOOLS,
                                   tool_choice={"type": "function", "function": {"name": "nope"}})
+
+
+def test_fill_in_the_middle(server):
+    c = client(server)
+    r = c.completions.create(model="dsv4-tiny", prompt="def add(a, b):\n    return ", suffix="\n\nprint(add(1, 2))", max_tokens=4,
+                             temperature=0, extra_body={"return_token_ids": True})
+    ids = r.model_extra["prompt_token_ids"]
+    assert ids[:2] == [0, 128801] and ids[-1] == 128802 and 128800 in ids
+    assert r.usage.completion_tokens == 4
