@@ -40,7 +40,14 @@ extension DSV4Server {
             case "text": break
             case "json_object": constraint = .json(tokenizer, thinking: conv.thinking)
             case "json_schema":
-                throw APIError.badRequest("response_format 'json_schema' is not supported yet (use 'json_object' for any JSON object)", param: "response_format")
+                guard let schema = f["json_schema"]?["schema"] else {
+                    throw APIError.badRequest("response_format.json_schema.schema is required", param: "response_format.json_schema.schema")
+                }
+                let node = try SchemaNode.parse(schema)
+                guard node.types == nil || node.types!.contains("object") || node.literals != nil else {
+                    throw APIError.badRequest("the schema's top level must be an object", param: "response_format.json_schema.schema")
+                }
+                constraint = .json(tokenizer, thinking: conv.thinking, schema: node)
             default: throw APIError.badRequest("response_format.type must be 'text', 'json_object' or 'json_schema'", param: "response_format.type")
             }
         }

@@ -18,10 +18,60 @@ struct JSONAutomaton {
     var started = false
     var whitespaceRun = 0
     var numberText: [UInt8] = []
+    var integerOnly = false
     /// Right after '[': ']' may close the (empty) array.
     var arrayJustOpened = false
 
-    var isComplete: Bool { expect == .done && lex == .none || (lex == .number && stack.isEmpty && Self.validNumber(numberText)) }
+    // MARK: schema (response_format json_schema)
+    /// Schema of each open container (parallel to `stack`); nil entries: unconstrained.
+    var schemas: [SchemaNode?] = []
+    /// Keys seen in each open object.
+    var seenKeys: [Set<String>] = []
+    /// Schema of the value about to start.
+    var pendingSchema: SchemaNode?
+    /// Bytes of the key being read.
+    var keyBytes: [UInt8] = []
+    /// Enum/const texts still possible for the value being read, and bytes matched.
+    var literalCandidates: [[UInt8]]?
+    var literalMatched = 0
+
+    init(schema: SchemaNode? = nil) { pendingSchema = schema }
+
+    func typeAllowed(_ t: String) -> Bool {
+        guard let types = pendingSchema?.types else { return true }
+        return types.contains(t) || (t == "integer" && types.contains("number"))
+    }
+
+    /// Keys the current object may still take, nil if any.
+    var allowedKeys: [String]? {
+        guard let s = schemas.last ?? nil, !s.additionalProperties else { return nil }
+        let seen = seenKeys.last ?? []
+        return s.properties.map(\.0).filter { !seen.contains($0) }
+    }
+
+    var objectCanClose: Bool {
+        guard let s = schemas.last ?? nil else { return true }
+        return s.required.isSubset(of: seenKeys.last ?? [])
+    }
+
+    mutating func open(_ frame: Frame) {
+        stack.append(frame)
+        schemas.append(pendingSchema)
+        seenKeys.append([])
+        pendingSchema = frame == .array ? pendingSchema?.items : nil
+    }
+
+    mutating func close() {
+        stack.removeLast()
+        schemas.removeLast()
+        seenKeys.removeLast()
+        valueDone()
+    }
+
+    var isComplete: Bool {
+        expect == .done && lex == .none && literalCandidates == nil
+            || (lex == .number && stack.isEmpty && Self.validNumber(numberText) && literalCandidates == nil)
+    }
 
     static func isWS(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
 
@@ -35,6 +85,25 @@ struct JSONAutomaton {
 
     /// Feeds one byte; false if the text can no longer be valid JSON.
     mutating func feed(_ b: UInt8) -> Bool {
+        if var cands = literalCandidates {
+            // Inside an enum/const value: follow the remaining candidates byte by byte.
+            cands = cands.filter { literalMatched < $0.count && $0[literalMatched] == b }
+            if cands.isEmpty {
+                // A complete candidate followed by a structural byte ends the value.
+                let done = (literalCandidates ?? []).contains { $0.count == literalMatched }
+                guard done else { return false }
+                literalCandidates = nil
+                valueDone()
+                return feed(b)
+            }
+            literalMatched += 1
+            literalCandidates = cands
+            if cands.count == 1, cands[0].count == literalMatched, stack.isEmpty {
+                literalCandidates = nil
+                valueDone()
+            }
+            return true
+        }
         switch lex {
         case .string(let esc), .key(let esc):
             let isKey: Bool = { if case .key = lex { return true } else { return false } }()
@@ -49,15 +118,34 @@ struct JSONAutomaton {
                 lex = isKey ? .key(escape: 0) : .string(escape: 0)
                 return true
             }
-            if b == UInt8(ascii: "\\") { lex = isKey ? .key(escape: 1) : .string(escape: 1); return true }
-            if b == UInt8(ascii: "\"") {
-                lex = .none
-                if isKey { expect = .colon } else { valueDone() }
+            if b == UInt8(ascii: "\\") {
+                if isKey, allowedKeys != nil { return false }  // schema keys are plain text
+                lex = isKey ? .key(escape: 1) : .string(escape: 1)
                 return true
             }
-            return b >= 0x20
+            if b == UInt8(ascii: "\"") {
+                lex = .none
+                if isKey {
+                    let key = String(decoding: keyBytes, as: UTF8.self)
+                    if let allowed = allowedKeys, !allowed.contains(key) { return false }
+                    if seenKeys.last?.contains(key) == true { return false }
+                    seenKeys[seenKeys.count - 1].insert(key)
+                    pendingSchema = (schemas.last ?? nil)?.property(key)
+                    expect = .colon
+                } else {
+                    valueDone()
+                }
+                return true
+            }
+            guard b >= 0x20 else { return false }
+            if isKey {
+                keyBytes.append(b)
+                if let allowed = allowedKeys, !allowed.contains(where: { $0.utf8.starts(with: keyBytes) }) { return false }
+            }
+            return true
         case .number:
             if (0x30...0x39).contains(b) || b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-") {
+                if integerOnly, !(0x30...0x39).contains(b) { return false }
                 numberText.append(b)
                 return numberText.count < 64 && Self.numberPrefixOK(numberText)
             }
@@ -88,25 +176,56 @@ struct JSONAutomaton {
                 guard b == UInt8(ascii: "{") else { return false }
             }
             started = true
-            switch b {
-            case UInt8(ascii: "{"): stack.append(.object); expect = .keyOrClose
-            case UInt8(ascii: "["): stack.append(.array); expect = .value; arrayJustOpened = true
-            case UInt8(ascii: "\""): lex = .string(escape: 0)
-            case UInt8(ascii: "t"): lex = .literal("true", 1)
-            case UInt8(ascii: "f"): lex = .literal("false", 1)
-            case UInt8(ascii: "n"): lex = .literal("null", 1)
-            case UInt8(ascii: "-"), 0x30...0x39: lex = .number; numberText = [b]
-            case UInt8(ascii: "]"):
+            if b == UInt8(ascii: "]") {
                 // An empty array closes right after '['.
                 guard emptyArrayOK, case .array? = stack.last else { return false }
-                stack.removeLast(); valueDone()
+                close()
+                return true
+            }
+            if let lits = pendingSchema?.literals {
+                // enum / const: the value is one of these texts.
+                let cands = lits.filter { $0.first == b }
+                guard !cands.isEmpty else { return false }
+                literalCandidates = cands
+                literalMatched = 1
+                if stack.isEmpty, cands.count == 1, cands[0].count == 1 { literalCandidates = nil; valueDone() }
+                return true
+            }
+            switch b {
+            case UInt8(ascii: "{"):
+                guard typeAllowed("object") else { return false }
+                open(.object); expect = .keyOrClose
+            case UInt8(ascii: "["):
+                guard typeAllowed("array") else { return false }
+                open(.array); expect = .value; arrayJustOpened = true
+            case UInt8(ascii: "\""):
+                guard typeAllowed("string") else { return false }
+                lex = .string(escape: 0)
+            case UInt8(ascii: "t"), UInt8(ascii: "f"):
+                guard typeAllowed("boolean") else { return false }
+                lex = b == UInt8(ascii: "t") ? .literal("true", 1) : .literal("false", 1)
+            case UInt8(ascii: "n"):
+                guard typeAllowed("null") else { return false }
+                lex = .literal("null", 1)
+            case UInt8(ascii: "-"), 0x30...0x39:
+                guard typeAllowed("number") || typeAllowed("integer") else { return false }
+                integerOnly = pendingSchema?.types.map { $0.contains("integer") && !$0.contains("number") } ?? false
+                lex = .number; numberText = [b]
             default: return false
+            }
+            if case .array? = stack.last, b != UInt8(ascii: "[") || stack.count > 1 {
+                // Each array element gets the items schema back after a nested value.
             }
             return true
         case .keyOrClose, .key:
-            if b == UInt8(ascii: "}"), expect == .keyOrClose { stack.removeLast(); valueDone(); return true }
-            guard b == UInt8(ascii: "\"") else { return false }
+            if b == UInt8(ascii: "}"), expect == .keyOrClose {
+                guard objectCanClose else { return false }
+                close()
+                return true
+            }
+            guard b == UInt8(ascii: "\""), allowedKeys?.isEmpty != true else { return false }
             lex = .key(escape: 0)
+            keyBytes = []
             return true
         case .colon:
             guard b == UInt8(ascii: ":") else { return false }
@@ -114,8 +233,22 @@ struct JSONAutomaton {
             return true
         case .commaOrClose:
             guard let top = stack.last else { return false }
-            if b == UInt8(ascii: ",") { expect = top == .object ? .key : .value; return true }
-            if b == (top == .object ? UInt8(ascii: "}") : UInt8(ascii: "]")) { stack.removeLast(); valueDone(); return true }
+            if b == UInt8(ascii: ",") {
+                if top == .object {
+                    guard allowedKeys?.isEmpty != true else { return false }  // every allowed key is used
+                    expect = .key
+                } else {
+                    expect = .value
+                    pendingSchema = (schemas.last ?? nil)?.items
+                }
+                return true
+            }
+            if b == UInt8(ascii: "}"), top == .object {
+                guard objectCanClose else { return false }
+                close()
+                return true
+            }
+            if b == UInt8(ascii: "]"), top == .array { close(); return true }
             return false
         }
     }
@@ -249,9 +382,9 @@ struct ConstraintFactory: TokenConstraintFactory, @unchecked Sendable {
         PhasedConstraint(tokenizer: tokenizer, index: FirstByteIndex.of(tokenizer), thinking: thinking, body: body)
     }
 
-    /// A JSON object (response_format json_object).
-    static func json(_ tokenizer: BPETokenizer, thinking: Bool) -> ConstraintFactory {
-        ConstraintFactory(tokenizer: tokenizer, thinking: thinking, body: .json(JSONAutomaton()))
+    /// A JSON object (response_format json_object), or one following `schema` (json_schema).
+    static func json(_ tokenizer: BPETokenizer, thinking: Bool, schema: SchemaNode? = nil) -> ConstraintFactory {
+        ConstraintFactory(tokenizer: tokenizer, thinking: thinking, body: .json(JSONAutomaton(schema: schema)))
     }
 
     /// Content that starts with a tool-call block (tool_choice required), naming `function`

@@ -73,3 +73,40 @@ func v4Tokenizer() -> BPETokenizer? {
     let dirs = [env["DSV4_HOME"].map { $0 + "/models/dsv4-tiny" }, NSHomeDirectory() + "/.cache/dsv4/models/dsv4-tiny"].compactMap { $0 }
     return dirs.lazy.compactMap { try? BPETokenizer(path: $0) }.first
 }
+
+@Suite struct SchemaConstraintTests {
+    let schema = try! SchemaNode.parse(try! JSONValue.parse(#"""
+        {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer"},
+         "color": {"enum": ["red", "green"]}, "tags": {"type": "array", "items": {"type": "string"}},
+         "inner": {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}},
+         "required": ["ok", "n", "color"]}
+        """#))
+
+    func run(_ s: String) -> JSONAutomaton? {
+        var a = JSONAutomaton(schema: schema)
+        for b in s.utf8 where !a.feed(b) { return nil }
+        return a
+    }
+
+    @Test func schemaIsEnforced() {
+        for good in [#"{"ok": true, "n": 3, "color": "red"}"#, #"{"color": "green", "n": -12, "ok": false, "tags": ["a", "b"], "inner": {"x": 1.5}}"#] {
+            #expect(run(good)?.isComplete == true, "\(good)")
+        }
+        for bad in [
+            #"{"ok": 1, "n": 3, "color": "red"}"#,  // wrong type
+            #"{"ok": true, "n": 3.5, "color": "red"}"#,  // integer
+            #"{"ok": true, "n": 3, "color": "blue"}"#,  // enum
+            #"{"ok": true, "n": 3}"#,  // missing required
+            #"{"ok": true, "n": 3, "color": "red", "extra": 1}"#,  // unknown key
+            #"{"ok": true, "ok": true, "n": 3, "color": "red"}"#,  // duplicate key
+            #"{"ok": true, "n": 3, "color": "red", "tags": [1]}"#,  // items
+            #"{"ok": true, "n": 3, "color": "red", "inner": {}}"#,  // nested required
+        ] {
+            #expect(run(bad)?.isComplete != true, "\(bad)")
+        }
+    }
+
+    @Test func unsupportedKeywordsAreRejectedClearly() {
+        #expect(throws: APIError.self) { try SchemaNode.parse(try JSONValue.parse(#"{"anyOf": [{"type": "string"}]}"#)) }
+    }
+}

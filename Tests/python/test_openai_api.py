@@ -229,7 +229,7 @@ def test_constrained_decoding(server):
     assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
     with pytest.raises(BadRequestError):
         c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "x"}],
-                                  response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}}})
+                                  response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": {"anyOf": [{"type": "object"}]}}})
     with pytest.raises(BadRequestError):
         c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "x"}], tools=TOOLS,
                                   tool_choice={"type": "function", "function": {"name": "nope"}})
@@ -242,3 +242,14 @@ def test_fill_in_the_middle(server):
     ids = r.model_extra["prompt_token_ids"]
     assert ids[:2] == [0, 128801] and ids[-1] == 128802 and 128800 in ids
     assert r.usage.completion_tokens == 4
+
+
+def test_json_schema(server):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}, "n": {"type": "integer"}},
+              "required": ["ok", "color", "n"], "additionalProperties": False}
+    r = client(server).chat.completions.create(
+        model="dsv4-tiny", messages=[{"role": "user", "content": "Describe it."}], max_tokens=120, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "thing", "schema": schema}}, extra_body={"thinking": {"type": "disabled"}})
+    out = json.loads(r.choices[0].message.content)
+    assert set(out) == {"ok", "color", "n"} and isinstance(out["ok"], bool) and out["color"] in ("red", "green") and isinstance(out["n"], int)
+    assert r.choices[0].finish_reason == "stop"
