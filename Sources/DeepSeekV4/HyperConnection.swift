@@ -82,17 +82,15 @@ enum HyperConnection {
         }
     }
 
-    /// u[t] = Σ_i pre_i · X[t, i]; result `[T, D]`.
+    /// u[t] = Σ_i pre_i · X[t, i]; result `[T, D]`. Tokens are spread over the kernel threads.
     static func collapse(streams X: [Float], weights: [[Float]], tokenCount T: Int, hidden D: Int, streamCount N: Int) -> [Float] {
         var u = [Float](repeating: 0, count: T * D)
         X.withUnsafeBufferPointer { x in
             u.withUnsafeMutableBufferPointer { up in
-                for t in 0..<T {
-                    let out = up.baseAddress! + t * D
-                    for i in 0..<N {
-                        let p = weights[t][i]
-                        let s = x.baseAddress! + (t * N + i) * D
-                        for k in 0..<D { out[k] += p * s[k] }
+                let xb = x.baseAddress!, ub = up.baseAddress!
+                KernelThreads.parallelFor(min(T, 64)) { chunk in
+                    for t in stride(from: chunk, to: T, by: min(T, 64)) {
+                        for i in 0..<N { axpy(weights[t][i], xb + (t * N + i) * D, ub + t * D, D) }
                     }
                 }
             }
@@ -106,17 +104,14 @@ enum HyperConnection {
         X.withUnsafeBufferPointer { x in
             a.withUnsafeBufferPointer { ap in
                 next.withUnsafeMutableBufferPointer { np in
-                    for t in 0..<T {
-                        let m = mix[t]
-                        for j in 0..<N {
-                            let out = np.baseAddress! + (t * N + j) * D
-                            let at = ap.baseAddress! + t * D
-                            let pj = m.post[j]
-                            for k in 0..<D { out[k] = pj * at[k] }
-                            for i in 0..<N {
-                                let cij = m.comb[i * N + j]
-                                let s = x.baseAddress! + (t * N + i) * D
-                                for k in 0..<D { out[k] += cij * s[k] }
+                    let xb = x.baseAddress!, ab = ap.baseAddress!, nb = np.baseAddress!
+                    KernelThreads.parallelFor(min(T, 64)) { chunk in
+                        for t in stride(from: chunk, to: T, by: min(T, 64)) {
+                            let m = mix[t]
+                            for j in 0..<N {
+                                let out = nb + (t * N + j) * D
+                                axpy(m.post[j], ab + t * D, out, D)
+                                for i in 0..<N { axpy(m.comb[i * N + j], xb + (t * N + i) * D, out, D) }
                             }
                         }
                     }
