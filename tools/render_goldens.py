@@ -24,6 +24,15 @@ def text(rng, n=None):
     return " ".join(rng.choice(WORDS) for _ in range(n if n is not None else rng.randrange(1, 6)))
 
 
+def maybe_empty(rng, s, p=0.08):
+    return "" if rng.random() < p else s
+
+
+def call_id(rng, t, c):
+    # Real clients send ids in any byte order (the recipe sorts calls by id).
+    return rng.choice([f"call_{t}_{c}", f"call_{rng.randrange(10**6)}", "".join(rng.choice("aZ09_-") for _ in range(6))])
+
+
 def schema(rng, depth=0):
     t = rng.choice(["string", "integer", "number", "boolean", "array", "object"] if depth < 2 else ["string", "integer"])
     s = {"type": t}
@@ -65,26 +74,28 @@ def request(rng):
     tools = [tool(rng, i) for i in range(rng.randrange(1, 4))] if rng.random() < 0.4 else []
     msgs = []
     if rng.random() < 0.6:
-        msgs.append({"role": "system", "content": text(rng)})
+        msgs.append({"role": "system", "content": maybe_empty(rng, text(rng))})
     turns = rng.randrange(1, 4)
     for t in range(turns):
         if rng.random() < 0.2:
             msgs.append({"role": "user", "content": [{"type": "text", "text": text(rng)} for _ in range(rng.randrange(1, 3))]})
         else:
-            msgs.append({"role": "user", "content": text(rng)})
+            msgs.append({"role": "user", "content": maybe_empty(rng, text(rng))})
+            if rng.random() < 0.1:
+                msgs.append({"role": "user", "content": maybe_empty(rng, text(rng), 0.3)})
         if rng.random() < 0.1:
-            msgs.append({"role": "system", "content": text(rng, 2)})
+            msgs.append({"role": "system", "content": maybe_empty(rng, text(rng, 2))})
         if t == turns - 1 and rng.random() < 0.5:
             break
         a = {"role": "assistant", "content": text(rng)}
         if rng.random() < 0.5:
-            a["reasoning_content"] = text(rng)
+            a["reasoning_content" if rng.random() < 0.8 else "reasoning"] = text(rng)
         calls = []
         if tools and rng.random() < 0.6:
             for c in range(rng.randrange(1, 3)):
                 args = {f"arg{j}": value(rng) for j in range(rng.randrange(0, 3))}
                 arg_text = json.dumps(args) if rng.random() < 0.9 else "not { json"
-                calls.append({"id": f"call_{t}_{c}", "type": "function",
+                calls.append({"id": call_id(rng, t, c), "type": "function",
                               "function": {"name": rng.choice(tools)["function"]["name"], "arguments": arg_text}})
             a["tool_calls"] = calls
             if rng.random() < 0.5:
@@ -97,7 +108,7 @@ def request(rng):
                 content = text(rng) if rng.random() < 0.7 else [{"type": "text", "text": text(rng)}, {"type": "text", "text": text(rng)}]
                 msgs.append({"role": "tool", "tool_call_id": c["id"], "content": content})
             if rng.random() < 0.3:
-                msgs.append({"role": "user", "content": text(rng)})
+                msgs.append({"role": "user", "content": maybe_empty(rng, text(rng), 0.2)})
             elif rng.random() < 0.3:
                 msgs.append({"role": "assistant", "content": text(rng), "reasoning_content": text(rng)})
     if rng.random() < 0.05:
@@ -109,9 +120,9 @@ def request(rng):
         body["tools"] = tools
     r = rng.random()
     if r < 0.25:
-        body["thinking"] = {"type": rng.choice(["enabled", "disabled"])}
+        body["thinking"] = {"type": rng.choice(["enabled", "disabled", "adaptive"])}
     if rng.random() < 0.7:
-        body["reasoning_effort"] = rng.choice(["none", "minimal", "low", "medium", "high", "xhigh", "max"])
+        body["reasoning_effort"] = rng.choice(["none", "minimal", "low", "medium", "high", "xhigh", "ultra", "max"])
     return body
 
 

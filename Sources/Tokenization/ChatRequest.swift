@@ -44,7 +44,7 @@ public struct ChatMessage: Equatable, Sendable {
 
 /// How hard the model thinks (DeepSeek API values; others map as DeepSeek's renderer does).
 public enum ReasoningEffort: String, Sendable {
-    case none, minimal, low, medium, high, xhigh, max
+    case none, minimal, low, medium, high, xhigh, ultra, max
 }
 
 /// Everything the renderer needs from a request.
@@ -94,16 +94,16 @@ extension ChatConversation {
         var thinkingGiven = false
         if let t = body["thinking"], !t.isNull {
             thinkingGiven = true
-            guard let type = t["type"]?.stringValue, type == "enabled" || type == "disabled" else {
-                throw ChatRequestError(param: "thinking.type", message: "must be \"enabled\" or \"disabled\"")
+            guard let type = t["type"]?.stringValue, ["enabled", "disabled", "adaptive"].contains(type) else {
+                throw ChatRequestError(param: "thinking.type", message: "must be \"enabled\", \"disabled\" or \"adaptive\"")
             }
-            thinking = type == "enabled"
+            thinking = type != "disabled"
         }
         var effort: String?
         if let e = body["reasoning_effort"], !e.isNull {
             guard let s = e.stringValue else { throw ChatRequestError(param: "reasoning_effort", message: "must be a string") }
             guard ReasoningEffort(rawValue: s) != nil else {
-                throw ChatRequestError(param: "reasoning_effort", message: "must be one of none, minimal, low, medium, high, xhigh, max; got \"\(s)\"")
+                throw ChatRequestError(param: "reasoning_effort", message: "must be one of none, minimal, low, medium, high, xhigh, ultra, max; got \"\(s)\"")
             }
             // "none" turns thinking off unless `thinking` says otherwise (then it means the default).
             if s == "none" {
@@ -150,10 +150,11 @@ extension ChatConversation {
         }
         var msg = ChatMessage(role: role, content: try text(m["content"], path: "\(path).content"))
         if role == .assistant {
+            // `reasoning` (vLLM's name) is accepted but, as in DeepSeek's renderer, not rendered.
             for key in ["reasoning_content", "reasoning"] {
                 if let r = m[key], !r.isNull {
                     guard let s = r.stringValue else { throw ChatRequestError(param: "\(path).\(key)", message: "must be a string") }
-                    if msg.reasoning == nil { msg.reasoning = s }
+                    if key == "reasoning_content" { msg.reasoning = s }
                 }
             }
             if let calls = m["tool_calls"], !calls.isNull {
@@ -191,6 +192,16 @@ extension ChatConversation {
         for (i, m) in messages.enumerated() {
             switch m.role {
             case .assistant:
+                // Every call needs its result in the tool messages right after it.
+                var answered = Set<String>()
+                var r = i + 1
+                while r < messages.count, messages[r].role == .tool {
+                    answered.insert(messages[r].toolCallID ?? "")
+                    r += 1
+                }
+                if !m.prefix, let missing = m.toolCalls.first(where: { !answered.contains($0.id) }) {
+                    throw ChatRequestError(param: "messages[\(i)].tool_calls", message: "tool call \"\(missing.id)\" has no tool message answering it")
+                }
                 open = Set(m.toolCalls.map(\.id))
                 sawCalls = !m.toolCalls.isEmpty
                 if m.prefix && i != messages.count - 1 {

@@ -27,6 +27,9 @@ struct ScalarClass: OptionSet {
         let v = s.value
         if v < 128 {
             c = ScalarClass.ascii[Int(v)]
+        } else if let age = s.properties.age, age.major > 16 {
+            // `tokenizers`' regex engine uses Unicode 16 tables: newer characters are unassigned.
+            c = []
         } else {
             switch s.properties.generalCategory {
             case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: c.insert(.letter)

@@ -71,7 +71,7 @@ public enum PromptRenderer {
     static func preamble(_ effort: String?) -> String {
         switch effort {
         case nil, "medium", "high", "xhigh": highEffort
-        case "max": maxEffort
+        case "max", "ultra": maxEffort
         default: ""  // none, minimal, low
         }
     }
@@ -117,13 +117,23 @@ public enum PromptRenderer {
         return s
     }
 
+    /// The recipe renders an assistant's tool calls (and orders their results) by the byte
+    /// order of the call ids.
+    static func sortedToolCalls(_ calls: [ChatToolCall]) -> [ChatToolCall] {
+        calls.enumerated().sorted { x, y in
+            let a = Array(x.element.id.utf8), b = Array(y.element.id.utf8)
+            return a != b ? a.lexicographicallyPrecedes(b) : x.offset < y.offset
+        }.map(\.element)
+    }
+
     /// Renders the whole prompt.
     public static func render(_ conv: ChatConversation) -> String {
         let thinking = conv.thinking
         let keepReasoning = thinking && !conv.tools.isEmpty
         var out = bos
         if thinking { out += preamble(conv.effort) }
-        var system = conv.messages.filter { $0.role == .system }.map(\.content).joined(separator: "\n\n")
+        // System (and developer) messages are hoisted; empty ones vanish.
+        var system = conv.messages.filter { $0.role == .system && !$0.content.isEmpty }.map(\.content).joined(separator: "\n\n")
         if !conv.tools.isEmpty {
             system += "\n\n" + toolsHeader + conv.tools.map { toolSchema($0).promptJSON() }.joined(separator: "\n") + toolsFooter
         }
@@ -138,25 +148,37 @@ public enum PromptRenderer {
             let m = rest[i]
             switch m.role {
             case .user, .tool:
-                // One user turn: consecutive user and tool messages.
-                var blocks: [String] = []
-                var results: [(Int, String)] = []
+                // One user turn from a run of user and tool messages: results in the order of
+                // the (id-sorted) calls; adjacent user messages merge, skipping empty ones; a
+                // user block after tool results stays even when empty.
+                var blocks: [(text: String, isToolResults: Bool)] = []
+                var results: [(Int, Int, String)] = []
+                let order = sortedToolCalls(lastCalls).map(\.id)
+                func flush() {
+                    guard !results.isEmpty else { return }
+                    let text = results.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "<tool_result>\($0.2)</tool_result>" }.joined(separator: "\n\n")
+                    blocks.append((text, true))
+                    results.removeAll()
+                }
                 var j = i
                 while j < rest.count, rest[j].role == .user || rest[j].role == .tool {
-                    if rest[j].role == .tool {
-                        let order = lastCalls.firstIndex { $0.id == rest[j].toolCallID } ?? Int.max
-                        results.append((order, "<tool_result>\(rest[j].content)</tool_result>"))
+                    let mm = rest[j]
+                    if mm.role == .tool {
+                        results.append((order.firstIndex(of: mm.toolCallID ?? "") ?? Int.max, results.count, mm.content))
                     } else {
-                        if !results.isEmpty {
-                            blocks += results.sorted { $0.0 < $1.0 }.map(\.1)
-                            results.removeAll()
+                        flush()
+                        if let last = blocks.last, !last.isToolResults {
+                            if !mm.content.isEmpty {
+                                blocks[blocks.count - 1].text = last.text.isEmpty ? mm.content : last.text + "\n\n" + mm.content
+                            }
+                        } else {
+                            blocks.append((mm.content, false))
                         }
-                        blocks.append(rest[j].content)
                     }
                     j += 1
                 }
-                blocks += results.sorted { $0.0 < $1.0 }.map(\.1)
-                out += user + blocks.joined(separator: "\n\n")
+                flush()
+                out += user + blocks.map(\.text).joined(separator: "\n\n")
                 i = j
             case .latestReminder:
                 out += latestReminder + m.content
@@ -165,7 +187,9 @@ public enum PromptRenderer {
                 lastCalls = m.toolCalls
                 let shown = keepReasoning || (thinking && m.prefix)
                 out += opener(reasoningShown: shown)
-                out += assistantBody(m, keepReasoning: shown)
+                var sortedMessage = m
+                sortedMessage.toolCalls = sortedToolCalls(m.toolCalls)
+                out += assistantBody(sortedMessage, keepReasoning: shown)
                 if m.prefix {
                     endsWithPrefix = true
                 } else {
