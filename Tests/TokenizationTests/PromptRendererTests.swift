@@ -43,7 +43,9 @@ import Tokenization
         #expect(try error(#"{"messages": []}"#)?.param == "messages")
         #expect(try error(#"{"messages": [{"role": "wizard", "content": "x"}]}"#)?.param == "messages[0].role")
         #expect(try error(#"{"messages": [{"role": "user", "content": 5}]}"#)?.param == "messages[0].content")
-        #expect(try error(#"{"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "ultra"}"#)?.param == "reasoning_effort")
+        #expect(try error(#"{"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "extreme"}"#)?.param == "reasoning_effort")
+        // Every call of an assistant turn needs its result.
+        #expect(try error(#"{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}, {"role": "user", "content": "y"}], "tools": [{"type": "function", "function": {"name": "f"}}]}"#)?.param == "messages[1].tool_calls")
         #expect(try error(#"{"messages": [{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "a", "content": "r"}]}"#)?.param == "messages[1]")
         #expect(try error(#"{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null}]}"#)?.param == "messages[1].content")
         #expect(try error(#"{"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "sometimes"}}"#)?.param == "thinking.type")
