@@ -36,7 +36,7 @@ let package = Package(
         ),
         .target(name: "Tensors", dependencies: ["CKernels"], swiftSettings: swiftSettings),
         .target(name: "Checkpoint", dependencies: ["Tensors"], swiftSettings: swiftSettings),
-        .target(name: "ModelRuntime", dependencies: ["Tensors"], swiftSettings: swiftSettings),
+        .target(name: "ModelRuntime", dependencies: ["Tensors", "CKernels"], swiftSettings: swiftSettings),
         .target(name: "Tokenization", swiftSettings: swiftSettings),
         .target(name: "PagedCache", dependencies: ["ModelRuntime"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
@@ -53,7 +53,7 @@ let package = Package(
         ),
         .target(
             name: "DeepSeekV4",
-            dependencies: ["Tensors", "Checkpoint", "ModelRuntime"],
+            dependencies: ["Tensors", "Checkpoint", "ModelRuntime", "CKernels"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -72,8 +72,8 @@ TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
 
 #define MM_KERNEL(SUFFIX, LW, ESZ)                                                                     \
     MM_BLOCK(SUFFIX, LW, 6, 4, ESZ)                                                                    \
-    MM_BLOCK(SUFFIX, LW, 1, 8, ESZ)                                                                    \
-    MM_BLOCK(SUFFIX, LW, 1, 4, ESZ)                                                                    \
+    MM_BLOCK(SUFFIX, LW, 3, 1, ESZ)                                                                    \
+    MM_BLOCK(SUFFIX, LW, 2, 1, ESZ)                                                                    \
     MM_BLOCK(SUFFIX, LW, 1, 1, ESZ)                                                                    \
     TGT static void mm_##SUFFIX(const float *x, size_t ldx, size_t T, size_t K, const void *w, size_t N, \
                                 float *y, size_t ldy) {                                                \
@@ -84,12 +84,14 @@ TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
             for (; n < N; n++)                                                                         \
                 for (size_t i = 0; i < 6; i++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t + i, n);     \
         }                                                                                              \
-        for (; t < T; t++) {                                                                           \
-            size_t n = 0;                                                                              \
-            for (; n + 8 <= N; n += 8) blk_##SUFFIX##_1x8(x, ldx, K, w, y, ldy, t, n);                 \
-            for (; n + 4 <= N; n += 4) blk_##SUFFIX##_1x4(x, ldx, K, w, y, ldy, t, n);                 \
-            for (; n < N; n++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t, n);                         \
-        }                                                                                              \
+        /* The last tokens (all of decode): one weight row at a time, a single sequential stream \
+           (see matmul_bf16.c); the same sums in the same order as the 6x4 blocks. */               \
+        for (; t + 3 <= T; t += 3)                                                                     \
+            for (size_t n = 0; n < N; n++) blk_##SUFFIX##_3x1(x, ldx, K, w, y, ldy, t, n);             \
+        if (T - t == 2)                                                                                \
+            for (size_t n = 0; n < N; n++) blk_##SUFFIX##_2x1(x, ldx, K, w, y, ldy, t, n);             \
+        else if (T - t == 1)                                                                           \
+            for (size_t n = 0; n < N; n++) blk_##SUFFIX##_1x1(x, ldx, K, w, y, ldy, t, n);             \
     }
 
 MM_KERNEL(f32, lw_f32, 4)

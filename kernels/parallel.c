@@ -11,8 +11,9 @@
 
 // Weight rows per cache tile: 64 rows × K ≤ 4096 BF16 = 512 KB, within L2.
 #define TILE_ROWS 64
-// Products smaller than this many multiply-adds run on the calling thread alone.
-#define PARALLEL_MIN_WORK ((size_t)1 << 17)
+// Products smaller than this many multiply-adds run on the calling thread alone (a pool
+// job costs a few microseconds, about what one core needs to stream 64 KB).
+#define PARALLEL_MIN_WORK ((size_t)1 << 16)
 
 static size_t element_bytes(ck_dtype dtype) { return dtype == CK_DTYPE_F32 ? 4 : 2; }
 

@@ -150,6 +150,116 @@ TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales 
     }
 }
 
+// MARK: - fused decode and product for few tokens (decode)
+//
+// For 1-3 tokens the decoded rows are never stored: each 16-value group is decoded into a
+// register (the same instructions as the row decoders above, so the same values) and fed to
+// the FMAs at once, one weight row at a time (a single sequential stream). The accumulation
+// is that of the fp32 kernel's 1x1 block over the decoded row (16 lanes, k in steps of 16,
+// masked tail, one reduction), so the result is bit-identical to decoding then multiplying.
+
+// FP8: 32 values per step through fp16. The E4M3 magnitude bits shifted left by 7 are an
+// fp16 with the same mantissa and an exponent 8 too small (bias 15 vs 7), subnormals
+// included; the conversion to fp32 is exact and the factor 2^8 is folded into the block
+// scale (powers of two: exact). NaN codes (0x7F/0xFF), which would decode to ±480 this way,
+// are checked per 32 bytes and patched. Values in element order.
+TGT static inline void fp8_group32(const uint8_t *p, __mmask32 m, __m512 *lo, __m512 *hi) {
+    __m256i b = _mm256_maskz_loadu_epi8(m, p);
+    __m512i w = _mm512_cvtepu8_epi16(b);
+    __m512i h = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x7F)), 7),
+                                _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x80)), 8));
+    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(b, _mm256_set1_epi8(0x7F)), _mm256_set1_epi8(0x7F)) & m;
+    if (__builtin_expect(nan != 0, 0)) {
+        *lo = _mm512_mask_mov_ps(*lo, (__mmask16)nan, _mm512_set1_ps(NAN));
+        *hi = _mm512_mask_mov_ps(*hi, (__mmask16)(nan >> 16), _mm512_set1_ps(NAN));
+    }
+}
+
+// FP4: every E2M1 value is an fp16 whose low byte is 0, so a 16-entry byte table (pshufb)
+// of the high bytes decodes 16 nibbles at a time; low and high nibbles interleaved give the
+// values in element order.
+TGT static inline __m512 fp4_group16(const uint8_t *p) {  // 16 values from 8 bytes
+    const __m128i table = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46,
+                                        (char)0x80, (char)0xB8, (char)0xBC, (char)0xBE, (char)0xC0, (char)0xC2, (char)0xC4, (char)0xC6);
+    const __m128i low = _mm_set1_epi8(0x0F);
+    __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    __m128i tl = _mm_shuffle_epi8(table, _mm_and_si128(b, low));
+    __m128i th = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(b, 4), low));
+    __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(tl, th)), 8);
+    return _mm512_cvtph_ps(h);
+}
+
+#define FUSED(TB)                                                                                          \
+    TGT static void fused_##TB(const float *x, size_t ldx, size_t K, const uint8_t *w, ck_dtype dtype,         \
+                               const ck_scales *s, size_t N, float *y, size_t ldy) {                         \
+        size_t rb = ck_row_bytes(dtype, K), bc = s ? s->block_cols : K;                                      \
+        int fp8 = dtype == CK_DTYPE_F8E4M3;                                                                  \
+        /* 2^8·scale is exact for E8M0 scales; float32 ones take the two products apart */                  \
+        int pow2 = !s || !s->f32;                                                                            \
+        const __m512 two8 = _mm512_set1_ps(256.0f);                                                          \
+        for (size_t n = 0; n < N; n++) {                                                                     \
+            const uint8_t *row = w + n * rb;                                                                 \
+            __m512 acc[TB];                                                                                  \
+            for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();                                       \
+            /* this row's scales: one division per row, not per block */                                    \
+            size_t srow = s ? ((s->row0 + n) / s->block_rows) * s->ld : 0;                                   \
+            for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {                                              \
+                size_t k1 = k0 + bc < K ? k0 + bc : K;                                                       \
+                float scf = !s ? 1.0f : (s->f32 ? ((const float *)s->data)[srow + j]                         \
+                                                : e8m0_lut[((const uint8_t *)s->data)[srow + j]]);           \
+                __m512 sc = _mm512_set1_ps(scf);                                                             \
+                __m512 sc8 = _mm512_set1_ps(scf * 256.0f);                                                   \
+                size_t k = k0;                                                                               \
+                if (fp8) {                                                                                   \
+                    for (; k < k1; k += 32) {                                                                \
+                        size_t left = k1 - k;                                                                \
+                        __mmask32 m = left >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << left) - 1);    \
+                        __m512 a, b;                                                                         \
+                        fp8_group32(row + k, m, &a, &b);                                                     \
+                        a = pow2 ? _mm512_mul_ps(a, sc8) : _mm512_mul_ps(_mm512_mul_ps(a, two8), sc);        \
+                        __mmask16 m0 = (__mmask16)m, m1 = (__mmask16)(m >> 16);                              \
+                        for (int t = 0; t < TB; t++)                                                         \
+                            acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, x + t * ldx + k), a, acc[t]);  \
+                        if (left > 16) {                                                                     \
+                            b = pow2 ? _mm512_mul_ps(b, sc8) : _mm512_mul_ps(_mm512_mul_ps(b, two8), sc);    \
+                            for (int t = 0; t < TB; t++)                                                     \
+                                acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, x + t * ldx + k + 16), b, acc[t]); \
+                        }                                                                                    \
+                    }                                                                                        \
+                } else {                                                                                     \
+                    for (; k < k1; k += 16) {                                                                \
+                        __mmask16 m = k + 16 <= k1 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k1 - k)) - 1);   \
+                        __m512 v;                                                                            \
+                        if (m == 0xFFFF) v = fp4_group16(row + k / 2);                                       \
+                        else {                                                                               \
+                            uint8_t tmp[8] = {0};                                                            \
+                            memcpy(tmp, row + k / 2, (k1 - k + 1) / 2);                                      \
+                            v = _mm512_maskz_mov_ps(m, fp4_group16(tmp));                                    \
+                        }                                                                                    \
+                        v = _mm512_mul_ps(v, sc);                                                            \
+                        for (int t = 0; t < TB; t++)                                                         \
+                            acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + t * ldx + k), v, acc[t]);   \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+            for (int t = 0; t < TB; t++) y[t * ldy + n] = _mm512_reduce_add_ps(acc[t]);                      \
+        }                                                                                                    \
+    }
+FUSED(1)
+FUSED(2)
+FUSED(3)
+
+// Whether the fused path computes the same sums as decode-then-multiply: scale blocks whole
+// multiples of 16 columns (so the 16-steps line up), FP4 rows of even width.
+static int fused_applies(ck_dtype dtype, size_t K, const ck_scales *s) {
+    if (dtype != CK_DTYPE_F8E4M3 && dtype != CK_DTYPE_FP4E2M1) return 0;
+    if (s && s->block_cols % 16 != 0) return 0;
+    if (dtype == CK_DTYPE_FP4E2M1 && (K & 1)) return 0;
+    return 1;
+}
+
 static void decode_row(const void *w, ck_dtype dtype, size_t K, const ck_scales *s, size_t n, float *dst) {
     const uint8_t *row = (const uint8_t *)w + n * ck_row_bytes(dtype, K);
     if (ck_use_avx512()) {
@@ -203,6 +313,13 @@ void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void
     }
     if (!ck_use_avx512() || K == 0) {
         ck_ref_matmul_scaled(x, ldx, T, K, w, dtype, scales, N, y, ldy);
+        return;
+    }
+    if (T <= 3 && fused_applies(dtype, K, scales)) {
+        const uint8_t *wb = (const uint8_t *)w;
+        if (T == 1) fused_1(x, ldx, K, wb, dtype, scales, N, y, ldy);
+        else if (T == 2) fused_2(x, ldx, K, wb, dtype, scales, N, y, ldy);
+        else fused_3(x, ldx, K, wb, dtype, scales, N, y, ldy);
         return;
     }
     // Rows per decoded block: about 64 KiB of floats (stays in L2), at least 4 for the 4×4 kernel.

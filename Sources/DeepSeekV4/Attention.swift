@@ -40,7 +40,19 @@ enum Attention {
         let W = c.slidingWindow
 
         // Query path: qr = RMSNorm(wq_a·h); q = wq_b·qr per head, unweighted RMSNorm, RoPE.
-        var qr = w.wqA.apply(h, tokenCount: rows)
+        // wq_a and wkv read the same input: one wave over the kernel threads.
+        var qr = [Float](repeating: 0, count: rows * c.qLoraRank)
+        var kv = [Float](repeating: 0, count: rows * d)
+        h.withUnsafeBufferPointer { hp in
+            qr.withUnsafeMutableBufferPointer { qp in
+                kv.withUnsafeMutableBufferPointer { kp in
+                    WeightMatrix.applyAll([
+                        MatrixProduct(w.wqA, x: hp.baseAddress!, ldx: c.hiddenSize, tokenCount: rows, y: qp.baseAddress!, ldy: c.qLoraRank),
+                        MatrixProduct(w.wkv, x: hp.baseAddress!, ldx: c.hiddenSize, tokenCount: rows, y: kp.baseAddress!, ldy: d),
+                    ])
+                }
+            }
+        }
         qr.withUnsafeMutableBufferPointer { p in
             w.qNorm.withUnsafeBufferPointer { n in
                 for t in 0..<rows { VectorOps.rmsNorm(p.baseAddress! + t * c.qLoraRank, count: c.qLoraRank, weight: n.baseAddress!, eps: eps) }
@@ -49,15 +61,11 @@ enum Attention {
         var q = w.wqB.apply(qr, tokenCount: rows)
         q.withUnsafeMutableBufferPointer { p in
             for t in 0..<rows {
-                for hd in 0..<H {
-                    let v = p.baseAddress! + (t * H + hd) * d
-                    VectorOps.rmsNorm(v, count: d, weight: nil, eps: eps)
-                    rope.apply(v, count: d, position: positions[t])
-                }
+                for hd in 0..<H { VectorOps.rmsNorm(p.baseAddress! + (t * H + hd) * d, count: d, weight: nil, eps: eps) }
+                rope.apply(p.baseAddress! + t * H * d, heads: H, count: d, position: positions[t])
             }
         }
         // Shared K=V head.
-        var kv = w.wkv.apply(h, tokenCount: rows)
         kv.withUnsafeMutableBufferPointer { p in
             w.kvNorm.withUnsafeBufferPointer { n in
                 for t in 0..<rows {
@@ -118,7 +126,7 @@ enum Attention {
                                     sinks.withUnsafeBufferPointer { sp in
                                         attend(query: qBase + t * H * d, heads: H, dim: d, keys: keys, sinks: sp.baseAddress!, scale: scale, into: out)
                                     }
-                                    for hd in 0..<H { rope.apply(out + hd * d, count: d, position: P, inverse: true) }
+                                    rope.apply(out, heads: H, count: d, position: P, inverse: true)
                                 }
                                 // Remember the last `W` kv vectors of the sequence.
                                 for i in max(0, seg.count - W)..<seg.count {

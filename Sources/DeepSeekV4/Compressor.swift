@@ -6,6 +6,7 @@
 // window's series a plus the own window's series b), then RMSNorm and RoPE at position w·m.
 // Port of transformers' DeepseekV4{HCA,CSA}Compressor / DeepseekV4Indexer pooling, written as
 // the per-token state machine of DeepSeek's reference so any chunking gives the same entries.
+import CKernels
 import Foundation
 import Tensors
 
@@ -21,8 +22,14 @@ enum Compressor {
         let m = w.ratio
         var kv = [Float](repeating: 0, count: T * width)
         var gate = [Float](repeating: 0, count: T * width)
-        kv.withUnsafeMutableBufferPointer { w.wkv.apply(h, ldx: w.wkv.cols, tokenCount: T, into: $0.baseAddress!, ldy: width) }
-        gate.withUnsafeMutableBufferPointer { w.wgate.apply(h, ldx: w.wgate.cols, tokenCount: T, into: $0.baseAddress!, ldy: width) }
+        kv.withUnsafeMutableBufferPointer { kp in
+            gate.withUnsafeMutableBufferPointer { gp in
+                WeightMatrix.applyAll([
+                    MatrixProduct(w.wkv, x: h, ldx: w.wkv.cols, tokenCount: T, y: kp.baseAddress!, ldy: width),
+                    MatrixProduct(w.wgate, x: h, ldx: w.wgate.cols, tokenCount: T, y: gp.baseAddress!, ldy: width),
+                ])
+            }
+        }
         let sKV = v.kv
         let sScore = v.score
         let slotCount = v.slots.slotCount
@@ -39,24 +46,7 @@ enum Compressor {
             // for previous-window slots and series b (c..<2c) for its own.
             let index = (p + 1) / m - 1
             let entry = v.entry(index)
-            for k in 0..<c {
-                var mx = -Float.infinity
-                for i in 0..<slotCount {
-                    let col = (w.overlapping && i >= m) ? c + k : k
-                    mx = max(mx, sScore[i * width + col])
-                }
-                var denom: Float = 0
-                var acc: Float = 0
-                for i in 0..<slotCount {
-                    let col = (w.overlapping && i >= m) ? c + k : k
-                    let sc = sScore[i * width + col]
-                    if sc == -.infinity { continue }
-                    let e = exp(sc - mx)
-                    denom += e
-                    acc += e * sKV[i * width + col]
-                }
-                entry[k] = acc / denom
-            }
+            ck_compress_pool(sKV, sScore, slotCount, width, c, m, w.overlapping ? 1 : 0, entry)
             w.norm.withUnsafeBufferPointer { VectorOps.rmsNorm(entry, count: c, weight: $0.baseAddress!, eps: eps) }
             rope.apply(entry, count: c, position: index * m)
             if w.overlapping {

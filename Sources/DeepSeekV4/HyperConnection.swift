@@ -4,6 +4,7 @@
 // and the block output is expanded back by `post` plus a mixing matrix C projected by
 // Sinkhorn-Knopp onto (nearly) doubly-stochastic matrices: X'_j = post_j·a + Σ_i C[i][j]·X_i.
 // Port of transformers' DeepseekV4HyperConnection / DeepseekV4HyperHead (fp32 throughout).
+import CKernels
 import Foundation
 import Tensors
 
@@ -33,7 +34,7 @@ enum HyperConnection {
         let m = mixes(w.fn, streams: X, tokenCount: T, eps: c.rmsNormEps)
         let mix = c.hcMixCount
         let eps = c.hcEps
-        return (0..<T).map { t in
+        var mixes: [HyperMix] = (0..<T).map { t in
             let row = t * mix
             var pre = [Float](repeating: 0, count: N)
             var post = [Float](repeating: 0, count: N)
@@ -57,29 +58,13 @@ enum HyperConnection {
                 }
                 for j in 0..<N { comb[i * N + j] = comb[i * N + j] / sum + eps }
             }
-            sinkhorn(&comb, n: N, iterations: c.hcSinkhornIterations, eps: eps)
             return HyperMix(pre: pre, post: post, comb: comb)
         }
-    }
-
-    /// Column normalisation, then (iterations − 1) × (row, column), eps in every denominator.
-    static func sinkhorn(_ C: inout [Float], n: Int, iterations: Int, eps: Float) {
-        func normaliseColumns() {
-            for j in 0..<n {
-                var s: Float = 0
-                for i in 0..<n { s += C[i * n + j] }
-                for i in 0..<n { C[i * n + j] /= (s + eps) }
-            }
-        }
-        normaliseColumns()
-        for _ in 0..<max(iterations - 1, 0) {
-            for i in 0..<n {
-                var s: Float = 0
-                for j in 0..<n { s += C[i * n + j] }
-                for j in 0..<n { C[i * n + j] /= (s + eps) }
-            }
-            normaliseColumns()
-        }
+        // Sinkhorn for every token at once (16 matrices per vector in the kernel).
+        var combs = mixes.flatMap(\.comb)
+        ck_sinkhorn(&combs, T, N, Int32(c.hcSinkhornIterations), eps)
+        for t in 0..<T { mixes[t].comb = Array(combs[(t * N * N)..<((t + 1) * N * N)]) }
+        return mixes
     }
 
     /// u[t] = Σ_i pre_i · X[t, i]; result `[T, D]`. Tokens are spread over the kernel threads.

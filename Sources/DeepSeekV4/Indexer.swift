@@ -3,6 +3,7 @@
 //
 // score(t, s) = Σ_h (wI_h · nh^-½) · ReLU(qI_h · K_s) · ihd^-½, with qI = wq_b·qr (RoPE'd)
 // and wI = weights_proj·h. Port of transformers' DeepseekV4Indexer / DeepseekV4IndexerScorer.
+import CKernels
 import Tensors
 
 enum Indexer {
@@ -18,17 +19,26 @@ enum Indexer {
         let m = keys.slots.ratio
         var qI = [Float](repeating: 0, count: T * nh * ihd)
         var weights = [Float](repeating: 0, count: T * nh)
-        qI.withUnsafeMutableBufferPointer { w.wqB.apply(qr, ldx: c.qLoraRank, tokenCount: T, into: $0.baseAddress!, ldy: nh * ihd) }
-        weights.withUnsafeMutableBufferPointer { w.weightsProj.apply(h, ldx: c.hiddenSize, tokenCount: T, into: $0.baseAddress!, ldy: nh) }
+        qI.withUnsafeMutableBufferPointer { qp in
+            weights.withUnsafeMutableBufferPointer { wp in
+                WeightMatrix.applyAll([
+                    MatrixProduct(w.wqB, x: qr, ldx: c.qLoraRank, tokenCount: T, y: qp.baseAddress!, ldy: nh * ihd),
+                    MatrixProduct(w.weightsProj, x: h, ldx: c.hiddenSize, tokenCount: T, y: wp.baseAddress!, ldy: nh),
+                ])
+            }
+        }
         let softmaxScale = 1 / Float(ihd).squareRoot()
         let weightScale = 1 / Float(nh).squareRoot()
         var result: [[Int]] = []
         result.reserveCapacity(T)
         qI.withUnsafeMutableBufferPointer { qp in
-            for t in 0..<T {
-                for hd in 0..<nh { rope.apply(qp.baseAddress! + (t * nh + hd) * ihd, count: ihd, position: p0 + t) }
-            }
+            for t in 0..<T { rope.apply(qp.baseAddress! + t * nh * ihd, heads: nh, count: ihd, position: p0 + t) }
+            // Head weights with both scales folded in the order of the reference:
+            // max(q·k, 0) · ihd^-½ · (w · nh^-½).
+            for i in 0..<(T * nh) { weights[i] *= weightScale }
             var scores: [Float] = []
+            var keyPointers: [UnsafePointer<Float>?] = []
+            var picked: [Int32] = []
             for t in 0..<T {
                 let visible = (p0 + t + 1) / m
                 let k = min(c.indexTopK, visible)
@@ -40,18 +50,16 @@ enum Indexer {
                     result.append(Array(0..<visible))
                     continue
                 }
-                scores = [Float](repeating: 0, count: visible)
-                for s in 0..<visible {
-                    let key = keys.entry(s)
-                    var total: Float = 0
-                    for hd in 0..<nh {
-                        let qk = dot(qp.baseAddress! + (t * nh + hd) * ihd, key, ihd)
-                        total += max(qk, 0) * softmaxScale * (weights[t * nh + hd] * weightScale)
-                    }
-                    scores[s] = total
+                if keyPointers.count < visible {
+                    for s in keyPointers.count..<visible { keyPointers.append(UnsafePointer(keys.entry(s))) }
                 }
-                let order = (0..<visible).sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
-                result.append(Array(order.prefix(k)))
+                scores = [Float](repeating: 0, count: visible)
+                picked = [Int32](repeating: 0, count: k)
+                weights.withUnsafeBufferPointer { wp in
+                    ck_indexer_scores(qp.baseAddress! + t * nh * ihd, nh, ihd, wp.baseAddress! + t * nh, softmaxScale, keyPointers, visible, &scores)
+                }
+                ck_topk(scores, visible, k, &picked)
+                result.append(picked.map(Int.init))
             }
         }
         return result

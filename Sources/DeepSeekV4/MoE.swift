@@ -4,6 +4,7 @@
 // hash layers: experts = tid2eid[token]. Weights w_k = s_k / (Σ s + 1e-20) · routed_scaling.
 // Routed experts run in the injected ExpertExecutor. Port of transformers'
 // DeepseekV4TopKRouter / DeepseekV4HashRouter / DeepseekV4SparseMoeBlock.
+import CKernels
 import ModelRuntime
 import Tensors
 
@@ -25,8 +26,7 @@ enum MoE {
             } else {
                 let bias = w.bias ?? [Float](repeating: 0, count: E)
                 for e in 0..<E { biased[e] = scores[e] + bias[e] }
-                let order = (0..<E).sorted { biased[$0] > biased[$1] || (biased[$0] == biased[$1] && $0 < $1) }
-                for k in 0..<K { experts[t * K + k] = Int32(order[k]) }
+                experts.withUnsafeMutableBufferPointer { ck_topk(biased, E, K, $0.baseAddress! + t * K) }
             }
             var sum: Float = 0
             for k in 0..<K { sum += scores[Int(experts[t * K + k])] }

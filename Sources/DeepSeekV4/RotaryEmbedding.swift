@@ -3,6 +3,7 @@
 // Sliding-only layers use θ = rope_theta without scaling; CSA/HCA layers use
 // compress_rope_theta with YaRN, for q, kv, compressed entries, the output de-rotation and
 // the indexer. Angles are fp32 products pos·f, as in both references.
+import CKernels
 import Foundation
 
 struct RotaryEmbedding: Sendable {
@@ -49,17 +50,14 @@ struct RotaryEmbedding: Sendable {
     /// Rotates the last `dim` values of `x` (length `count`) to `position`; `inverse` negates sin.
     @inline(__always)
     func apply(_ x: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool = false) {
-        let r = x + (count - dim)
-        let pos = Float(position)
-        for i in 0..<(dim / 2) {
-            let theta = pos * inverseFrequencies[i]
-            let c = cos(theta) * attentionFactor
-            var s = sin(theta) * attentionFactor
-            if inverse { s = -s }
-            let a = r[2 * i]
-            let b = r[2 * i + 1]
-            r[2 * i] = a * c - b * s
-            r[2 * i + 1] = b * c + a * s
+        apply(x, heads: 1, count: count, position: position, inverse: inverse)
+    }
+
+    /// Rotates `heads` consecutive vectors of `count` values each (one set of angles).
+    @inline(__always)
+    func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, count: Int, position: Int, inverse: Bool = false) {
+        inverseFrequencies.withUnsafeBufferPointer { f in
+            ck_rope(x, heads, count, count, dim, f.baseAddress!, Float(position), attentionFactor, inverse ? 1 : 0)
         }
     }
 }

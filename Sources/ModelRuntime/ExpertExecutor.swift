@@ -4,6 +4,7 @@
 // The model computes, per token, which experts run and with what weight; an executor
 // returns Σ_k weight_k · expert_k(x). Local execution is one implementation; expert
 // parallelism over MPI will be another, without touching the model.
+import CKernels
 import Tensors
 
 /// The weights of one SwiGLU expert: gate `w1` [I, D], up `w3` [I, D], down `w2` [D, I].
@@ -65,32 +66,43 @@ public struct SwiGLU: Sendable {
     public func forward(
         _ expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>
     ) {
-        let inter = expert.intermediateSize
-        var g = [Float](repeating: 0, count: tokenCount * inter)
-        var u = [Float](repeating: 0, count: tokenCount * inter)
-        g.withUnsafeMutableBufferPointer { gp in
-            u.withUnsafeMutableBufferPointer { up in
-                expert.w1.apply(x, ldx: expert.hiddenSize, tokenCount: tokenCount, into: gp.baseAddress!, ldy: inter)
-                expert.w3.apply(x, ldx: expert.hiddenSize, tokenCount: tokenCount, into: up.baseAddress!, ldy: inter)
-                let useLimit = (limit ?? 0) > 0
-                let lim = limit ?? 0
-                for i in 0..<(tokenCount * inter) {
-                    var gv = gp[i]
-                    var uv = up[i]
-                    if useLimit {
-                        gv = min(gv, lim)
-                        uv = min(max(uv, -lim), lim)
-                    }
-                    gp[i] = VectorOps.silu(gv) * uv
-                }
-                expert.w2.apply(gp.baseAddress!, ldx: inter, tokenCount: tokenCount, into: y, ldy: expert.w2.rows)
-            }
+        forward([(expert, x, tokenCount, y)])
+    }
+
+    /// Several experts at once, in two waves over the kernel threads: every gate and up
+    /// product, then every down product (decode's experts are small; one wave keeps both
+    /// cores streaming weights). Each item is (expert, x `[n, D]`, n, y `[n, D]`).
+    public func forward(
+        _ items: [(expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>)]
+    ) {
+        let sizes = items.map { $0.tokenCount * $0.expert.intermediateSize }
+        let total = sizes.reduce(0, +)
+        guard total > 0 else { return }
+        let g = UnsafeMutablePointer<Float>.allocate(capacity: 2 * total)
+        defer { g.deallocate() }
+        let u = g + total
+        var offsets: [Int] = []
+        var o = 0
+        for s in sizes { offsets.append(o); o += s }
+        var first: [MatrixProduct] = []
+        for (i, it) in items.enumerated() where it.tokenCount > 0 {
+            let e = it.expert, inter = e.intermediateSize
+            first.append(MatrixProduct(e.w1, x: it.x, ldx: e.hiddenSize, tokenCount: it.tokenCount, y: g + offsets[i], ldy: inter))
+            first.append(MatrixProduct(e.w3, x: it.x, ldx: e.hiddenSize, tokenCount: it.tokenCount, y: u + offsets[i], ldy: inter))
         }
+        WeightMatrix.applyAll(first)
+        ck_swiglu(g, u, total, limit ?? 0, g)
+        var second: [MatrixProduct] = []
+        for (i, it) in items.enumerated() where it.tokenCount > 0 {
+            let e = it.expert
+            second.append(MatrixProduct(e.w2, x: g + offsets[i], ldx: e.intermediateSize, tokenCount: it.tokenCount, y: it.y, ldy: e.w2.rows))
+        }
+        WeightMatrix.applyAll(second)
     }
 }
 
-/// Runs every expert on this thread, grouping the tokens routed to each expert into one
-/// matrix product.
+/// Runs the experts in this process over the kernel threads: the tokens routed to each
+/// expert form one matrix product, and all experts of a layer run in the same two waves.
 public final class LocalExpertExecutor: ExpertExecutor {
     /// `[layer][expert]`; layers without routed experts hold an empty array.
     public let experts: [[ExpertWeights]]
@@ -118,25 +130,30 @@ public final class LocalExpertExecutor: ExpertExecutor {
                 buckets[e].append(t * routing.topK + k)
             }
         }
-        var xs: [Float] = []
-        var ys: [Float] = []
-        for (e, slots) in buckets.enumerated() where !slots.isEmpty {
-            let n = slots.count
-            xs = [Float](repeating: 0, count: n * d)
-            ys = [Float](repeating: 0, count: n * d)
-            xs.withUnsafeMutableBufferPointer { xp in
-                for (i, slot) in slots.enumerated() {
-                    (xp.baseAddress! + i * d).update(from: input + (slot / routing.topK) * d, count: d)
-                }
+        // Gather each used expert's tokens, run them all in two waves, then combine.
+        let used = buckets.indices.filter { !buckets[$0].isEmpty }
+        let rows = used.reduce(0) { $0 + buckets[$1].count }
+        guard rows > 0 else { return }
+        let xs = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * d)
+        defer { xs.deallocate() }
+        let ys = xs + rows * d
+        var items: [(expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>)] = []
+        var row = 0
+        for e in used {
+            for (i, slot) in buckets[e].enumerated() {
+                (xs + (row + i) * d).update(from: input + (slot / routing.topK) * d, count: d)
             }
-            xs.withUnsafeBufferPointer { xp in
-                ys.withUnsafeMutableBufferPointer { yp in
-                    activation.forward(layerExperts[e], x: xp.baseAddress!, tokenCount: n, y: yp.baseAddress!)
-                    for (i, slot) in slots.enumerated() {
-                        axpy(routing.weights[slot], yp.baseAddress! + i * d, output + (slot / routing.topK) * d, d)
-                    }
-                }
+            items.append((layerExperts[e], UnsafePointer(xs + row * d), buckets[e].count, ys + row * d))
+            row += buckets[e].count
+        }
+        activation.forward(items)
+        // Combine in expert order, as the reference loop does.
+        row = 0
+        for e in used {
+            for (i, slot) in buckets[e].enumerated() {
+                axpy(routing.weights[slot], ys + (row + i) * d, output + (slot / routing.topK) * d, d)
             }
+            row += buckets[e].count
         }
     }
 }

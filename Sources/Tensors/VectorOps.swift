@@ -1,18 +1,12 @@
 // VectorOps.swift: small elementwise operations of the model, on fp32 rows.
+import CKernels
 import Foundation
 
 public enum VectorOps {
     /// In place: x ← w ⊙ x / sqrt(mean(x²) + eps); `weight` nil gives the unweighted norm.
     @inline(__always)
     public static func rmsNorm(_ x: UnsafeMutablePointer<Float>, count n: Int, weight: UnsafePointer<Float>?, eps: Float) {
-        var ss: Float = 0
-        for i in 0..<n { ss += x[i] * x[i] }
-        let scale = 1 / (ss / Float(n) + eps).squareRoot()
-        if let w = weight {
-            for i in 0..<n { x[i] = w[i] * (x[i] * scale) }
-        } else {
-            for i in 0..<n { x[i] = x[i] * scale }
-        }
+        ck_rmsnorm(x, n, weight, eps)
     }
 
     /// log(1 + eˣ) with PyTorch's threshold (x > 20 returns x).

@@ -117,3 +117,43 @@ public final class FloatBox: @unchecked Sendable {
 
     deinit { pointer.deallocate() }
 }
+
+/// One product of a wave: y = x · Wᵀ for `tokenCount` rows (see `WeightMatrix.applyAll`).
+public struct MatrixProduct {
+    public let matrix: WeightMatrix
+    public let x: UnsafePointer<Float>
+    public let ldx: Int
+    public let tokenCount: Int
+    public let y: UnsafeMutablePointer<Float>
+    public let ldy: Int
+
+    public init(_ matrix: WeightMatrix, x: UnsafePointer<Float>, ldx: Int, tokenCount: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        self.matrix = matrix
+        self.x = x
+        self.ldx = ldx
+        self.tokenCount = tokenCount
+        self.y = y
+        self.ldy = ldy
+    }
+}
+
+extension WeightMatrix {
+    /// Runs independent products in one job over the kernel threads: their row blocks are
+    /// interleaved as tasks, so small products (decode's experts and projections) keep every
+    /// thread streaming weights. Bit-identical to calling `apply` on each. No product may
+    /// write memory that another reads.
+    public static func applyAll(_ products: [MatrixProduct]) {
+        guard !products.isEmpty else { return }
+        KernelThreads.startIfNeeded()
+        var scales = products.map { $0.matrix.scales?.kernel ?? ck_scales() }
+        scales.withUnsafeMutableBufferPointer { sp in
+            let items = products.enumerated().map { i, p in
+                ck_product(
+                    x: p.x, ldx: p.ldx, T: p.tokenCount, K: p.matrix.cols, w: p.matrix.base, dtype: p.matrix.type.kernelType,
+                    scales: p.matrix.scales == nil ? nil : UnsafePointer(sp.baseAddress! + i), N: p.matrix.rows, y: p.y, ldy: p.ldy)
+            }
+            items.withUnsafeBufferPointer { ck_matmul_many($0.baseAddress!, $0.count) }
+        }
+        withExtendedLifetime(products) {}
+    }
+}

@@ -71,6 +71,23 @@ void ck_ref_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w
 void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                     float *y, size_t ldy);
 
+/// One product y = x · Wᵀ of a wave (see ck_matmul_many); `scales` may be NULL.
+typedef struct {
+    const float *x;
+    size_t ldx, T, K;
+    const void *w;
+    ck_dtype dtype;
+    const ck_scales *scales;
+    size_t N;
+    float *y;
+    size_t ldy;
+} ck_product;
+
+/// Runs `count` independent products in one job over the thread pool, their row blocks
+/// interleaved as tasks, bit-identical to ck_matmul_auto / ck_matmul_scaled_auto on each.
+/// Products must not write where another reads.
+void ck_matmul_many(const ck_product *products, size_t count);
+
 /// A task of a parallel job.
 typedef void (*ck_task_fn)(void *ctx, int task);
 /// Starts the kernel thread pool with `threads` threads in all (the caller included; <= 0:
@@ -136,6 +153,55 @@ float ck_e4m3_to_f32(uint8_t v);
 float ck_e8m0_to_f32(uint8_t v);
 /// E2M1 nibble (low 4 bits of v): sign bit 3, magnitude {0, .5, 1, 1.5, 2, 3, 4, 6}[bits 0-2].
 float ck_e2m1_to_f32(uint8_t v);
+
+// MARK: - the model's small operations (ops.c), each with its scalar twin
+
+/// out[i] = e^x[i] (AVX-512: within 2 ulp of expf; scalar: expf).
+void ck_exp_f32(const float *x, size_t n, float *out);
+
+/// out[i] = silu(g') · u' with g' = min(g, limit), u' = clamp(u, ±limit) (limit <= 0: no clamps).
+/// Tolerance of the fast path: 4 ulp-ish (relative 1e-6) from its vector exp.
+void ck_swiglu(const float *g, const float *u, size_t n, float limit, float *out);
+void ck_ref_swiglu(const float *g, const float *u, size_t n, float limit, float *out);
+
+/// In place: x ← w ⊙ x / sqrt(mean(x²) + eps); w may be NULL. Fast path: 32-lane sums.
+void ck_rmsnorm(float *x, size_t n, const float *w, float eps);
+void ck_ref_rmsnorm(float *x, size_t n, const float *w, float eps);
+
+/// Rotates interleaved pairs of the last `dim` of `width` values of each of `heads` vectors
+/// (`stride` floats apart) to position `pos`: angle pos·inv_freq[i], cos and sin times
+/// `factor`, sin negated when `inverse`. Bit-identical to its twin (angles computed once).
+void ck_rope(float *x, size_t heads, size_t stride, size_t width, size_t dim, const float *inv_freq, float pos,
+             float factor, int inverse);
+void ck_ref_rope(float *x, size_t heads, size_t stride, size_t width, size_t dim, const float *inv_freq, float pos,
+                 float factor, int inverse);
+
+/// The indices of the k largest of n scores, largest first, equal scores by lower index
+/// (k > n: n). Identical to its twin (a heap instead of a full sort).
+void ck_topk(const float *scores, size_t n, size_t k, int32_t *out);
+void ck_ref_topk(const float *scores, size_t n, size_t k, int32_t *out);
+
+/// Lightning-Indexer scores of one query: out[s] = Σ_h max(q_h · keys[s], 0) · scale · w[h]
+/// for `H` heads of width `d` (q is [H, d]); large problems split over the thread pool.
+void ck_indexer_scores(const float *q, size_t H, size_t d, const float *w, float scale, const float *const *keys,
+                       size_t n, float *out);
+void ck_ref_indexer_scores(const float *q, size_t H, size_t d, const float *w, float scale,
+                           const float *const *keys, size_t n, float *out);
+
+/// The compressor's pooling of one closed window: per channel k < c, the softmax over
+/// `slots` slots (rows of `width` values) of `score` weighting `kv`; with `overlap`, slots
+/// >= m read column c + k, the others column k; -inf scores are skipped. Fast path: vector
+/// exp, relative tolerance 1e-6.
+void ck_compress_pool(const float *kv, const float *score, size_t slots, size_t width, size_t c, size_t m,
+                      int overlap, float *entry);
+void ck_ref_compress_pool(const float *kv, const float *score, size_t slots, size_t width, size_t c, size_t m,
+                          int overlap, float *entry);
+
+/// Sinkhorn projection, in place, of `count` row-major n×n matrices: columns normalised,
+/// then (iterations − 1) × (rows, columns), eps in every denominator. The fast path runs 16
+/// matrices per vector (n·n <= 64), bit-identical to its twin.
+void ck_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps);
+void ck_ref_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps);
 
 #ifdef __cplusplus
 }

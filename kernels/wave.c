@@ -1,0 +1,126 @@
+// wave.c: many independent matrix products in one pass over the thread pool.
+//
+// Decode runs dozens of small products per layer (every routed expert's gate, up and down
+// matrices, the attention projections that share an input). One pool job per product pays
+// a synchronisation and leaves threads idle while the last task of each product finishes;
+// a wave puts every product's row blocks in one task list, so both cores stream weights
+// from the first row to the last. Each output element is computed by the same register
+// blocks as ck_matmul_auto, so a wave is bit-identical to running its products one by one.
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+// Weight bytes per task: big enough to amortise the claim and the prefetch ramp-up, small
+// enough for both threads to finish together.
+#define TASK_BYTES ((size_t)96 << 10)
+#define TILE_ROWS 64
+
+typedef struct {
+    const ck_product *p;
+    const float *xp;  // x permuted for the BF16 kernel, or NULL
+    size_t row0, row1;
+} wave_task;
+
+typedef struct {
+    wave_task *tasks;
+} wave_job;
+
+static void run_rows(const ck_product *p, const float *xp, size_t a, size_t b) {
+    size_t rb = ck_row_bytes(p->dtype, p->K);
+    for (size_t r = a; r < b; r += TILE_ROWS) {
+        size_t e = r + TILE_ROWS < b ? r + TILE_ROWS : b;
+        const void *w = (const char *)p->w + r * rb;
+        if (xp) {
+            ck_bf16_matmul_permuted(xp, p->T, p->K, w, e - r, p->y + r, p->ldy);
+        } else if (p->scales) {
+            ck_scales s = *p->scales;
+            s.row0 += r;
+            ck_matmul_scaled(p->x, p->ldx, p->T, p->K, w, p->dtype, &s, e - r, p->y + r, p->ldy);
+        } else if (p->dtype == CK_DTYPE_F8E4M3 || p->dtype == CK_DTYPE_FP4E2M1) {
+            ck_matmul_scaled(p->x, p->ldx, p->T, p->K, w, p->dtype, NULL, e - r, p->y + r, p->ldy);
+        } else {
+            ck_matmul(p->x, p->ldx, p->T, p->K, w, p->dtype, e - r, p->y + r, p->ldy);
+        }
+    }
+}
+
+static void wave_task_fn(void *ctx, int i) {
+    const wave_task *t = &((const wave_job *)ctx)->tasks[i];
+    run_rows(t->p, t->xp, t->row0, t->row1);
+}
+
+void ck_matmul_many(const ck_product *products, size_t count) {
+    if (count == 0) return;
+    int bf16 = ck_use_avx512();
+    // Permuted inputs for BF16 products; consecutive products with the same x share one.
+    size_t xbytes = 0, ntasks = 0;
+    int threads = ck_pool_threads();
+    for (size_t i = 0; i < count; i++) {
+        const ck_product *p = &products[i];
+        if (p->T == 0 || p->N == 0) continue;
+        if (bf16 && p->dtype == CK_DTYPE_BF16 && p->K > 0 && !(i > 0 && products[i - 1].x == p->x && products[i - 1].dtype == CK_DTYPE_BF16 && products[i - 1].T == p->T && products[i - 1].ldx == p->ldx && products[i - 1].K == p->K))
+            xbytes += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
+    }
+    size_t cap = 0;
+    for (size_t i = 0; i < count; i++) {
+        const ck_product *p = &products[i];
+        if (p->T == 0 || p->N == 0) continue;
+        size_t work = p->N * ck_row_bytes(p->dtype, p->K) * (p->T < 8 ? 1 : p->T / 8 + 1);
+        cap += work / TASK_BYTES + 2;
+    }
+    cap += (size_t)threads * 2;
+    wave_task *tasks = malloc(cap * sizeof(wave_task));
+    char *xbuf = xbytes ? malloc(xbytes) : NULL;
+    size_t xoff = 0;
+    const float *last_xp = NULL;
+    // Rows per task: about TASK_BYTES of weights (scaled down when many tokens reuse each
+    // row), a multiple of 4 for the register blocks, and at least two tasks per thread in all.
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        const ck_product *p = &products[i];
+        if (p->T && p->N) total += p->N * ck_row_bytes(p->dtype, p->K);
+    }
+    size_t target = TASK_BYTES;
+    if (threads > 1 && total / target < (size_t)threads * 2) target = total / ((size_t)threads * 2) + 1;
+    for (size_t i = 0; i < count; i++) {
+        const ck_product *p = &products[i];
+        if (p->T == 0 || p->N == 0) continue;
+        if (p->K == 0) {
+            for (size_t t = 0; t < p->T; t++) memset(p->y + t * p->ldy, 0, p->N * sizeof(float));
+            continue;
+        }
+        const float *xp = NULL;
+        if (bf16 && p->dtype == CK_DTYPE_BF16) {
+            int shared = i > 0 && last_xp && products[i - 1].x == p->x && products[i - 1].dtype == CK_DTYPE_BF16 &&
+                         products[i - 1].T == p->T && products[i - 1].ldx == p->ldx && products[i - 1].K == p->K;
+            if (!shared) {
+                float *dst = (float *)(xbuf + xoff);
+                xoff += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
+                ck_bf16_permute_x(p->x, p->ldx, p->T, p->K, dst);
+                last_xp = dst;
+            }
+            xp = last_xp;
+        } else {
+            last_xp = NULL;
+        }
+        size_t rb = ck_row_bytes(p->dtype, p->K);
+        size_t per = p->T > 8 ? target / (rb * (p->T / 8)) : target / rb;
+        per = (per + 3) / 4 * 4;
+        if (per < 4) per = 4;
+        for (size_t r = 0; r < p->N; r += per) {
+            if (ntasks == cap) {
+                cap *= 2;
+                tasks = realloc(tasks, cap * sizeof(wave_task));
+            }
+            tasks[ntasks++] = (wave_task){p, xp, r, r + per < p->N ? r + per : p->N};
+        }
+    }
+    wave_job job = {tasks};
+    if (threads <= 1) {
+        for (size_t i = 0; i < ntasks; i++) wave_task_fn(&job, (int)i);
+    } else {
+        ck_pool_run((int)ntasks, wave_task_fn, &job);
+    }
+    free(tasks);
+    free(xbuf);
+}
