@@ -9,4 +9,8 @@ size_t ck_bf16_padded(size_t K);
 void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *out);
 void ck_bf16_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, size_t N, float *y, size_t ldy);
 void ck_bf16_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, size_t N, float *y, size_t ldy);
+// FP8/FP4 in the BF16 kernel's lane order (quant_lanes.c).
+int ck_qlanes_applies(ck_dtype dtype, size_t K, const ck_scales *s);
+void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                      const ck_scales *s, size_t N, float *y, size_t ldy);
 #endif

@@ -315,6 +315,10 @@ void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void
         ck_ref_matmul_scaled(x, ldx, T, K, w, dtype, scales, N, y, ldy);
         return;
     }
+    if (ck_qlanes_applies(dtype, K, scales)) {
+        ck_qlanes_matmul(x, ldx, T, K, w, dtype, scales, N, y, ldy);
+        return;
+    }
     if (T <= 3 && fused_applies(dtype, K, scales)) {
         const uint8_t *wb = (const uint8_t *)w;
         if (T == 1) fused_1(x, ldx, K, wb, dtype, scales, N, y, ldy);

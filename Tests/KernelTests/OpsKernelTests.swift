@@ -158,43 +158,62 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
         }
     }
 
-    /// Decode's fused FP8/FP4 products (1-3 tokens, values decoded in registers) give the
-    /// same bits as decoding the rows and running the fp32 kernel, for E8M0 and float32
-    /// scales, partial blocks and odd sizes; and stay within tolerance of the scalar twin.
+    /// FP8/FP4 products decoded in registers (1-3 tokens) give the same bits as the same
+    /// tokens inside a larger batch (decoded-rows path), for E8M0 and float32 scales, scales
+    /// near overflow, partial blocks, odd sizes and NaN codes; and each element is within
+    /// fp32 rounding of the exact sum over the decoded weights.
     @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
-    func fusedQuantizedProductsEqualDecodeThenMultiply(type: StorageType) {
+    func quantizedProductsAreBatchIndependentAndExact(type: StorageType) {
         var rng: UInt64 = 0x5EED
         func next() -> UInt64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
-        for (k, n) in [(1024, 37), (130, 5), (48, 1), (64, 128), (200, 3), (16, 7), (2, 9)] {
+        for (k, n) in [(1024, 37), (130, 5), (48, 1), (64, 128), (200, 3), (16, 7), (2, 9), (256, 4)] {
             for f32 in [Int32(0), 1] {
                 let fp4 = type == .fp4e2m1
                 let bc = fp4 ? 32 : (k % 128 == 0 ? 128 : 16), br = fp4 ? 1 : 128
                 let ld = (k + bc - 1) / bc, sr = (n + br - 1) / br
                 let rb = ck_row_bytes(type.kernelType, k)
-                // Random codes without NaNs (0x7F/0xFF), as a checkpoint holds them.
-                let w = (0..<(n * rb)).map { _ -> UInt8 in
+                var w = (0..<(n * rb)).map { _ -> UInt8 in
                     let b = UInt8(truncatingIfNeeded: next())
                     return !fp4 && b & 0x7F == 0x7F ? b ^ 1 : b
                 }
-                let e8 = (0..<(sr * ld)).map { _ in UInt8(120 + next() % 10) }
+                if !fp4 && k >= 16 { w[3] = 0x7F }  // one NaN code: row 0 is NaN, the others not
+                // E8M0 bytes around 1, and some above 134 (2^120 · scale would overflow).
+                let e8 = (0..<(sr * ld)).map { i in UInt8(i % 7 == 0 ? 136 : 115 + Int(next() % 15)) }
                 let sf = (0..<(sr * ld)).map { _ in Float(next() % 1000) / 333 + 0.01 }
-                for tokens in 1...3 {
-                    let x = randomFloats(tokens * k, seed: UInt64(k + n + tokens))
-                    var fused = [Float](repeating: 0, count: tokens * n), plain = fused, ref = fused
-                    var decoded = [Float](repeating: 0, count: n * k)
-                    w.withUnsafeBytes { wp in
-                        func run(_ data: UnsafeRawPointer) {
-                            var s = ck_scales(data: data, f32: f32, ld: ld, block_rows: br, block_cols: bc, row0: 0)
-                            ck_matmul_scaled(x, k, tokens, k, wp.baseAddress!, type.kernelType, &s, n, &fused, n)
-                            ck_decode_rows(wp.baseAddress!, type.kernelType, k, &s, 0, n, &decoded)
-                            ck_ref_matmul_scaled(x, k, tokens, k, wp.baseAddress!, type.kernelType, &s, n, &ref, n)
+                let batch = 7
+                let x = randomFloats(batch * k, seed: UInt64(k + n))
+                var all = [Float](repeating: 0, count: batch * n)
+                var decoded = [Float](repeating: 0, count: n * k)
+                var few: [[Float]] = []
+                w.withUnsafeBytes { wp in
+                    func run(_ data: UnsafeRawPointer) {
+                        var s = ck_scales(data: data, f32: f32, ld: ld, block_rows: br, block_cols: bc, row0: 0)
+                        ck_matmul_scaled(x, k, batch, k, wp.baseAddress!, type.kernelType, &s, n, &all, n)
+                        for tokens in 1...3 {
+                            var y = [Float](repeating: 0, count: tokens * n)
+                            ck_matmul_scaled(x, k, tokens, k, wp.baseAddress!, type.kernelType, &s, n, &y, n)
+                            few.append(y)
                         }
-                        if f32 != 0 { sf.withUnsafeBytes { run($0.baseAddress!) } } else { e8.withUnsafeBytes { run($0.baseAddress!) } }
+                        ck_decode_rows(wp.baseAddress!, type.kernelType, k, &s, 0, n, &decoded)
                     }
-                    ck_matmul(x, k, tokens, k, decoded, CK_DTYPE_F32, n, &plain, n)
-                    #expect(fused == plain, "\(type) k=\(k) n=\(n) tokens=\(tokens) f32=\(f32)")
-                    let scale = ref.map(abs).max() ?? 1
-                    for i in ref.indices { #expect(abs(fused[i] - ref[i]) <= 1e-5 * max(scale, 1) * Float(k).squareRoot()) }
+                    if f32 != 0 { sf.withUnsafeBytes { run($0.baseAddress!) } } else { e8.withUnsafeBytes { run($0.baseAddress!) } }
+                }
+                for (i, y) in few.enumerated() {
+                    let same = zip(y, all.prefix(y.count)).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+                    #expect(same, "\(type) k=\(k) n=\(n) tokens=\(i + 1) f32=\(f32)")
+                }
+                for t in 0..<batch {
+                    for r in 0..<n {
+                        var exact = 0.0, magnitude = 0.0
+                        for j in 0..<k {
+                            let p = Double(x[t * k + j]) * Double(decoded[r * k + j])
+                            exact += p
+                            magnitude += abs(p)
+                        }
+                        let got = all[t * n + r]
+                        if exact.isNaN { #expect(got.isNaN); continue }
+                        #expect(abs(Double(got) - exact) <= 1e-6 * magnitude + 1e-30, "\(type) k=\(k) t=\(t) r=\(r)")
+                    }
                 }
             }
         }
