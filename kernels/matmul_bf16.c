@@ -7,6 +7,7 @@
 // is Σ_k x[k]·W[n][k] in a fixed lane order that does not depend on T, N or tiling.
 #include <immintrin.h>
 #include <stdlib.h>
+#include <string.h>
 #include "internal.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -20,7 +21,14 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
     for (size_t t = 0; t < T; t++) {
         const float *xr = x + t * ldx;
         float *o = out + t * Kp;
-        for (size_t c = 0; c < Kp; c += 32) {
+        size_t c = 0;
+        for (; c + 32 <= K; c += 32) {  // whole chunks: 8 copies of 4 floats
+            for (int lane = 0; lane < 4; lane++) {
+                memcpy(o + c + (size_t)lane * 4, xr + c + (size_t)lane * 8, 4 * sizeof(float));
+                memcpy(o + c + 16 + (size_t)lane * 4, xr + c + (size_t)lane * 8 + 4, 4 * sizeof(float));
+            }
+        }
+        for (; c < Kp; c += 32) {
             for (int lane = 0; lane < 4; lane++) {
                 for (int e = 0; e < 4; e++) {
                     size_t lo = c + (size_t)lane * 8 + (size_t)e, hi = lo + 4;

@@ -84,6 +84,7 @@ typedef struct {
     float *y;
     size_t ldy;
     size_t rows_per_task;
+    const float *xp;  // x in the BF16 lane order, for lane-ordered FP8/FP4 products (or NULL)
 } scaled_job;
 
 static void scaled_task(void *ctx, int task) {
@@ -99,7 +100,8 @@ static void scaled_task(void *ctx, int task) {
         sp = &s;
     }
     const void *wp = (const char *)j->w + n0 * ck_row_bytes(j->dtype, j->K);
-    ck_matmul_scaled(j->x, j->ldx, j->T, j->K, wp, j->dtype, sp, n1 - n0, j->y + n0, j->ldy);
+    if (j->xp) ck_qlanes_matmul_permuted(j->xp, j->T, j->K, wp, j->dtype, sp, n1 - n0, j->y + n0, j->ldy);
+    else ck_matmul_scaled(j->x, j->ldx, j->T, j->K, wp, j->dtype, sp, n1 - n0, j->y + n0, j->ldy);
 }
 
 void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
@@ -113,6 +115,12 @@ void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const
     size_t tasks = (size_t)threads * 2;
     size_t rows = (N + tasks - 1) / tasks;
     rows = (rows + 3) / 4 * 4;
-    scaled_job job = {x, ldx, T, K, w, dtype, scales, N, y, ldy, rows};
+    float *xp = NULL;
+    if (ck_qlanes_applies(dtype, K, scales)) {
+        xp = malloc(T * K * sizeof(float) + 64);
+        ck_bf16_permute_x(x, ldx, T, K, xp);
+    }
+    scaled_job job = {x, ldx, T, K, w, dtype, scales, N, y, ldy, rows, xp};
     ck_pool_run((int)((N + rows - 1) / rows), scaled_task, &job);
+    free(xp);
 }

@@ -136,12 +136,17 @@ void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void
                       const ck_scales *s, size_t N, float *y, size_t ldy) {
     float *xp = malloc(T * K * sizeof(float) + 64);
     ck_bf16_permute_x(x, ldx, T, K, xp);
+    ck_qlanes_matmul_permuted(xp, T, K, w, dtype, s, N, y, ldy);
+    free(xp);
+}
+
+void ck_qlanes_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype,
+                               const ck_scales *s, size_t N, float *y, size_t ldy) {
     const uint8_t *wb = (const uint8_t *)w;
     if (T <= 3) {
         if (T == 1) lanes_1(xp, K, wb, dtype, s, N, y, ldy);
         else if (T == 2) lanes_2(xp, K, wb, dtype, s, N, y, ldy);
         else lanes_3(xp, K, wb, dtype, s, N, y, ldy);
-        free(xp);
         return;
     }
     size_t R = (16384 / K) & ~(size_t)3;
@@ -154,5 +159,4 @@ void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void
         ck_matmul(xp, K, T, K, buf, CK_DTYPE_F32, nr, y + n0, ldy);
     }
     free(buf);
-    free(xp);
 }

@@ -30,7 +30,11 @@ static void run_rows(const ck_product *p, const float *xp, size_t a, size_t b) {
     for (size_t r = a; r < b; r += TILE_ROWS) {
         size_t e = r + TILE_ROWS < b ? r + TILE_ROWS : b;
         const void *w = (const char *)p->w + r * rb;
-        if (xp) {
+        if (xp && p->dtype != CK_DTYPE_BF16) {
+            ck_scales s;
+            if (p->scales) { s = *p->scales; s.row0 += r; }
+            ck_qlanes_matmul_permuted(xp, p->T, p->K, w, p->dtype, p->scales ? &s : NULL, e - r, p->y + r, p->ldy);
+        } else if (xp) {
             ck_bf16_matmul_permuted(xp, p->T, p->K, w, e - r, p->y + r, p->ldy);
         } else if (p->scales) {
             ck_scales s = *p->scales;
@@ -42,6 +46,17 @@ static void run_rows(const ck_product *p, const float *xp, size_t a, size_t b) {
             ck_matmul(p->x, p->ldx, p->T, p->K, w, p->dtype, e - r, p->y + r, p->ldy);
         }
     }
+}
+
+// Products whose kernel reads x in the BF16 lane order (permuted once per product).
+static int wants_permuted(const ck_product *p, int avx512) {
+    if (!avx512 || p->K == 0) return 0;
+    if (p->dtype == CK_DTYPE_BF16) return 1;
+    return ck_qlanes_applies(p->dtype, p->K, p->scales);
+}
+
+static int same_input(const ck_product *a, const ck_product *b) {
+    return a->x == b->x && a->T == b->T && a->ldx == b->ldx && a->K == b->K;
 }
 
 static void wave_task_fn(void *ctx, int i) {
@@ -58,7 +73,7 @@ void ck_matmul_many(const ck_product *products, size_t count) {
     for (size_t i = 0; i < count; i++) {
         const ck_product *p = &products[i];
         if (p->T == 0 || p->N == 0) continue;
-        if (bf16 && p->dtype == CK_DTYPE_BF16 && p->K > 0 && !(i > 0 && products[i - 1].x == p->x && products[i - 1].dtype == CK_DTYPE_BF16 && products[i - 1].T == p->T && products[i - 1].ldx == p->ldx && products[i - 1].K == p->K))
+        if (wants_permuted(p, bf16) && !(i > 0 && wants_permuted(&products[i - 1], bf16) && same_input(&products[i - 1], p)))
             xbytes += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
     }
     size_t cap = 0;
@@ -90,9 +105,8 @@ void ck_matmul_many(const ck_product *products, size_t count) {
             continue;
         }
         const float *xp = NULL;
-        if (bf16 && p->dtype == CK_DTYPE_BF16) {
-            int shared = i > 0 && last_xp && products[i - 1].x == p->x && products[i - 1].dtype == CK_DTYPE_BF16 &&
-                         products[i - 1].T == p->T && products[i - 1].ldx == p->ldx && products[i - 1].K == p->K;
+        if (wants_permuted(p, bf16)) {
+            int shared = i > 0 && last_xp && wants_permuted(&products[i - 1], bf16) && same_input(&products[i - 1], p);
             if (!shared) {
                 float *dst = (float *)(xbuf + xoff);
                 xoff += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
