@@ -13,6 +13,8 @@ void ck_bf16_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *
 int ck_qlanes_applies(ck_dtype dtype, size_t K, const ck_scales *s);
 void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
                       const ck_scales *s, size_t N, float *y, size_t ldy);
+/// x in the order lane-ordered products of `dtype` read it (out: [T, K]).
+void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, size_t K, float *out);
 /// As ck_qlanes_matmul with x already permuted (ck_bf16_permute_x; K is a multiple of 32).
 void ck_qlanes_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype,
                                const ck_scales *s, size_t N, float *y, size_t ldy);

@@ -118,7 +118,7 @@ void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const
     float *xp = NULL;
     if (ck_qlanes_applies(dtype, K, scales)) {
         xp = malloc(T * K * sizeof(float) + 64);
-        ck_bf16_permute_x(x, ldx, T, K, xp);
+        ck_qlanes_permute_x(dtype, x, ldx, T, K, xp);
     }
     scaled_job job = {x, ldx, T, K, w, dtype, scales, N, y, ldy, rows, xp};
     ck_pool_run((int)((N + rows - 1) / rows), scaled_task, &job);

@@ -11,7 +11,8 @@
 // FP8 E4M3: the byte sign-extended to 16 bits and shifted left by 4, masked to 0x87F0, is a
 // bf16 with the E4M3 mantissa and an exponent 120 too small (subnormals become fp32
 // subnormals, also exact); 2^120 is folded into the block scale. NaN codes (0x7F/0xFF) are
-// patched. FP4 E2M1: a 16-entry table of bf16 patterns indexed by nibble (vpermw).
+// patched. FP4 E2M1 reads x in its own order (even elements, then odd ones, per 32) and
+// looks each nibble up in a 16-entry table of scaled values (vpermps).
 // Applies when K and the scale blocks are multiples of 32; every decoded value is the same
 // float as ck_decode_rows gives (one rounding at most, for float32 scales).
 #include <immintrin.h>
@@ -50,13 +51,8 @@ TGT static inline void group32(const uint8_t *row, size_t k, int fp8, __m512 sca
         __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(b, _mm256_set1_epi8(0x7F)), _mm256_set1_epi8(0x7F));
         if (__builtin_expect(nan != 0, 0)) bf = _mm512_mask_mov_epi16(bf, nan, _mm512_set1_epi16(0x7FC0));  // bf16 NaN
     } else {
-        const __m512i table = _mm512_setr_epi32(0x3F000000, 0x3FC03F80, 0x40404000, 0x40C04080,
-                                                (int)0xBF008000, (int)0xBFC0BF80, (int)0xC040C000, (int)0xC0C0C080,
-                                                0, 0, 0, 0, 0, 0, 0, 0);
-        __m128i b = _mm_loadu_si128((const __m128i *)(row + k / 2));
-        __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
-        __m256i idx8 = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-        bf = _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(idx8), table);
+        // FP4 never comes here (see fp4_group32); keeps the compiler sure `bf` is set.
+        bf = _mm512_setzero_si512();
     }
     __m512 a = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, bf)), b = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, bf));
     if (__builtin_expect(split, 0)) {
@@ -80,6 +76,39 @@ static inline float block_scale(const ck_scales *s, size_t srow, size_t j, int f
     return fp8 && !*split ? f * 0x1p120f : f;
 }
 
+// FP4: 32 values from 16 bytes, even elements (low nibbles) in `wa`, odd ones in `wb`,
+// looked up in the 16 E2M1 values already multiplied by the block's scale (one product per
+// 32 weights; each value rounded once at most, as ck_decode_rows rounds it).
+TGT static inline void fp4_group32(const uint8_t *row, size_t k, __m512 table, __m512 *wa, __m512 *wb) {
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k / 2)));
+    *wa = _mm512_permutexvar_ps(_mm512_and_si512(b, _mm512_set1_epi32(15)), table);
+    *wb = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table);
+}
+
+TGT static inline __m512 fp4_table(float scale) {
+    const __m512 t = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                    -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    return _mm512_mul_ps(t, _mm512_set1_ps(scale));
+}
+
+// x in the order a lane-ordered product reads it: the BF16 kernel's for FP8, even/odd
+// halves of every 32 values for FP4.
+void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, size_t K, float *out) {
+    if (dtype != CK_DTYPE_FP4E2M1) {
+        ck_bf16_permute_x(x, ldx, T, K, out);
+        return;
+    }
+    for (size_t t = 0; t < T; t++) {
+        const float *xr = x + t * ldx;
+        float *o = out + t * K;
+        for (size_t c = 0; c < K; c += 32)
+            for (int j = 0; j < 16; j++) {
+                o[c + (size_t)j] = xr[c + 2 * (size_t)j];
+                o[c + 16 + (size_t)j] = xr[c + 2 * (size_t)j + 1];
+            }
+    }
+}
+
 #define LANES_FUSED(TB)                                                                                     \
     TGT static void lanes_##TB(const float *xp, size_t K, const uint8_t *w, ck_dtype dtype, const ck_scales *s, \
                                size_t N, float *y, size_t ldy) {                                             \
@@ -92,11 +121,14 @@ static inline float block_scale(const ck_scales *s, size_t srow, size_t j, int f
             for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();                                       \
             for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {                                              \
                 int split;                                                                                   \
-                __m512 sc = _mm512_set1_ps(block_scale(s, srow, j, fp8, &split));                            \
+                float f = block_scale(s, srow, j, fp8, &split);                                              \
+                __m512 sc = _mm512_set1_ps(f);                                                               \
+                __m512 table = fp8 ? sc : fp4_table(f);                                                      \
                 size_t k1 = k0 + bc < K ? k0 + bc : K;                                                       \
                 for (size_t k = k0; k < k1; k += 32) {                                                       \
                     __m512 wa, wb;                                                                           \
-                    group32(row, k, fp8, sc, split, &wa, &wb);                                               \
+                    if (fp8) group32(row, k, 1, sc, split, &wa, &wb);                                        \
+                    else fp4_group32(row, k, table, &wa, &wb);                                               \
                     for (int t = 0; t < TB; t++) {                                                           \
                         acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k), wa, acc[t]);               \
                         acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k + 16), wb, acc[t]);          \
@@ -120,11 +152,14 @@ TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const c
         size_t srow = s ? ((s->row0 + n) / s->block_rows) * s->ld : 0;
         for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {
             int split;
-            __m512 sc = _mm512_set1_ps(block_scale(s, srow, j, fp8, &split));
+            float f = block_scale(s, srow, j, fp8, &split);
+            __m512 sc = _mm512_set1_ps(f);
+            __m512 table = fp8 ? sc : fp4_table(f);
             size_t k1 = k0 + bc < K ? k0 + bc : K;
             for (size_t k = k0; k < k1; k += 32) {
                 __m512 wa, wb;
-                group32(row, k, fp8, sc, split, &wa, &wb);
+                if (fp8) group32(row, k, 1, sc, split, &wa, &wb);
+                else fp4_group32(row, k, table, &wa, &wb);
                 _mm512_storeu_ps(dst + r * K + k, wa);
                 _mm512_storeu_ps(dst + r * K + k + 16, wb);
             }
@@ -135,7 +170,7 @@ TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const c
 void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
                       const ck_scales *s, size_t N, float *y, size_t ldy) {
     float *xp = malloc(T * K * sizeof(float) + 64);
-    ck_bf16_permute_x(x, ldx, T, K, xp);
+    ck_qlanes_permute_x(dtype, x, ldx, T, K, xp);
     ck_qlanes_matmul_permuted(xp, T, K, w, dtype, s, N, y, ldy);
     free(xp);
 }

@@ -48,11 +48,13 @@ static void run_rows(const ck_product *p, const float *xp, size_t a, size_t b) {
     }
 }
 
-// Products whose kernel reads x in the BF16 lane order (permuted once per product).
+// Which permuted x a product's kernel reads (0: plain x, 1: the BF16 lane order, also FP8's;
+// 2: FP4's even/odd order); x is permuted once per product, or shared with the one before.
 static int wants_permuted(const ck_product *p, int avx512) {
     if (!avx512 || p->K == 0) return 0;
     if (p->dtype == CK_DTYPE_BF16) return 1;
-    return ck_qlanes_applies(p->dtype, p->K, p->scales);
+    if (!ck_qlanes_applies(p->dtype, p->K, p->scales)) return 0;
+    return p->dtype == CK_DTYPE_FP4E2M1 ? 2 : 1;
 }
 
 static int same_input(const ck_product *a, const ck_product *b) {
@@ -73,7 +75,7 @@ void ck_matmul_many(const ck_product *products, size_t count) {
     for (size_t i = 0; i < count; i++) {
         const ck_product *p = &products[i];
         if (p->T == 0 || p->N == 0) continue;
-        if (wants_permuted(p, bf16) && !(i > 0 && wants_permuted(&products[i - 1], bf16) && same_input(&products[i - 1], p)))
+        if (wants_permuted(p, bf16) && !(i > 0 && wants_permuted(&products[i - 1], bf16) == wants_permuted(p, bf16) && same_input(&products[i - 1], p)))
             xbytes += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
     }
     size_t cap = 0;
@@ -106,11 +108,13 @@ void ck_matmul_many(const ck_product *products, size_t count) {
         }
         const float *xp = NULL;
         if (wants_permuted(p, bf16)) {
-            int shared = i > 0 && last_xp && wants_permuted(&products[i - 1], bf16) && same_input(&products[i - 1], p);
+            int shared = i > 0 && last_xp && wants_permuted(&products[i - 1], bf16) == wants_permuted(p, bf16) &&
+                         same_input(&products[i - 1], p);
             if (!shared) {
                 float *dst = (float *)(xbuf + xoff);
                 xoff += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
-                ck_bf16_permute_x(p->x, p->ldx, p->T, p->K, dst);
+                if (p->dtype == CK_DTYPE_BF16) ck_bf16_permute_x(p->x, p->ldx, p->T, p->K, dst);
+                else ck_qlanes_permute_x(p->dtype, p->x, p->ldx, p->T, p->K, dst);
                 last_xp = dst;
             }
             xp = last_xp;
