@@ -1,17 +1,27 @@
 // OutputParser.swift: splits the model's generated text, as it streams, into
-// reasoning_content, content and tool calls (name first, then argument deltas), the way
-// deepseek-recipe's stream parser does for V4:
+// reasoning_content, content and tool calls (name first, then argument deltas), exactly as
+// deepseek-recipe 0.2.0's stream parser does for V4 (checked by tools/parse_goldens.py):
 //
 //   thinking:     REASONING</think>CONTENT[\n\n<｜DSML｜tool_calls>…</｜DSML｜tool_calls>]
 //   non-thinking: CONTENT[\n\n<｜DSML｜tool_calls>…</｜DSML｜tool_calls>]
 //
-// * A tool block that starts before `</think>` ends the reasoning (recovery).
-// * `</think>` never reaches content; newlines before the tool block are dropped.
-// * Parameters become a JSON object: `string="true"` values JSON-quoted as they stream,
-//   others inserted verbatim; `{}` for an invoke without parameters.
-// * Text after the tool block is dropped; an unterminated block keeps what was parsed.
-// * Without tools in the request, DSML stays plain content.
-// Partial markers at the end of a chunk are held back until they are decided.
+// The input is handled one Unicode scalar at a time, so the result never depends on how the
+// text is cut into chunks.
+// * Leading newlines of the reasoning and of the content are dropped; so are newlines right
+//   before `</think>` and right before the tool block (see MarkerScanner for the one newline
+//   that survives: the one that breaks a held-back partial marker).
+// * `<｜DSML｜` in reasoning or content starts the tool block (it ends the reasoning when
+//   `</think>` is missing). A `</think>` inside content is dropped. Without tools in the
+//   request, DSML stays plain text. NOTE: as in the recipe, `<｜DSML｜` is looked for first and
+//   `</think>` in what that scanner releases (`a\n\n</think><｜DSML｜…` keeps content `a\n\n`).
+// * Inside the block only `<｜DSML｜invoke name="…">`, `<｜DSML｜parameter name="…" string="…">`
+//   and the closing tags count; other text between tags is ignored, text after
+//   `</｜DSML｜tool_calls>` is dropped.
+// * Arguments are a JSON object streamed as the tags arrive: `{` / `, ` at `parameter name=`,
+//   the key as written, `: `, then the value (`string="true"`: JSON-quoted; `"false"`:
+//   verbatim); `}` (or `{}`) at `</｜DSML｜` of the invoke. A stream that stops inside a call
+//   leaves the arguments as streamed so far (`{"n": 1`, or `` before the first parameter),
+//   like the recipe: no closing is invented here (the server decides what to do with it).
 
 /// One piece of parsed output.
 public enum OutputDelta: Equatable, Sendable {
@@ -25,244 +35,243 @@ public enum OutputDelta: Equatable, Sendable {
 
 public struct OutputParser: Sendable {
     static let thinkClose = "</think>"
-    static let blockOpen = "<｜DSML｜tool_calls>"
-    static let blockClose = "</｜DSML｜tool_calls>"
-    static let invokeOpen = "<｜DSML｜invoke name=\""
-    static let invokeClose = "</｜DSML｜invoke>"
-    static let paramOpen = "<｜DSML｜parameter name=\""
-    static let paramClose = "</｜DSML｜parameter>"
+    static let dsmlOpen = "<｜DSML｜"
+    static let dsmlClose = "</｜DSML｜"
+    static let blockOpen = Array("<｜DSML｜tool_calls>".unicodeScalars)
+    static let blockClose = Array("</｜DSML｜tool_calls>".unicodeScalars)
+    static let invokeOpen = Array("<｜DSML｜invoke name=\"".unicodeScalars)
+    static let invokeClose = Array(dsmlClose.unicodeScalars)
+    static let parameterOpen = Array("<｜DSML｜parameter name=".unicodeScalars)
 
     enum Stage: Equatable, Sendable {
         case reasoning, content
-        case block  // between invokes
-        case invoke  // between parameters
-        case parameterHeader  // key emitted, waiting for string="…">
-        case parameter(string: Bool)
+        case toolCalls
         case done
+    }
+
+    /// Where the tool-block scanner is.
+    enum ToolState: Equatable, Sendable {
+        case betweenInvokes
+        case invokeName
+        case betweenParameters
+        case keyQuote  // after `parameter name=`
+        case key
+        case afterKey  // after the key's closing quote
+        case attributes  // ` string="…"` up to `>`
+        case value
     }
 
     private var stage: Stage
     private let parseToolCalls: Bool
-    private var buffer = ""
+    /// Whether no scalar other than a newline has arrived in this reasoning/content stage.
+    private var atStageStart = true
+    private var think: MarkerScanner
+    private var dsml: MarkerScanner?
+    private var tool = ToolState.betweenInvokes
+    /// The tag (or name, or attributes) being read inside the tool block.
+    private var tag: [Unicode.Scalar] = []
+    private var valueScanner = MarkerScanner(OutputParser.dsmlClose, dropsNewlinesBefore: false)
+    private var valueIsString = false
     private var callIndex = -1
     private var parametersInCall = 0
-    /// Whether the current reasoning/content stage has emitted text (leading newlines of
-    /// each are dropped).
-    private var stageEmitted = false
+    /// Deltas released by the current `push` / `finish`.
+    private var out: [OutputDelta] = []
     /// Whether any tool call was parsed (finish_reason "tool_calls").
     public private(set) var sawToolCalls = false
 
     public init(thinking: Bool, parseToolCalls: Bool) {
         stage = thinking ? .reasoning : .content
         self.parseToolCalls = parseToolCalls
+        think = MarkerScanner(Self.thinkClose, dropsNewlinesBefore: thinking)
+        dsml = parseToolCalls ? MarkerScanner(Self.dsmlOpen, dropsNewlinesBefore: true) : nil
     }
 
+    /// Feeds generated text; returns the deltas it decides (consecutive text of one kind merged).
     public mutating func push(_ text: String) -> [OutputDelta] {
-        var out: [OutputDelta] = []
-        var text = Substring(text)
-        // As in deepseek-recipe's tag scanner: a newline that arrives right after a held-back
-        // partial marker and breaks it is plain text, emitted with the held characters.
-        if stage == .reasoning || stage == .content, let first = text.first, first == "\n" {
-            var markers = [Self.thinkClose]
-            if parseToolCalls { markers.append(Self.blockOpen) }
-            let held = Self.heldBack(buffer[...], markers)
-            if held > 0, held == buffer.count {
-                emit(buffer + "\n", reasoning: stage == .reasoning, into: &out)
-                buffer = ""
-                text = text.dropFirst()
+        for c in text.unicodeScalars {
+            switch stage {
+            case .reasoning, .content: feedText(c)
+            case .toolCalls: feedTool(c)
+            case .done: break
             }
         }
-        buffer += text
-        return out + drain(final: false)
+        return takeOutput()
     }
 
     /// Flushes held-back text at the end of generation.
-    public mutating func finish() -> [OutputDelta] { drain(final: true) }
-
-    /// Length of the longest suffix of `s` that is a proper prefix of one of `markers`.
-    static func heldBack(_ s: Substring, _ markers: [String]) -> Int {
-        var best = 0
-        for m in markers {
-            let maxLen = min(m.count - 1, s.count)
-            var n = maxLen
-            while n > best {
-                if m.hasPrefix(s.suffix(n)) {
-                    best = n
-                    break
-                }
-                n -= 1
+    public mutating func finish() -> [OutputDelta] {
+        switch stage {
+        case .reasoning, .content:
+            if let held = dsml?.flush() {
+                for c in held.unicodeScalars { feedThink(c) }
             }
+            emitText(think.flush())
+        case .toolCalls:
+            if tool == .value { emitValue(valueScanner.flush()) }
+        case .done: break
         }
-        return best
+        stage = .done
+        return takeOutput()
     }
 
-    /// Trailing newlines of `s` that may be dropped (before `</think>` or a tool block) or
-    /// held back while streaming.
-    static func strippableNewlines(_ s: Substring, _ markers: [String]) -> Int {
-        var run = 0
-        var end = s.endIndex
-        while end > s.startIndex, s[s.index(before: end)] == "\n" {
-            end = s.index(before: end)
-            run += 1
-        }
-        guard run > 0 else { return 0 }
-        _ = markers
-        return run
-    }
-
-    private mutating func drain(final: Bool) -> [OutputDelta] {
-        var out: [OutputDelta] = []
-        var progress = true
-        while progress {
-            progress = false
-            switch stage {
-            case .reasoning, .content:
-                let reasoning = stage == .reasoning
-                var markers = [Self.thinkClose]
-                if parseToolCalls { markers.append(Self.blockOpen) }
-                let think = buffer.range(of: Self.thinkClose)
-                let block = parseToolCalls ? buffer.range(of: Self.blockOpen) : nil
-                if let b = block, think == nil || b.lowerBound < think!.lowerBound {
-                    var before = buffer[..<b.lowerBound]
-                    before = before.dropLast(Self.strippableNewlines(before, markers))
-                    emit(String(before), reasoning: reasoning, into: &out)
-                    if reasoning { out.append(.content("")) }
-                    buffer = String(buffer[b.upperBound...])
-                    stage = .block
-                    progress = true
-                } else if let t = think {
-                    var before = buffer[..<t.lowerBound]
-                    if reasoning { before = before.dropLast(Self.strippableNewlines(before, markers)) }
-                    emit(String(before), reasoning: reasoning, into: &out)
-                    buffer = String(buffer[t.upperBound...])
-                    if reasoning {
-                        stageEmitted = false
-                        stage = .content
-                        out.append(.content(""))
-                    }
-                    progress = true
-                } else if final {
-                    emit(buffer, reasoning: reasoning, into: &out)
-                    if reasoning { out.append(.content("")) }
-                    buffer = ""
-                    stage = .done
-                } else {
-                    // Hold back a partial marker, and newlines that may precede a tool block.
-                    var keep = Self.heldBack(buffer[...], markers)
-                    if parseToolCalls || reasoning { keep += Self.strippableNewlines(buffer.dropLast(keep), markers) }
-                    let cut = buffer.index(buffer.endIndex, offsetBy: -keep)
-                    emit(String(buffer[..<cut]), reasoning: reasoning, into: &out)
-                    buffer = String(buffer[cut...])
-                }
-            case .block, .invoke:
-                let trimmed = buffer.drop { $0 == "\n" || $0 == " " || $0 == "\r" || $0 == "\t" }
-                if trimmed.isEmpty {
-                    buffer = ""
-                    if final { stage = .done }
-                    break
-                }
-                if stage == .block, trimmed.hasPrefix(Self.blockClose) {
-                    buffer = ""
-                    stage = .done
-                } else if stage == .block, trimmed.hasPrefix(Self.invokeOpen) {
-                    let rest = trimmed.dropFirst(Self.invokeOpen.count)
-                    guard let q = rest.range(of: "\">") else {
-                        if final { stage = .done }
-                        break
-                    }
-                    callIndex += 1
-                    parametersInCall = 0
-                    sawToolCalls = true
-                    out.append(.toolCall(index: callIndex, name: String(rest[..<q.lowerBound])))
-                    buffer = String(rest[q.upperBound...])
-                    stage = .invoke
-                    progress = true
-                } else if stage == .invoke, trimmed.hasPrefix(Self.invokeClose) {
-                    out.append(.toolArguments(index: callIndex, parametersInCall == 0 ? "{}" : "}"))
-                    buffer = String(trimmed.dropFirst(Self.invokeClose.count))
-                    stage = .block
-                    progress = true
-                } else if stage == .invoke, trimmed.hasPrefix(Self.paramOpen) {
-                    let rest = trimmed.dropFirst(Self.paramOpen.count)
-                    guard let q = rest.firstIndex(of: "\"") else {
-                        if final { stage = .done }
-                        break
-                    }
-                    var key = ""
-                    JSONValue.writeStringForCLI(String(rest[..<q]), into: &key)
-                    out.append(.toolArguments(index: callIndex, (parametersInCall == 0 ? "{" : ", ") + key + ": "))
-                    buffer = String(rest[rest.index(after: q)...])
-                    stage = .parameterHeader
-                    progress = true
-                } else {
-                    // Not (yet) a known tag: wait for more text, or give up at the end.
-                    let candidates = stage == .block ? [Self.blockClose, Self.invokeOpen] : [Self.invokeClose, Self.paramOpen]
-                    if !final, candidates.contains(where: { $0.hasPrefix(trimmed) }) { break }
-                    if final, stage == .invoke, Self.invokeClose.hasPrefix(trimmed) {
-                        out.append(.toolArguments(index: callIndex, parametersInCall == 0 ? "{}" : "}"))
-                    }
-                    buffer = ""
-                    stage = .done
-                }
-            case .parameterHeader:
-                let attr = " string=\""
-                guard buffer.hasPrefix(attr), let e = buffer.range(of: "\">") else {
-                    if final || !(buffer.hasPrefix(attr) || attr.hasPrefix(buffer)) { stage = .done }
-                    break
-                }
-                let isString = buffer[buffer.index(buffer.startIndex, offsetBy: attr.count)..<e.lowerBound] == "true"
-                if isString { out.append(.toolArguments(index: callIndex, "\"")) }
-                buffer = String(buffer[e.upperBound...])
-                stage = .parameter(string: isString)
-                progress = true
-            case .parameter(let isString):
-                if let c = buffer.range(of: Self.paramClose) {
-                    appendValue(String(buffer[..<c.lowerBound]), string: isString, into: &out)
-                    if isString { out.append(.toolArguments(index: callIndex, "\"")) }
-                    parametersInCall += 1
-                    buffer = String(buffer[c.upperBound...])
-                    stage = .invoke
-                    progress = true
-                } else if final {
-                    // An unterminated value (as deepseek-recipe: a string that ends in a partial
-                    // closing tag is closed; anything else is passed through as it is).
-                    let keep = isString ? Self.heldBack(buffer[...], [Self.paramClose]) : 0
-                    appendValue(String(buffer.dropLast(keep)), string: isString, into: &out)
-                    if isString && keep > 0 { out.append(.toolArguments(index: callIndex, "\"")) }
-                    buffer = ""
-                    stage = .done
-                } else {
-                    let keep = Self.heldBack(buffer[...], [Self.paramClose])
-                    let cut = buffer.index(buffer.endIndex, offsetBy: -keep)
-                    appendValue(String(buffer[..<cut]), string: isString, into: &out)
-                    buffer = String(buffer[cut...])
-                }
-            case .done:
-                buffer = ""
-            }
-        }
+    private mutating func takeOutput() -> [OutputDelta] {
+        defer { out = [] }
         return out
     }
 
-    private mutating func emit(_ s: String, reasoning: Bool, into out: inout [OutputDelta]) {
-        var text = Substring(s)
-        if !stageEmitted { text = text.drop { $0 == "\n" } }
-        guard !text.isEmpty else { return }
-        stageEmitted = true
-        out.append(reasoning ? .reasoning(String(text)) : .content(String(text)))
+    // MARK: - Reasoning and content
+
+    /// The DSML scanner sees the text first; what it releases goes through the `</think>` scanner.
+    private mutating func feedText(_ c: Unicode.Scalar) {
+        if atStageStart {
+            if c == "\n" { return }
+            atStageStart = false
+        }
+        guard dsml != nil else { return feedThink(c) }
+        var events: [MarkerScanner.Event] = []
+        dsml!.feed(c, into: &events)
+        for e in events {
+            switch e {
+            case .marker:
+                emitText(think.flush())
+                stage = .toolCalls
+                tool = .betweenInvokes
+                tag = Array(Self.dsmlOpen.unicodeScalars)
+            case .text(let t):
+                for s in t.unicodeScalars { feedThink(s) }
+            }
+        }
     }
 
-    private func appendValue(_ s: String, string: Bool, into out: inout [OutputDelta]) {
+    private mutating func feedThink(_ c: Unicode.Scalar) {
+        if stage == .toolCalls { return feedTool(c) }
+        var events: [MarkerScanner.Event] = []
+        think.feed(c, into: &events)
+        for e in events {
+            switch e {
+            case .marker:
+                // In the content a stray `</think>` is dropped.
+                guard stage == .reasoning else { continue }
+                stage = .content
+                atStageStart = true
+                think = MarkerScanner(Self.thinkClose, dropsNewlinesBefore: false)
+            case .text(let t):
+                emitText(t)
+            }
+        }
+    }
+
+    private mutating func emitText(_ s: String) {
         guard !s.isEmpty else { return }
-        if string {
-            var q = ""
-            JSONValue.writeStringForCLI(s, into: &q)
-            out.append(.toolArguments(index: callIndex, String(q.dropFirst().dropLast())))
+        let reasoning = stage == .reasoning
+        switch out.last {
+        case .reasoning(let t)? where reasoning: out[out.count - 1] = .reasoning(t + s)
+        case .content(let t)? where !reasoning: out[out.count - 1] = .content(t + s)
+        default: out.append(reasoning ? .reasoning(s) : .content(s))
+        }
+    }
+}
+// MARK: - Tool block
+
+extension OutputParser {
+    private static let betweenInvokeTags = [invokeOpen, blockClose, blockOpen]
+    private static let betweenParameterTags = [parameterOpen, invokeClose]
+
+    private mutating func feedTool(_ c: Unicode.Scalar) {
+        switch tool {
+        case .betweenInvokes, .betweenParameters:
+            // Text that is not one of the expected tags is ignored, as the recipe does.
+            let tags = tool == .betweenInvokes ? Self.betweenInvokeTags : Self.betweenParameterTags
+            if tag.isEmpty && c != "<" { return }
+            tag.append(c)
+            guard tags.contains(where: { $0.starts(with: tag) }) else {
+                tag = c == "<" ? [c] : []
+                return
+            }
+            guard let t = tags.first(where: { $0 == tag }) else { return }
+            tag = []
+            switch t {
+            case Self.blockClose: stage = .done
+            case Self.invokeOpen: tool = .invokeName
+            case Self.blockOpen: break
+            case Self.invokeClose:
+                appendArguments(parametersInCall == 0 ? "{}" : "}")
+                tool = .betweenInvokes
+            default:  // parameterOpen
+                appendArguments(parametersInCall == 0 ? "{" : ", ")
+                tool = .keyQuote
+            }
+        case .invokeName:
+            guard c == "\"" else { return tag.append(c) }
+            callIndex += 1
+            parametersInCall = 0
+            sawToolCalls = true
+            out.append(.toolCall(index: callIndex, name: String(String.UnicodeScalarView(tag))))
+            tag = []
+            tool = .betweenParameters
+        case .keyQuote:
+            guard c == "\"" else {
+                stage = .done
+                return
+            }
+            appendArguments("\"")
+            tool = .key
+        case .key:
+            // NOTE: the key is copied as written (the recipe does not escape it).
+            appendArguments(String(c))
+            if c == "\"" { tool = .afterKey }
+        case .afterKey:
+            appendArguments(": ")
+            tag = []
+            tool = .attributes
+            feedTool(c)
+        case .attributes:
+            guard c == ">" else { return tag.append(c) }
+            let attributes = String(String.UnicodeScalarView(tag.drop { $0.properties.isWhitespace }.reversed().drop { $0.properties.isWhitespace }.reversed()))
+            tag = []
+            switch attributes {
+            case #"string="true""#: valueIsString = true
+            case #"string="false""#: valueIsString = false
+            default:
+                stage = .done
+                return
+            }
+            if valueIsString { appendArguments("\"") }
+            valueScanner = MarkerScanner(Self.dsmlClose, dropsNewlinesBefore: false)
+            tool = .value
+        case .value:
+            var events: [MarkerScanner.Event] = []
+            valueScanner.feed(c, into: &events)
+            for e in events {
+                switch e {
+                case .text(let t): emitValue(t)
+                case .marker:
+                    if valueIsString { appendArguments("\"") }
+                    parametersInCall += 1
+                    tool = .betweenParameters
+                }
+            }
+        }
+    }
+
+    /// Value text: JSON-escaped inside a string value, verbatim otherwise.
+    private mutating func emitValue(_ s: String) {
+        guard !s.isEmpty else { return }
+        guard valueIsString else { return appendArguments(s) }
+        var q = ""
+        JSONValue.writeStringForCLI(s, into: &q)
+        appendArguments(String(q.dropFirst().dropLast()))
+    }
+
+    private mutating func appendArguments(_ s: String) {
+        if case .toolArguments(let i, let t)? = out.last, i == callIndex {
+            out[out.count - 1] = .toolArguments(index: i, t + s)
         } else {
             out.append(.toolArguments(index: callIndex, s))
         }
     }
 }
+
 
 /// A whole parsed assistant message (the deltas folded together).
 public struct ParsedOutput: Equatable, Sendable {
@@ -290,16 +299,17 @@ public struct ParsedOutput: Equatable, Sendable {
         }
     }
 
-    /// Parses a complete generation, fed to the streaming parser `chunk` characters at a time.
+    /// Parses a complete generation, fed to the streaming parser `chunk` Unicode scalars at a
+    /// time (Python's characters, as tools/parse_goldens.py cuts them).
     public static func parse(_ text: String, thinking: Bool, parseToolCalls: Bool, chunk: Int = .max) -> ParsedOutput {
         var p = OutputParser(thinking: thinking, parseToolCalls: parseToolCalls)
         var out = ParsedOutput(thinking: thinking)
-        let chars = Array(text)
-        let step = max(1, min(chunk, chars.count))
+        let scalars = Array(text.unicodeScalars)
+        let step = max(1, min(chunk, scalars.count))
         var i = 0
-        while i < chars.count {
-            let j = min(chars.count, i + step)
-            for d in p.push(String(chars[i..<j])) { out.apply(d) }
+        while i < scalars.count {
+            let j = min(scalars.count, i + step)
+            for d in p.push(String(String.UnicodeScalarView(scalars[i..<j]))) { out.apply(d) }
             i = j
         }
         for d in p.finish() { out.apply(d) }

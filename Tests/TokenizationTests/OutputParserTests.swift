@@ -9,14 +9,14 @@ import Tokenization
         ParsedOutput.parse(text, thinking: thinking, parseToolCalls: tools, chunk: chunk)
     }
 
-    /// 400 generations (thinking on/off, tools on/off, parallel calls, odd characters, chunk
-    /// sizes 1–1000): at least 99 % identical to deepseek-recipe. The known deviations are
-    /// streams where a partial `</think>` is followed by newlines at a chunk boundary.
+    /// 300 generations (`tools/parse_goldens.py golden` defaults: thinking on/off, tools on/off,
+    /// parallel calls, unterminated blocks, odd characters, chunk sizes 1–1000): every one
+    /// identical to deepseek-recipe.
     @Test func goldenStreamsMatchDeepseekRecipe() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/chat/parse_golden.jsonl")
         let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
-        #expect(lines.count == 400)
+        #expect(lines.count == 300)
         var mismatches: [String] = []
         for line in lines {
             let row = try JSONValue.parse(String(line))
@@ -31,7 +31,7 @@ import Tokenization
             want.toolCalls = (expected["tool_calls"]?.arrayValue ?? []).map { ($0["name"]?.stringValue ?? "", $0["arguments"]?.stringValue ?? "") }
             if got != want { mismatches.append(String(line.prefix(200))) }
         }
-        #expect(mismatches.count * 100 <= lines.count, "\(mismatches.count) mismatches: \(mismatches.prefix(3))")
+        #expect(mismatches.isEmpty, "\(mismatches.count) mismatches: \(mismatches.prefix(3))")
     }
 
     @Test func streamingNeverLeaksMarkup() {
@@ -75,6 +75,92 @@ import Tokenization
         #expect(parse("answer <think> x</think> y", thinking: false).content == "answer <think> x y")
         #expect(parse("no tools <｜DSML｜tool_calls>", thinking: false, tools: false).content == "no tools <｜DSML｜tool_calls>")
         #expect(parse("r</think>garbage <｜DSML｜tool_calls> junk").content == "garbage ")
+    }
+
+    typealias Case = (text: String, thinking: Bool, reasoning: String?, content: String, calls: [(String, String)])
+
+    /// Each case at every chunk size from 1 to 9 and all at once; the expected values are
+    /// deepseek-recipe's (tools request).
+    func expectRecipe(_ cases: [Case], sourceLocation: SourceLocation = #_sourceLocation) {
+        for c in cases {
+            for chunk in Array(1...9) + [Int.max] {
+                let got = parse(c.text, thinking: c.thinking, chunk: chunk)
+                var want = ParsedOutput(thinking: c.thinking)
+                want.reasoning = c.reasoning
+                want.content = c.content
+                want.toolCalls = c.calls.map { (name: $0.0, arguments: $0.1) }
+                #expect(got == want, "chunk \(chunk): \(c.text.debugDescription) -> \(got.reasoning.debugDescription) \(got.content.debugDescription) \(got.toolCalls)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    /// Regression: a stream that stopped inside a tool call had its arguments closed (`{"n2": 1}`,
+    /// `{}`); the recipe leaves them as streamed so far, closing a string value only once
+    /// `</｜DSML｜` has arrived, and a half-written block opener never reaches the content.
+    @Test func unterminatedToolCallKeepsArgumentsAsStreamed() {
+        expectRecipe([
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"n2\" string=\"false\">1", true, "r", "c", [("x", "{\"n2\": 1")]),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n", true, "r", "c", [("x", "")]),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" string=\"true\">ab</｜DSML｜", true, "r", "c", [("x", "{\"p\": \"ab\"")]),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" string=\"true\">ab</｜DSML", true, "r", "c", [("x", "{\"p\": \"ab</｜DSML")]),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" string=\"true\">ab</｜DSML｜parameter>\n</｜DSML｜", true, "r", "c", [("x", "{\"p\": \"ab\"}")]),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p", true, "r", "c", [("x", "{\"p")]),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" ", true, "r", "c", [("x", "{\"p\": ")]),
+        ("r</think>c\n\n<｜DSML｜tool_ca", true, "r", "c", []),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_w", true, "r", "c", []),
+        ])
+    }
+
+    /// Regression: newlines before `</think>` / the tool block were all dropped, or kept, depending
+    /// on where a chunk ended. The recipe keeps exactly the newline that breaks a held-back partial
+    /// marker (`</thi` + `\n`) unless the other marker's newline rule drops it.
+    @Test func newlineAfterPartialMarkerFollowsTheRecipe() {
+        expectRecipe([
+        ("r</thi\n\n</think>c", true, "r</thi\n", "c", []),
+        ("r</thi\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r</thi", "", [("f", "{}")]),
+        ("r<｜DSM\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r<｜DSM\n", "", [("f", "{}")]),
+        ("r<｜DSM\n</think>c", true, "r<｜DSM", "c", []),
+        ("r</think>c</thi\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r", "c</thi", [("f", "{}")]),
+        ("c</thi\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", false, nil, "c</thi", [("f", "{}")]),
+        ("r</think>c\n\n", true, "r", "c\n\n", []),
+        ("r</thi\n", true, "r</thi\n", "", []),
+        // `<｜DSML｜` is scanned for before `</think>`: newlines before a stray `</think>` in the
+        // content are not "newlines before the tool block".
+        ("a\n\n</think><｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", false, nil, "a\n\n", [("f", "{}")]),
+        ("r</think>a\n</think>\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r", "a\n", [("f", "{}")]),
+        ])
+    }
+
+    /// Leading newlines are dropped from the input of each stage (so a stray `</think>` in the
+    /// content, which is removed, ends that phase), not from the output.
+    @Test func leadingNewlinesAreDroppedFromTheInput() {
+        expectRecipe([
+        ("r</think>\n\n</think>\n\nb", true, "r", "\n\nb", []),
+        ("\n\nr\n\n</think>\n\nc", true, "r", "c", []),
+        ("\n\na\n</think>\nb", false, nil, "a\n\nb", []),
+        ])
+    }
+
+    /// Model deviations the recipe accepts: an invoke without the `tool_calls` wrapper, text
+    /// between tags; an unknown DSML tag or a bad `string=` attribute ends the block.
+    @Test func lenientToolBlockAsTheRecipe() {
+        expectRecipe([
+        ("r<｜DSML｜invoke name=\"x\">\n</｜DSML｜invoke>", true, "r", "", [("x", "{}")]),
+        ("r</think>c<｜DSML｜tool_calls><｜DSML｜invoke name=\"x\">junk<｜DSML｜parameter name=\"a\" string=\"true\">1</｜DSML｜parameter>junk</｜DSML｜invoke>x<｜DSML｜invoke name=\"y\"></｜DSML｜invoke></｜DSML｜tool_calls>tail", true, "r", "c", [("x", "{\"a\": \"1\"}"), ("y", "{}")]),
+        ("r</think>c<｜DSML｜foo>bar", true, "r", "c", []),
+        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p0\" string=\"maybe\">1</｜DSML｜parameter></｜DSML｜invoke></｜DSML｜tool_calls>", true, "r", "c", [("x", "{\"p0\": ")]),
+        ])
+    }
+
+    /// One push releases one delta per kind, and a call's name comes before its arguments.
+    @Test func pushMergesDeltasAndNamesFirst() {
+        var p = OutputParser(thinking: true, parseToolCalls: true)
+        #expect(p.push("Let me see") == [.reasoning("Let me see")])
+        #expect(p.push("</think>Sure.\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"true\">x\"") == [
+            .content("Sure."), .toolCall(index: 0, name: "f"), .toolArguments(index: 0, #"{"a": "x\""#),
+        ])
+        #expect(p.finish() == [])
+        #expect(p.sawToolCalls)
     }
 
     /// The parsed assistant turn rendered back reproduces the generated text exactly.
