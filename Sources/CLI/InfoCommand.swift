@@ -15,11 +15,14 @@ struct InfoCommand: ParsableCommand {
     @Option(help: "Model folder.")
     var model: String
 
+    @Flag(help: "Print a line per shard as it is mapped and verified (default: only on a terminal or for checkpoints of 1 GiB or more).")
+    var progress = false
+
     func run() throws {
         let rssBefore = ProcessMemory.status()?["VmRSS"]
         let m: DeepSeekV4Model
         let started = Date()
-        do { m = try DeepSeekV4Model(directory: model, progress: LoadProgressPrinter.callback()) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, progress: LoadProgressPrinter.callback(always: progress)) } catch { fail("\(error)") }
         let loadSeconds = Date().timeIntervalSince(started)
         let memAfter = ProcessMemory.status()
         let c = m.config

@@ -52,6 +52,9 @@ struct LogitsCommand: ParsableCommand {
     @Option(help: "full | decode | chunked=N")
     var mode: LogitsMode = .full
 
+    @Flag(help: "Print a line per shard as it is mapped and verified (default: only on a terminal or for checkpoints of 1 GiB or more).")
+    var progress = false
+
     func run() throws {
         guard let data = FileManager.default.contents(atPath: input) else { fail("cannot read input file \(input)") }
         guard let arr = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
@@ -65,7 +68,8 @@ struct LogitsCommand: ParsableCommand {
         guard !ids.isEmpty else { fail("\(input): the token list is empty") }
 
         let m: DeepSeekV4Model
-        do { m = try DeepSeekV4Model(directory: model, progress: LoadProgressPrinter.callback()) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, progress: LoadProgressPrinter.callback(always: progress)) } catch { fail("\(error)") }
+        reportUnusedTensors(m)
         let state = m.makeState()
         let V = m.config.vocabSize
         var logits: [Float] = []
@@ -83,4 +87,19 @@ struct LogitsCommand: ParsableCommand {
         FileHandle.standardError.write(Data(String(format: "dsv4: %d tokens in %.3f s (%.1f tok/s), mode %@\n",
                                                    ids.count, seconds, Double(ids.count) / seconds, "\(mode)").utf8))
     }
+}
+
+/// Tensors the main model does not read are reported, never fatal: the MTP block as such, and
+/// anything else by name (a converter's extras, or a sign of a misnamed tensor).
+func reportUnusedTensors(_ m: DeepSeekV4Model) {
+    let isMTP = { (n: String) in n.hasPrefix("mtp.") || n.hasPrefix("model.mtp.") }
+    let mtp = m.unusedTensors.filter(isMTP)
+    let extra = m.unusedTensors.filter { !isMTP($0) }
+    var lines: [String] = []
+    if !mtp.isEmpty { lines.append("dsv4: MTP block: \(mtp.count) tensors recognised, not used by the main model") }
+    if !extra.isEmpty {
+        lines.append("dsv4: warning: \(extra.count) unknown tensor(s) in \(m.store.directory) ignored: "
+            + extra.prefix(5).joined(separator: ", ") + (extra.count > 5 ? ", …" : ""))
+    }
+    if !lines.isEmpty { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
 }

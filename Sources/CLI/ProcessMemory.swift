@@ -58,19 +58,20 @@ func formatBytes(_ b: Double) -> String {
     return i == 0 ? "\(Int(v)) B" : String(format: "%.2f %@", v, units[i])
 }
 
-/// Progress display for opening a checkpoint: one stderr line per shard, only when stderr is a
-/// terminal or the checkpoint is large (≥ 1 GiB), so tests and pipes stay quiet.
+/// Progress display for opening a checkpoint: one stderr line per shard once it is mapped and
+/// its header verified. Shown when asked (`--progress`), when stderr is a terminal, or when the
+/// checkpoint is large (≥ 1 GiB), so tests and pipes stay quiet otherwise.
 struct LoadProgressPrinter {
     static let largeCheckpointBytes = 1 << 30
 
-    static func callback() -> (LoadProgress) -> Void {
-        let tty = isatty(2) != 0
+    static func callback(always: Bool = false) -> (LoadProgress) -> Void {
+        let show = always || isatty(2) != 0
         return { p in
-            guard tty || p.bytesTotal >= largeCheckpointBytes else { return }
+            guard show || p.bytesTotal >= largeCheckpointBytes else { return }
             let pct = p.bytesTotal > 0 ? 100 * Double(p.bytesDone) / Double(p.bytesTotal) : 100
             let line = String(
-                format: "mapped %d/%d %@ (%@), %@ of %@ (%.0f%%)\n", p.shard, p.shardCount,
-                (p.path as NSString).lastPathComponent, formatBytes(Double(p.shardBytes)),
+                format: "shard %d/%d %@: mapped %@, verified %d tensors (dtypes, shapes, byte ranges, index); %@ of %@ (%.0f%%)\n",
+                p.shard, p.shardCount, (p.path as NSString).lastPathComponent, formatBytes(Double(p.shardBytes)), p.tensorCount,
                 formatBytes(Double(p.bytesDone)), formatBytes(Double(p.bytesTotal)), pct)
             FileHandle.standardError.write(Data(line.utf8))
         }

@@ -14,16 +14,16 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case unknownDType(tensor: String, dtype: String, path: String)
     /// A tensor's byte range disagrees with its shape and dtype, or lies outside the file.
     case badDataOffsets(tensor: String, path: String, reason: String)
-    /// A required tensor is absent.
-    case missingTensor(name: String)
-    /// A tensor has the wrong shape.
-    case shapeMismatch(tensor: String, expected: [Int], actual: [Int])
-    /// A tensor has a dtype the consumer cannot use.
-    case dtypeMismatch(tensor: String, expected: String, actual: String)
+    /// A required tensor is absent from every file of the checkpoint in `directory`.
+    case missingTensor(name: String, directory: String, files: [String])
+    /// A tensor of the file at `path` has the wrong shape.
+    case shapeMismatch(tensor: String, path: String, expected: [Int], actual: [Int])
+    /// A tensor of the file at `path` has a dtype the consumer cannot use.
+    case dtypeMismatch(tensor: String, path: String, expected: String, actual: String)
     /// The same tensor appears in two files.
     case duplicateTensor(name: String, firstPath: String, secondPath: String)
     /// A tensor's values are invalid (e.g. an expert id out of range).
-    case invalidValue(tensor: String, reason: String)
+    case invalidValue(tensor: String, path: String, reason: String)
     /// The index file lists a shard that is not in the folder.
     case missingShard(path: String, index: String, tensor: String, tensorCount: Int)
     /// A quantized weight has no scale tensor next to it.
@@ -41,11 +41,13 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case .corruptHeader(let p, let r): "corrupt safetensors header in \(p): \(r)"
         case .unknownDType(let t, let d, let p): "tensor '\(t)' in \(p) has unknown dtype '\(d)'"
         case .badDataOffsets(let t, let p, let r): "tensor '\(t)' in \(p): \(r)"
-        case .missingTensor(let n): "missing tensor '\(n)'"
-        case .shapeMismatch(let t, let e, let a): "tensor '\(t)' has shape \(a), expected \(e)"
-        case .dtypeMismatch(let t, let e, let a): "tensor '\(t)' has dtype \(a), expected \(e)"
+        case .missingTensor(let n, let d, let f):
+            "missing tensor '\(n)': not in \(f.count == 1 ? "" : "any of the \(f.count) files of ")\(d)"
+                + (f.isEmpty ? "" : " (\(f.prefix(3).joined(separator: ", "))\(f.count > 3 ? ", …" : ""))")
+        case .shapeMismatch(let t, let p, let e, let a): "tensor '\(t)' in \(p) has shape \(a), expected \(e)"
+        case .dtypeMismatch(let t, let p, let e, let a): "tensor '\(t)' in \(p) has dtype \(a), expected \(e)"
         case .duplicateTensor(let n, let a, let b): "tensor '\(n)' appears in both \(a) and \(b)"
-        case .invalidValue(let t, let r): "tensor '\(t)': \(r)"
+        case .invalidValue(let t, let p, let r): "tensor '\(t)' in \(p): \(r)"
         case .missingShard(let p, let i, let t, let n):
             "shard \(p) is listed in \(i) for \(n) tensor(s) (e.g. '\(t)') but does not exist"
         case .missingScale(let t, let p, let e):

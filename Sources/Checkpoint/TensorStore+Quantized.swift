@@ -32,12 +32,12 @@ extension TensorStore {
         switch view.dtype {
         case .f32, .bf16, .f16:
             guard view.shape == [rows, cols] else {
-                throw CheckpointError.shapeMismatch(tensor: name, expected: [rows, cols], actual: view.shape)
+                throw CheckpointError.shapeMismatch(tensor: name, path: path, expected: [rows, cols], actual: view.shape)
             }
             return (try view.matrix(), nil)
         case .f8e4m3:
             guard view.shape == [rows, cols] else {
-                throw CheckpointError.shapeMismatch(tensor: name, expected: [rows, cols], actual: view.shape)
+                throw CheckpointError.shapeMismatch(tensor: name, path: path, expected: [rows, cols], actual: view.shape)
             }
             let b = Self.fp8Block
             let (scales, scaleName) = try scaleGrid(
@@ -45,7 +45,7 @@ extension TensorStore {
             return (WeightMatrix(rows: rows, cols: cols, type: .f8e4m3, base: view.pointer, scales: scales, owner: view.file), scaleName)
         case .i8, .u8:
             guard view.shape.count == 2, view.shape[0] == rows else {
-                throw CheckpointError.shapeMismatch(tensor: name, expected: [rows, cols / 2], actual: view.shape)
+                throw CheckpointError.shapeMismatch(tensor: name, path: path, expected: [rows, cols / 2], actual: view.shape)
             }
             guard cols % 2 == 0, view.shape[1] * 2 == cols else {
                 throw CheckpointError.badPacking(
@@ -59,7 +59,7 @@ extension TensorStore {
             let (scales, scaleName) = try scaleGrid(for: view, shape: [rows, cols / g], blockRows: 1, blockCols: g)
             return (WeightMatrix(rows: rows, cols: cols, type: .fp4e2m1, base: view.pointer, scales: scales, owner: view.file), scaleName)
         default:
-            throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16, F16, F8_E4M3 or I8 (packed FP4)", actual: view.dtype.rawValue)
+            throw CheckpointError.dtypeMismatch(tensor: name, path: path, expected: "F32, BF16, F16, F8_E4M3 or I8 (packed FP4)", actual: view.dtype.rawValue)
         }
     }
 

@@ -21,7 +21,7 @@ public struct TensorView: @unchecked Sendable {
     /// Quantized weights need their scales: read them with `TensorStore.matrix(_:rows:cols:)`.
     public func matrix() throws -> WeightMatrix {
         guard let st = dtype.storageType, !st.isQuantized else {
-            throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
+            throw CheckpointError.dtypeMismatch(tensor: name, path: file.path, expected: "F32, BF16 or F16", actual: dtype.rawValue)
         }
         let rows = shape.first ?? 1
         let cols = shape.dropFirst().reduce(1, *)
@@ -31,7 +31,7 @@ public struct TensorView: @unchecked Sendable {
     /// The tensor decoded to fp32 (for small tensors: norms, biases, sinks).
     public func floats() throws -> [Float] {
         guard let st = dtype.storageType, !st.isQuantized else {
-            throw CheckpointError.dtypeMismatch(tensor: name, expected: "F32, BF16 or F16", actual: dtype.rawValue)
+            throw CheckpointError.dtypeMismatch(tensor: name, path: file.path, expected: "F32, BF16 or F16", actual: dtype.rawValue)
         }
         var out = [Float](repeating: 0, count: info.elementCount)
         let bytes = try file.read(info)  // a copy: the mapped pages (and their neighbours) stay untouched
@@ -56,14 +56,14 @@ public struct TensorView: @unchecked Sendable {
         case .i8: return (0..<n).map { Int(p.load(fromByteOffset: $0, as: Int8.self)) }
         case .u8: return (0..<n).map { Int(p.load(fromByteOffset: $0, as: UInt8.self)) }
         default:
-            throw CheckpointError.dtypeMismatch(tensor: name, expected: "an integer dtype", actual: dtype.rawValue)
+            throw CheckpointError.dtypeMismatch(tensor: name, path: file.path, expected: "an integer dtype", actual: dtype.rawValue)
         }
     }
 }
 
 /// Progress of opening a checkpoint folder, reported once per shard.
 public struct LoadProgress: Sendable {
-    /// 1-based index of the shard just mapped and validated, and the number of shards.
+    /// 1-based index of the shard just mapped and verified, and the number of shards.
     public let shard: Int
     public let shardCount: Int
     public let path: String
@@ -71,6 +71,10 @@ public struct LoadProgress: Sendable {
     public let shardBytes: Int
     public let bytesDone: Int
     public let bytesTotal: Int
+    /// Tensors of that shard whose header entries were verified: known dtype, byte range
+    /// consistent with shape and dtype and inside the file, not in another shard, and in the
+    /// shard the index names.
+    public let tensorCount: Int
 }
 
 /// All tensors of a checkpoint folder, memory-mapped.
@@ -82,8 +86,9 @@ public final class TensorStore: @unchecked Sendable {
     /// Every tensor name, sorted.
     public var names: [String] { byName.keys.sorted() }
 
-    /// Opens `model.safetensors.index.json` shards, or else every `*.safetensors` in the folder.
-    /// - Parameter progress: called after each shard is mapped and its header validated.
+    /// Opens the shards of `model.safetensors.index.json`, else `model.safetensors`, else every
+    /// `*.safetensors` in the folder.
+    /// - Parameter progress: called after each shard is mapped and its header verified.
     public init(directory: String, progress: ((LoadProgress) -> Void)? = nil) throws {
         self.directory = directory
         let fm = FileManager.default
@@ -109,6 +114,10 @@ public final class TensorStore: @unchecked Sendable {
                     path: (directory as NSString).appendingPathComponent(s), index: indexPath,
                     tensor: listed.first ?? "", tensorCount: listed.count)
             }
+        } else if fm.fileExists(atPath: (directory as NSString).appendingPathComponent("model.safetensors")) {
+            // NOTE: as transformers does: other safetensors next to it (a fixture's
+            // reference.safetensors, an adapter) are not part of the model.
+            shardNames = ["model.safetensors"]
         } else {
             shardNames = ((try? fm.contentsOfDirectory(atPath: directory)) ?? [])
                 .filter { $0.hasSuffix(".safetensors") }.sorted()
@@ -127,8 +136,6 @@ public final class TensorStore: @unchecked Sendable {
             let path = (directory as NSString).appendingPathComponent(shard)
             let f = try SafetensorsFile(path: path)
             doneBytes += f.fileSize
-            progress?(LoadProgress(shard: i + 1, shardCount: shardNames.count, path: path, shardBytes: f.fileSize,
-                                   bytesDone: doneBytes, bytesTotal: max(totalBytes, doneBytes)))
             for info in f.tensors {
                 if let prev = byName[info.name] {
                     throw CheckpointError.duplicateTensor(name: info.name, firstPath: files[prev.file].path, secondPath: path)
@@ -139,6 +146,8 @@ public final class TensorStore: @unchecked Sendable {
                 byName[info.name] = (files.count, info)
             }
             files.append(f)
+            progress?(LoadProgress(shard: i + 1, shardCount: shardNames.count, path: path, shardBytes: f.fileSize,
+                                   bytesDone: doneBytes, bytesTotal: max(totalBytes, doneBytes), tensorCount: f.tensors.count))
         }
         for (name, shard) in expectedShard where byName[name] == nil {
             throw CheckpointError.corruptHeader(path: indexPath, reason: "index lists '\(name)' in \(shard) but that file does not hold it")
@@ -158,11 +167,16 @@ public final class TensorStore: @unchecked Sendable {
     }
 
     /// The tensor called `name`, checked against `shape` when given.
-    /// - Throws: `missingTensor` or `shapeMismatch`, naming the tensor.
+    /// - Throws: `missingTensor` or `shapeMismatch`, naming the tensor and its folder or file.
     public func tensor(_ name: String, shape: [Int]? = nil) throws -> TensorView {
-        guard let v = view(name) else { throw CheckpointError.missingTensor(name: name) }
-        if let shape, v.shape != shape { throw CheckpointError.shapeMismatch(tensor: name, expected: shape, actual: v.shape) }
+        guard let v = view(name) else { throw missing(name) }
+        if let shape, v.shape != shape { throw CheckpointError.shapeMismatch(tensor: name, path: v.file.path, expected: shape, actual: v.shape) }
         return v
+    }
+
+    /// The error for a tensor (spelled `name`) that no file of this store holds.
+    public func missing(_ name: String) -> CheckpointError {
+        .missingTensor(name: name, directory: directory, files: files.map { ($0.path as NSString).lastPathComponent })
     }
 
     /// Total bytes of tensor data by dtype.

@@ -96,12 +96,12 @@ final class WeightLoader {
     func find(_ candidates: [String], shape: [Int]) throws -> TensorView {
         if let name = resolve(candidates), let v = store.view(name) {
             do {
-                guard v.shape == shape else { throw CheckpointError.shapeMismatch(tensor: name, expected: shape, actual: v.shape) }
+                guard v.shape == shape else { throw CheckpointError.shapeMismatch(tensor: name, path: v.file.path, expected: shape, actual: v.shape) }
                 used.insert(name)
                 return v
             }
         }
-        throw CheckpointError.missingTensor(name: candidates.count > 1 ? "\(candidates[0])' (or '\(candidates[1])" : candidates[0])
+        throw store.missing(candidates.count > 1 ? "\(candidates[0])' (or '\(candidates[1])" : candidates[0])
     }
 
     /// A projection of logical shape `[rows, cols]` in any stored format (dense, FP8 with block
@@ -109,7 +109,7 @@ final class WeightLoader {
     func matrix(_ candidates: [String], _ shape: [Int]) throws -> WeightMatrix {
         precondition(shape.count == 2)
         guard let name = resolve(candidates), let v = store.view(name) else {
-            throw CheckpointError.missingTensor(name: candidates.count > 1 ? "\(candidates[0])' (or '\(candidates[1])" : candidates[0])
+            throw store.missing(candidates.count > 1 ? "\(candidates[0])' (or '\(candidates[1])" : candidates[0])
         }
         let (m, scaleName) = try store.matrix(v, rows: shape[0], cols: shape[1])
         used.insert(name)
@@ -189,7 +189,7 @@ extension ModelWeights {
                 let t = try w.find(WeightNames.tid2eid(l), shape: [c.vocabSize, c.expertsPerToken])
                 let ids = try t.integers()
                 if let bad = ids.first(where: { $0 < 0 || $0 >= E }) {
-                    throw CheckpointError.invalidValue(tensor: t.name, reason: "expert id \(bad) outside 0..<\(E)")
+                    throw CheckpointError.invalidValue(tensor: t.name, path: t.file.path, reason: "expert id \(bad) outside 0..<\(E)")
                 }
                 tid2eid = ids.map { Int32($0) }
             }

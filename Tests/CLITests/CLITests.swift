@@ -115,18 +115,59 @@ let tinyHF = packageRoot + "/Tests/Fixtures/tiny-hf"
         #expect(logits.allSatisfy { $0.isFinite })
     }
 
-    /// The release build computes a 640-token full pass of the tiny model in under a second.
+    /// The release build computes a 640-token full pass of the 256-vocab fixture in under a
+    /// second. The bundled default model (models/dsv4-tiny, vocab 129,280) is timed too: its
+    /// BF16 vocabulary head alone takes ~0.85 s of the ~1.2 s measured (bench/RESULTS.md), so
+    /// its bound, 5 s, only catches regressions (2.4 s was seen while three builds shared the
+    /// two cores). The time is the forward pass dsv4 reports
+    /// (load excluded), best of three runs, so a loaded 2-core machine does not fail it by a
+    /// stray stall.
     @Test func releaseFullPassIsFast() throws {
         let release = packageRoot + "/.build/release/dsv4"
         guard FileManager.default.isExecutableFile(atPath: release) else {
             Issue.record("release binary missing: run tools/setup.sh (it builds it)")
             return
         }
-        let out = NSTemporaryDirectory() + "dsv4-cli-\(UUID().uuidString).safetensors"
-        defer { try? FileManager.default.removeItem(atPath: out) }
-        _ = try runDSV4(["logits", "--model", tinyHF, "--input", tinyHF + "/input_ids.json", "--output", out], binary: release)
-        let r = try runDSV4(["logits", "--model", tinyHF, "--input", tinyHF + "/input_ids.json", "--output", out], binary: release)
-        #expect(r.status == 0)
-        #expect(r.seconds < 1.0, "640-token full pass took \(r.seconds) s")
+        let tmp = NSTemporaryDirectory() + "dsv4-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let tiny = try defaultModel(release: release, scratch: tmp)
+        let ids = tmp + "/ids.json"
+        let tinyIds = (0..<640).map { ($0 * 7919 + 13) % 129_280 }
+        try JSONSerialization.data(withJSONObject: tinyIds).write(to: URL(fileURLWithPath: ids))
+        for (model, input, bound) in [(tinyHF, tinyHF + "/input_ids.json", 1.0), (tiny, ids, 5.0)] {
+            var best = Double.infinity
+            for _ in 0..<3 {
+                let r = try runDSV4(["logits", "--model", model, "--input", input, "--output", tmp + "/out.safetensors"], binary: release)
+                #expect(r.status == 0, "\(r.stderr)")
+                best = min(best, try #require(forwardSeconds(r.stderr), "\(r.stderr)"))
+                if best < bound / 2 { break }
+            }
+            print("640-token full pass of \(model): \(best) s (best of up to 3)")
+            #expect(best < bound, "640-token full pass of \(model) took \(best) s")
+        }
+    }
+
+    /// The seconds of the forward pass in `dsv4 logits`' summary line ("640 tokens in 0.123 s").
+    func forwardSeconds(_ stderr: String) -> Double? {
+        guard let r = stderr.range(of: " tokens in ") else { return nil }
+        return Double(stderr[r.upperBound...].prefix { $0 != " " })
+    }
+
+    /// models/dsv4-tiny as tools/setup.sh creates it (DSV4_HOME or ~/.cache/dsv4), else created
+    /// here from the same config and seed.
+    func defaultModel(release: String, scratch: String) throws -> String {
+        let config = packageRoot + "/models/dsv4-tiny/config.json"
+        let home = ProcessInfo.processInfo.environment["DSV4_HOME"] ?? (NSHomeDirectory() + "/.cache/dsv4")
+        let cached = home + "/models/dsv4-tiny"
+        if FileManager.default.fileExists(atPath: cached + "/model.safetensors"),
+            FileManager.default.contents(atPath: cached + "/config.json") == FileManager.default.contents(atPath: config)
+        {
+            return cached
+        }
+        let dir = scratch + "/dsv4-tiny"
+        let r = try runDSV4(["create-model", "--config", config, "--output", dir, "--seed", "0"], binary: release)
+        #expect(r.status == 0, "\(r.stderr)")
+        return dir
     }
 }

@@ -34,8 +34,14 @@ func rawFile(_ path: String, header: String, data: [UInt8] = [], lengthOverride:
         #expect(try store.tensor("a", shape: [2, 3]).floats() == values)
         #expect(try store.tensor("ids").integers() == [5, -1])
         #expect(store.files[0].metadata["format"] == "pt")
-        #expect(throws: CheckpointError.shapeMismatch(tensor: "a", expected: [3, 2], actual: [2, 3])) { try store.tensor("a", shape: [3, 2]) }
-        #expect(throws: CheckpointError.missingTensor(name: "b")) { try store.tensor("b") }
+        #expect(throws: CheckpointError.shapeMismatch(tensor: "a", path: d + "/model.safetensors", expected: [3, 2], actual: [2, 3])) {
+            try store.tensor("a", shape: [3, 2])
+        }
+        #expect(throws: CheckpointError.missingTensor(name: "b", directory: d, files: ["model.safetensors"])) { try store.tensor("b") }
+        // Messages name the tensor and where it was looked for.
+        #expect(store.missing("b").description == "missing tensor 'b': not in \(d) (model.safetensors)")
+        #expect("\(CheckpointError.shapeMismatch(tensor: "a", path: "/m/x.safetensors", expected: [3], actual: [2]))"
+            == "tensor 'a' in /m/x.safetensors has shape [2], expected [3]")
     }
 
     @Test func truncatedAndCorruptFilesAreLocated() throws {
@@ -95,5 +101,18 @@ func rawFile(_ path: String, header: String, data: [UInt8] = [], lengthOverride:
         #expect(throws: CheckpointError.duplicateTensor(name: "a", firstPath: d + "/m-1.safetensors", secondPath: d + "/m-2.safetensors")) { try TensorStore(directory: d) }
 
         #expect(throws: CheckpointError.fileNotFound(path: d + "/nope")) { try TensorStore(directory: d + "/nope") }
+    }
+
+    /// Without an index, model.safetensors is the model and other safetensors files next to it
+    /// (a fixture's reference.safetensors) are not; they were read as unknown tensors before.
+    @Test func singleFileFolderIgnoresOtherSafetensors() throws {
+        let d = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        try SafetensorsWriter.write(["logits": TensorBlob(shape: [1], floats: [1])], to: d + "/reference.safetensors")
+        try SafetensorsWriter.write(["x": TensorBlob(shape: [1], floats: [2])], to: d + "/other.safetensors")
+        #expect(try TensorStore(directory: d).names == ["logits", "x"])
+        try SafetensorsWriter.write(["w": TensorBlob(shape: [1], floats: [3])], to: d + "/model.safetensors")
+        let store = try TensorStore(directory: d)
+        #expect(store.names == ["w"] && store.files.count == 1)
     }
 }

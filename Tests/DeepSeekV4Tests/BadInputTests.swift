@@ -77,7 +77,9 @@ func configError(_ mutate: (inout [String: Any]) -> Void, fixture name: String =
         let dir = try scratchCopy(of: "tiny-released")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try rewrite(dir) { $0.removeValue(forKey: "layers.3.attn.indexer.wq_b.weight") }
-        #expect(throws: CheckpointError.missingTensor(name: "layers.3.attn.indexer.wq_b.weight' (or 'model.layers.3.self_attn.compressor.indexer.q_b_proj.weight")) {
+        #expect(throws: CheckpointError.missingTensor(
+            name: "layers.3.attn.indexer.wq_b.weight' (or 'model.layers.3.self_attn.compressor.indexer.q_b_proj.weight",
+            directory: dir, files: ["model.safetensors"])) {
             _ = try DeepSeekV4Model(directory: dir)
         }
     }
@@ -89,7 +91,7 @@ func configError(_ mutate: (inout [String: Any]) -> Void, fixture name: String =
             let old = t["layers.2.attn.wkv.weight"]!
             t["layers.2.attn.wkv.weight"] = TensorBlob(dtype: old.dtype, shape: [old.shape[1], old.shape[0]], bytes: old.bytes)
         }
-        #expect(throws: CheckpointError.shapeMismatch(tensor: "layers.2.attn.wkv.weight", expected: [64, 48], actual: [48, 64])) {
+        #expect(throws: CheckpointError.shapeMismatch(tensor: "layers.2.attn.wkv.weight", path: dir + "/model.safetensors", expected: [64, 48], actual: [48, 64])) {
             _ = try DeepSeekV4Model(directory: dir)
         }
     }
@@ -103,7 +105,7 @@ func configError(_ mutate: (inout [String: Any]) -> Void, fixture name: String =
             ids[5] = 99
             t["layers.0.ffn.gate.tid2eid"] = TensorBlob(dtype: .i64, shape: old.shape, bytes: ids.withUnsafeBufferPointer { Data(buffer: $0) })
         }
-        #expect(throws: CheckpointError.invalidValue(tensor: "layers.0.ffn.gate.tid2eid", reason: "expert id 99 outside 0..<8")) {
+        #expect(throws: CheckpointError.invalidValue(tensor: "layers.0.ffn.gate.tid2eid", path: dir + "/model.safetensors", reason: "expert id 99 outside 0..<8")) {
             _ = try DeepSeekV4Model(directory: dir)
         }
     }

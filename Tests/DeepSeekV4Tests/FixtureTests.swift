@@ -41,6 +41,9 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         ("tiny-released", nil), ("tiny-released", 1), ("tiny-released", 13), ("tiny-released", 100),
         // FP8 + FP4 in the release's layout (tools/make_released_fixture.py), reference on the dequantized weights.
         ("tiny-fp8", nil), ("tiny-fp8", 1), ("tiny-fp8", 13),
+        // The release's HCA ratio 128 and window 128 over 768 tokens (6 HCA entries per layer);
+        // chunks of 100 end inside and across compression windows.
+        ("tiny-hca128", nil), ("tiny-hca128", 1), ("tiny-hca128", 100),
     ]
 
     @Test(arguments: cases)
@@ -68,6 +71,16 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         }
         #expect(rel.attentionKinds == [.hca, .csa, .sliding, .csa, .hca, .csa])
         #expect(rel.hcaRatio == 8 && rel.mtpLayerCount == 1)
+    }
+
+    /// tiny-hca128 has the real model's HCA ratio and window, and enough tokens for several
+    /// HCA entries, each of which is visible to later queries.
+    @Test func hca128FixtureHasSeveralHeavyEntries() throws {
+        let c = try DeepSeekV4Config.load(directory: fixture("tiny-hca128"))
+        #expect(c.hcaRatio == 128 && c.csaRatio == 4 && c.slidingWindow == 128)
+        #expect(c.attentionKinds == [.hca, .csa, .hca, .sliding, .csa])
+        #expect(try readIds(fixture("tiny-hca128")).count / c.hcaRatio >= 6)
+        #expect(c.compressRope.type == "yarn" && Set(c.routingKinds) == [.hash, .score])
     }
 
     /// One state fed by pieces equals a fresh full pass, bit for bit in the last row.

@@ -1,0 +1,89 @@
+// ExpertExecutorTests.swift: routed experts run only through the injected ExpertExecutor.
+// A recording executor wrapping the local one sees every MoE layer's routing and leaves the
+// logits bit-identical; an executor whose output is changed changes the logits.
+import Checkpoint
+import DeepSeekV4
+import Foundation
+import ModelRuntime
+import Testing
+
+/// Forwards to `inner` and records each call's layer and routing; optionally scales the output.
+final class RecordingExpertExecutor: ExpertExecutor, @unchecked Sendable {
+    let inner: any ExpertExecutor
+    let outputScale: Float
+    private let lock = NSLock()
+    private var recorded: [(layer: Int, routing: ExpertRouting)] = []
+
+    init(wrapping inner: any ExpertExecutor, outputScale: Float = 1) {
+        self.inner = inner
+        self.outputScale = outputScale
+    }
+
+    var calls: [(layer: Int, routing: ExpertRouting)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return recorded
+    }
+
+    func expertCount(layer: Int) -> Int { inner.expertCount(layer: layer) }
+
+    func run(layer: Int, input: UnsafePointer<Float>, hiddenSize: Int, routing: ExpertRouting, output: UnsafeMutablePointer<Float>) {
+        lock.lock()
+        recorded.append((layer, routing))
+        lock.unlock()
+        inner.run(layer: layer, input: input, hiddenSize: hiddenSize, routing: routing, output: output)
+        if outputScale != 1 {
+            for i in 0..<(routing.tokenCount * hiddenSize) { output[i] *= outputScale }
+        }
+    }
+}
+
+@Suite struct ExpertExecutorTests {
+    let dir = fixture("tiny-released")
+
+    @Test func routingGoesThroughTheInjectedExecutor() throws {
+        let local = try DeepSeekV4Model(directory: dir)
+        let recorder = RecordingExpertExecutor(wrapping: local.executor)
+        let model = try DeepSeekV4Model(directory: dir, executor: recorder)
+        #expect(model.executor is RecordingExpertExecutor)
+        let ids = Array(try readIds(dir).prefix(40))
+        let c = model.config
+
+        // Two chunks: every MoE layer calls the executor once per forward, in layer order.
+        let ours = try run(model, ids, chunk: 25)
+        let reference = try run(local, ids, chunk: 25)
+        #expect(ours == reference, "wrapping the local executor must not change a bit")
+        let calls = recorder.calls
+        #expect(calls.map(\.layer) == Array(0..<c.layerCount) + Array(0..<c.layerCount))
+        #expect(calls.map(\.routing.tokenCount) == Array(repeating: 25, count: c.layerCount) + Array(repeating: 15, count: c.layerCount))
+
+        // Hash layers route by tid2eid[token], read here straight from the checkpoint.
+        for l in 0..<c.layerCount where c.routingKinds[l] == .hash {
+            let table = try model.store.tensor("layers.\(l).ffn.gate.tid2eid").integers()
+            let k = c.expertsPerToken
+            let routed = calls.filter { $0.layer == l }.flatMap { $0.routing.experts.map(Int.init) }
+            #expect(routed == ids.flatMap { table[($0 * k)..<($0 * k + k)] }, "layer \(l)")
+        }
+        // Every token's weights are normalised, then scaled by routed_scaling_factor.
+        for call in calls {
+            let r = call.routing
+            #expect(r.topK == c.expertsPerToken)
+            for t in 0..<r.tokenCount {
+                let sum = r.weights[(t * r.topK)..<((t + 1) * r.topK)].reduce(0, +)
+                #expect(abs(sum - c.routedScalingFactor) < 1e-5, "layer \(call.layer) token \(t): weights sum to \(sum)")
+                #expect(Set(r.experts[(t * r.topK)..<((t + 1) * r.topK)]).count == r.topK)
+            }
+        }
+    }
+
+    /// The executor's output is what the model adds: changing it changes the logits.
+    @Test func theExecutorsOutputReachesTheLogits() throws {
+        let local = try DeepSeekV4Model(directory: dir)
+        let ids = Array(try readIds(dir).prefix(12))
+        let model = try DeepSeekV4Model(directory: dir, executor: RecordingExpertExecutor(wrapping: local.executor, outputScale: 0))
+        let withExperts = try run(local, ids, chunk: nil)
+        let withoutExperts = try run(model, ids, chunk: nil)
+        let worst = zip(withExperts, withoutExperts).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst > 1e-2, "silencing the routed experts changed the logits by only \(worst)")
+    }
+}
