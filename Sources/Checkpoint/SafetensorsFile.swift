@@ -61,6 +61,9 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
             throw CheckpointError.unreadable(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
         }
+        // Weights are streamed whole during decode: ask for huge pages (the kernel uses them
+        // where the file system supports large folios; elsewhere the advice is a no-op).
+        _ = madvise(m, size, Int32(MADV_HUGEPAGE))
         let mapping = UnsafeRawPointer(m)
         var ok = false
         defer { if !ok { munmap(m, size) } }
