@@ -60,10 +60,13 @@ extension DSV4Server {
             switch tc.stringValue {
             case "auto"?: break
             case "none"?:
-                // OpenAI/DeepSeek: the tools stay described in the prompt, but the model
-                // must answer with a message, so a tool-call block can never be opened.
+                // OpenAI/DeepSeek: the model must answer with a message. ChatConversation
+                // leaves the tools out of the prompt, but a model may still write a tool-call
+                // block, so its opening tag can never be completed.
                 parseToolCalls = false
-                if constraint == nil, !conv.tools.isEmpty { constraint = .noToolCalls(tokenizer, thinking: conv.thinking) }
+                if constraint == nil, body["tools"]?.arrayValue?.isEmpty == false {
+                    constraint = .noToolCalls(tokenizer, thinking: conv.thinking)
+                }
             case "required"?:
                 guard !conv.tools.isEmpty else { throw APIError.badRequest("tool_choice 'required' needs tools", param: "tool_choice") }
                 constraint = .toolCall(tokenizer, thinking: conv.thinking, function: nil)

@@ -136,6 +136,9 @@ public final class DSV4Server: Sendable {
                     buffer = try await request.body.collect(upTo: options.maxBodyBytes)
                 } catch is NIOTooManyBytesError {
                     throw APIError(.contentTooLarge, "the request body exceeds \(options.maxBodyBytes) bytes")
+                } catch {
+                    // Malformed framing (bad chunk sizes…) or a connection that broke mid-body.
+                    throw APIError.badRequest("We could not read the body of your request (\(error)).", code: "invalid_body")
                 }
                 do {
                     body = try JSONValue.parse(Array(buffer.readableBytesView), maxDepth: 64)
