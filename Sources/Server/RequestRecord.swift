@@ -96,13 +96,17 @@ final class RequestRecord: Sendable {
 
     func timings(_ s: State, now: ContinuousClock.Instant = .now) -> Timings {
         Timings(
-            queueMs: Self.ms(s.submitted, s.started), promptMs: Self.ms(s.started, s.firstToken),
+            queueMs: Self.ms(s.submitted, s.started), promptMs: Self.ms(s.submitted, s.firstToken),
             predictedMs: Self.ms(s.firstToken, s.lastToken), totalMs: Self.ms(received, now))
     }
 
-    /// llama-server's `timings` object (plus `queue_ms`). Prompt: admission to the first
+    /// llama-server's `timings` object (plus `queue_ms`). Prompt: submission to the first
     /// token, over the prompt tokens not found in the prefix cache. Predicted: first to last
     /// token, over every generated token.
+    /// NOTE: the engine reports admission (`started`) only when the step that first ran the
+    /// request ends, together with its first token for a one-chunk prompt, so queueing cannot
+    /// be split from prefill exactly: `prompt_ms` includes it, and `queue_ms` (submission to
+    /// that report) is an upper bound that includes the first prefill step.
     /// NOTE: like llama-server, `predicted_n` counts the first token although it came out of
     /// the prefill, so one-token answers report `predicted_ms` 0 and no rate.
     var timingsJSON: JSONValue {

@@ -160,7 +160,7 @@ def test_one_structured_log_line_per_request(ops):
     assert one["prompt_tokens"] > 0 and isinstance(one["cached_tokens"], int) and one["finish_reason"] == "length"
     for k in ("queue_ms", "prefill_ms", "decode_ms", "total_ms"):
         assert isinstance(one[k], (int, float)) and one[k] >= 0, k
-    assert one["prefill_ms"] > 0 and one["total_ms"] >= one["prefill_ms"] + one["decode_ms"]
+    assert one["prefill_ms"] > 0 and one["total_ms"] >= one["prefill_ms"] + one["decode_ms"] and one["queue_ms"] <= one["prefill_ms"]
     assert one["client_cancelled"] is False and one["level"] == "info" and one["ts"].endswith("Z")
     assert lines["log-test-3"]["status"] == 404 and lines["log-test-3"]["endpoint"] == "unknown"
     # One line per request, not per chunk.
