@@ -27,6 +27,20 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Kernel threads (default: all CPUs).") var threads: Int?
     @Option(name: .customLong("max-num-batched-tokens"), help: "Tokens computed per engine step.") var maxBatchedTokens = 512
     @Option(name: .customLong("max-num-seqs"), help: "Sequences in flight at most.") var maxSequences = 64
+    @Option(name: .customLong("max-concurrent-requests"), help: "Generation requests served or queued at once; more get 429 with Retry-After.")
+    var maxConcurrentRequests = 512
+    @Option(name: .customLong("header-timeout"), help: "Seconds from a request's first byte until its headers must be complete (0: no limit).")
+    var headerTimeout = 30.0
+    @Option(name: .customLong("body-timeout"), help: "Seconds from a request's headers until its body must be complete (0: no limit).")
+    var bodyTimeout = 60.0
+    @Option(name: .customLong("idle-timeout"), help: "Seconds an idle keep-alive connection is kept open.") var idleTimeout = 300.0
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds in-flight requests may finish after SIGTERM/SIGINT before they are cancelled.")
+    var shutdownTimeout = 30.0
+    @Option(name: .customLong("keep-alive-interval"), help: "Seconds between SSE keep-alive comments while a prompt is prefilled.")
+    var keepAliveInterval = 5.0
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (one line per request at info).")
+    var logLevel = "info"
+    @Option(name: .customLong("log-format"), help: "logfmt or json (to stderr).") var logFormat = "logfmt"
     @Option(name: .customLong("fake-script"), help: ArgumentHelp(
         "Testing aid: answer every request with this file's text (tokenized), then EOS, instead of running the model.", visibility: .hidden))
     var fakeScript: String?
@@ -35,6 +49,17 @@ struct ServeCommand: AsyncParsableCommand {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if port < 0 || port > 65535 { throw ValidationError("--port must be in 0...65535") }
         if kvCacheMemory <= 0 { throw ValidationError("--kv-cache-memory must be positive") }
+        if maxConcurrentRequests < 1 { throw ValidationError("--max-concurrent-requests must be at least 1") }
+        for (name, v) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--shutdown-timeout", shutdownTimeout)]
+        where !(v >= 0 && v < 1e7) {
+            throw ValidationError("\(name) must be a number of seconds >= 0")
+        }
+        if !(idleTimeout > 0 && idleTimeout < 1e7) { throw ValidationError("--idle-timeout must be a positive number of seconds") }
+        if !(keepAliveInterval > 0 && keepAliveInterval < 1e7) { throw ValidationError("--keep-alive-interval must be a positive number of seconds") }
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if LogFormat(rawValue: logFormat) == nil { throw ValidationError("--log-format must be logfmt or json") }
     }
 
     func run() async throws {
@@ -68,9 +93,15 @@ struct ServeCommand: AsyncParsableCommand {
         options.tlsKey = tlsKey
         let base = URL(fileURLWithPath: dir).lastPathComponent
         options.servedModelNames = servedModelNames.isEmpty ? [base, "deepseek-v4-flash", "deepseek-v4-pro", "deepseek-chat", "deepseek-reasoner"] : servedModelNames
-        var logger = Logger(label: "dsv4")
-        logger.logLevel = .info
-        let server = DSV4Server(engine: engine, tokenizer: tok, options: options)
-        do { try await server.run(logger: logger) } catch { fail("\(error)") }
+        options.maxConcurrentRequests = maxConcurrentRequests
+        options.headerTimeoutSeconds = headerTimeout > 0 ? headerTimeout : nil
+        options.bodyTimeoutSeconds = bodyTimeout > 0 ? bodyTimeout : nil
+        options.idleTimeoutSeconds = idleTimeout
+        options.shutdownTimeoutSeconds = shutdownTimeout
+        options.keepAliveSeconds = keepAliveInterval
+        let level = Logger.Level(rawValue: logLevel)!, format = LogFormat(rawValue: logFormat)!
+        let logger = Logger(label: "dsv4") { label in StructuredLogHandler(label: label, level: level, format: format) }
+        let server = DSV4Server(engine: engine, tokenizer: tok, options: options, logger: logger)
+        do { try await server.run() } catch { fail("\(error)") }
     }
 }

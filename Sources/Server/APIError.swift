@@ -34,8 +34,14 @@ public struct APIError: Error, HTTPResponseError {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        response(requestID: nil)
+    }
+
+    /// The error as an HTTP response (with Retry-After when set).
+    func response(requestID: String?) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let r = retryAfterSeconds { headers[.retryAfter] = "\(r)" }
+        if let requestID { headers[RequestMiddleware.requestIDField] = requestID }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }

@@ -28,11 +28,15 @@ extension DSV4Server {
         let stream: Bool
         let includeUsage: Bool
         let constraint: ConstraintFactory?
+        /// Whether tool-call blocks in the output become `tool_calls` (tools given, and
+        /// tool_choice is not "none").
+        let parseToolCalls: Bool
     }
 
     func planChat(_ body: JSONValue) throws -> ChatPlan {
         try checkModel(body)
         let r = FieldReader(body: body)
+        try r.checkMessageContent()
         let conv = try ChatConversation(request: body)
         var constraint: ConstraintFactory?
         if let f = body["response_format"], !f.isNull {
@@ -51,9 +55,18 @@ extension DSV4Server {
             default: throw APIError.badRequest("response_format.type must be 'text', 'json_object' or 'json_schema'", param: "response_format.type")
             }
         }
+        var parseToolCalls = !conv.tools.isEmpty
         if let tc = body["tool_choice"], !tc.isNull {
             switch tc.stringValue {
-            case "auto"?, "none"?: break
+            case "auto"?: break
+            case "none"?:
+                // OpenAI/DeepSeek: the model must answer with a message. ChatConversation
+                // leaves the tools out of the prompt, but a model may still write a tool-call
+                // block, so its opening tag can never be completed.
+                parseToolCalls = false
+                if constraint == nil, body["tools"]?.arrayValue?.isEmpty == false {
+                    constraint = .noToolCalls(tokenizer, thinking: conv.thinking)
+                }
             case "required"?:
                 guard !conv.tools.isEmpty else { throw APIError.badRequest("tool_choice 'required' needs tools", param: "tool_choice") }
                 constraint = .toolCall(tokenizer, thinking: conv.thinking, function: nil)
@@ -73,23 +86,26 @@ extension DSV4Server {
         try checkContext(promptTokens: prompt.count, maxTokens: p.maxTokens)
         if p.temperature.isNaN { p.temperature = 1 }
         let stream = try r.bool("stream") ?? false
-        let includeUsage = body["stream_options"]?["include_usage"]?.boolValue ?? false
-        return ChatPlan(conversation: conv, prompt: prompt, parameters: p, stream: stream, includeUsage: includeUsage, constraint: constraint)
+        let includeUsage = try r.includeUsage()
+        return ChatPlan(
+            conversation: conv, prompt: prompt, parameters: p, stream: stream, includeUsage: includeUsage, constraint: constraint,
+            parseToolCalls: parseToolCalls)
     }
 
-    func chatCompletions(_ body: JSONValue, _ request: Request) async throws -> Response {
-        try admit()
+    func chatCompletions(_ body: JSONValue, _ call: Call) async throws -> Response {
         let plan = try planChat(body)
+        let record = call.record
         let run = try GenerationRun(
             engine: engine, tokenizer: tokenizer, prompt: plan.prompt, parameters: plan.parameters, hiddenTokens: hiddenTokens,
-            constraint: plan.constraint)
+            constraint: plan.constraint, record: record)
+        if plan.stream { record.update { $0.stream = true } }
+        call.onClientGone(self) { run.cancel() }
         let id = Self.requestID("chatcmpl-")
-        let tools = !plan.conversation.tools.isEmpty
+        let tools = plan.parseToolCalls
         let thinking = plan.conversation.thinking
         let n = plan.parameters.n
         let wantLogprobs = plan.parameters.logprobs
         let start = ContinuousClock.now
-        metrics.inFlight(1)
 
         @Sendable func tokenLogprob(_ s: SampledToken) -> JSONValue {
             func entry(_ token: Int, _ lp: Float) -> [(String, JSONValue)] {
@@ -100,14 +116,18 @@ extension DSV4Server {
         }
 
         /// One delta as chat.completion.chunk JSON.
-        @Sendable func chunk(_ choice: Int, _ delta: [(String, JSONValue)], finish: String? = nil, logprobs: JSONValue = .null) -> String {
-            let v: JSONValue = .object([
+        @Sendable func chunk(
+            _ choice: Int, _ delta: [(String, JSONValue)], finish: String? = nil, logprobs: JSONValue = .null, extra: [(String, JSONValue)] = []
+        ) -> String {
+            var fields: [(String, JSONValue)] = [
                 ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(Int(Date().timeIntervalSince1970))),
                 ("model", .s(modelName)),
                 ("choices", .array([.object([
                     ("index", .n(choice)), ("delta", .object(delta)), ("logprobs", logprobs), ("finish_reason", finish.map { .s($0) } ?? .null),
                 ])])),
-            ])
+            ]
+            fields += extra
+            let v = JSONValue.object(fields)
             return "data: " + v.promptJSON() + "\n\n"
         }
 
@@ -144,7 +164,6 @@ extension DSV4Server {
         }
 
         if !plan.stream {
-            defer { metrics.inFlight(-1) }
             var accs = (0..<n).map { _ in ChoiceAccumulator(thinking: thinking, tools: tools) }
             var promptTokens = plan.prompt.count, cached = 0, completion = 0
             let updates = run.updates()
@@ -158,6 +177,7 @@ extension DSV4Server {
                     case .finished(let k, let reason, let tokens):
                         for d in accs[k].parser.finish() { accs[k].output.apply(d); if case .toolCall = d { accs[k].toolIDs.append(Self.requestID("call_")) } }
                         accs[k].finish = finishReason(reason, accs[k])
+                        record.finished(accs[k].finish!)
                         completion += tokens
                     case .keepAlive: break
                     case .failed(let e): throw Self.map(e)
@@ -184,7 +204,7 @@ extension DSV4Server {
             return json(.object([
                 ("id", .s(id)), ("object", .s("chat.completion")), ("created", .n(created)), ("model", .s(modelName)),
                 ("choices", .array(choices)), ("usage", usage(promptTokens, cached, completion)),
-                ("system_fingerprint", .s("dsv4")),
+                ("system_fingerprint", .s("dsv4")), ("timings", record.timingsJSON),
             ]))
         }
 
@@ -193,10 +213,11 @@ extension DSV4Server {
         let includeUsage = plan.includeUsage
         let promptCount = plan.prompt.count
         let body = ResponseBody { [self] writer in
-            defer { metrics.inFlight(-1) }
+            defer { finish(record) }
             var accs = (0..<n).map { _ in ChoiceAccumulator(thinking: thinking, tools: tools) }
             var promptTokens = promptCount, cached = 0, completion = 0
             var opened = Set<Int>()
+            var finishedCount = 0
             let updates = run.updates(keepAliveEvery: keepAlive)
             do {
                 for await u in updates {
@@ -225,7 +246,11 @@ extension DSV4Server {
                             if let delta = deltaJSON(d, &accs[k]) { out += chunk(k, delta) }
                         }
                         completion += tokens
-                        out += chunk(k, [], finish: finishReason(reason, accs[k]))
+                        let f = finishReason(reason, accs[k])
+                        record.finished(f)
+                        finishedCount += 1
+                        // The last choice's finish chunk carries the request's timings.
+                        out += chunk(k, [], finish: f, extra: finishedCount == n ? [("timings", record.timingsJSON)] : [])
                     case .failed(let e):
                         out = "data: " + Self.map(e).body + "\n\n"
                     }
@@ -235,6 +260,7 @@ extension DSV4Server {
                     let v: JSONValue = .object([
                         ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(Int(Date().timeIntervalSince1970))),
                         ("model", .s(modelName)), ("choices", .array([])), ("usage", usage(promptTokens, cached, completion)),
+                        ("timings", record.timingsJSON),
                     ])
                     try await writer.write(ByteBuffer(string: "data: " + v.promptJSON() + "\n\n"))
                 }
@@ -245,14 +271,10 @@ extension DSV4Server {
             } catch {
                 // The client went away: stop generating and free the cache now.
                 run.cancel()
-                metrics.clientCancelled()
+                if record.clientGone() { metrics.clientCancelled() }
                 throw error
             }
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

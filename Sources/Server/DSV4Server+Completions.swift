@@ -7,8 +7,7 @@ import NIOCore
 import Tokenization
 
 extension DSV4Server {
-    func completions(_ body: JSONValue, _ request: Request) async throws -> Response {
-        try admit()
+    func completions(_ body: JSONValue, _ call: Call) async throws -> Response {
         try checkModel(body)
         let r = FieldReader(body: body)
         // Fill-in-the-middle: DeepSeek's layout BOS <｜fim▁begin｜>PREFIX<｜fim▁hole｜>SUFFIX<｜fim▁end｜>
@@ -50,12 +49,15 @@ extension DSV4Server {
         try checkContext(promptTokens: prompt.count, maxTokens: params.maxTokens)
         let stream = try r.bool("stream") ?? false
         let returnIDs = try r.bool("return_token_ids") ?? false
-        let includeUsage = body["stream_options"]?["include_usage"]?.boolValue ?? false
-        let run = try GenerationRun(engine: engine, tokenizer: tokenizer, prompt: prompt, parameters: params, hiddenTokens: hiddenTokens)
+        let includeUsage = try r.includeUsage()
+        let record = call.record
+        let run = try GenerationRun(
+            engine: engine, tokenizer: tokenizer, prompt: prompt, parameters: params, hiddenTokens: hiddenTokens, record: record)
+        if stream { record.update { $0.stream = true } }
+        call.onClientGone(self) { run.cancel() }
         let id = Self.requestID("cmpl-")
         let n = params.n
         let wantLogprobs = params.logprobs
-        metrics.inFlight(1)
 
         @Sendable func reason(_ f: FinishReason) -> String { f == .length ? "length" : "stop" }
         @Sendable func logprobEntry(_ s: SampledToken) -> (token: JSONValue, lp: JSONValue, top: JSONValue) {
@@ -77,7 +79,6 @@ extension DSV4Server {
         }
 
         if !stream {
-            defer { metrics.inFlight(-1) }
             var accs = [Acc](repeating: Acc(), count: n)
             var cached = 0, completion = 0
             let updates = run.updates()
@@ -94,7 +95,10 @@ extension DSV4Server {
                                 accs[k].tokens.append(e.token); accs[k].lps.append(e.lp); accs[k].tops.append(e.top)
                             }
                         }
-                    case .finished(let k, let f, let t): accs[k].finish = reason(f); completion += t
+                    case .finished(let k, let f, let t):
+                        accs[k].finish = reason(f)
+                        record.finished(accs[k].finish)
+                        completion += t
                     case .keepAlive: break
                     case .failed(let e): throw Self.map(e)
                     }
@@ -110,7 +114,7 @@ extension DSV4Server {
             }
             var resp: [(String, JSONValue)] = [
                 ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(modelName)),
-                ("choices", .array(choices)), ("usage", usage(prompt.count, completion, cached)),
+                ("choices", .array(choices)), ("usage", usage(prompt.count, completion, cached)), ("timings", record.timingsJSON),
             ]
             if returnIDs { resp.append(("prompt_token_ids", .array(prompt.map { .n($0) }))) }
             return json(.object(resp))
@@ -119,9 +123,9 @@ extension DSV4Server {
         let promptIDs = prompt
         let keepAlive = Duration.seconds(options.keepAliveSeconds)
         let body = ResponseBody { [self] writer in
-            defer { metrics.inFlight(-1) }
-            var cached = 0, completion = 0
-            @Sendable func chunk(_ k: Int, _ text: String, _ token: SampledToken?, finish: String?) -> String {
+            defer { finish(record) }
+            var cached = 0, completion = 0, finishedCount = 0
+            @Sendable func chunk(_ k: Int, _ text: String, _ token: SampledToken?, finish: String?, extra: [(String, JSONValue)] = []) -> String {
                 var c: [(String, JSONValue)] = [("index", .n(k)), ("text", .s(text))]
                 if wantLogprobs, let token {
                     let e = logprobEntry(token)
@@ -134,7 +138,7 @@ extension DSV4Server {
                 var v: [(String, JSONValue)] = [("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)),
                                                 ("model", .s(modelName)), ("choices", .array([.object(c)]))]
                 if returnIDs { v.append(("prompt_token_ids", .array(promptIDs.map { .n($0) }))) }
-                return "data: " + JSONValue.object(v).promptJSON() + "\n\n"
+                return "data: " + JSONValue.object(v + extra).promptJSON() + "\n\n"
             }
             do {
                 for await u in run.updates(keepAliveEvery: keepAlive) {
@@ -145,14 +149,17 @@ extension DSV4Server {
                     case .text(let k, let t, let token): if !t.isEmpty || token != nil { out = chunk(k, t, token, finish: nil) }
                     case .finished(let k, let f, let t):
                         completion += t
-                        out = chunk(k, "", nil, finish: reason(f))
+                        finishedCount += 1
+                        record.finished(reason(f))
+                        out = chunk(k, "", nil, finish: reason(f), extra: finishedCount == n ? [("timings", record.timingsJSON)] : [])
                     case .failed(let e): out = "data: " + Self.map(e).body + "\n\n"
                     }
                     if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
                 }
                 if includeUsage {
                     let v: JSONValue = .object([("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)),
-                                                ("model", .s(modelName)), ("choices", .array([])), ("usage", usage(promptIDs.count, completion, cached))])
+                                                ("model", .s(modelName)), ("choices", .array([])), ("usage", usage(promptIDs.count, completion, cached)),
+                                                ("timings", record.timingsJSON)])
                     try await writer.write(ByteBuffer(string: "data: " + v.promptJSON() + "\n\n"))
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
@@ -160,7 +167,7 @@ extension DSV4Server {
                 metrics.tokens(prompt: promptIDs.count, completion: completion, cached: cached)
             } catch {
                 run.cancel()
-                metrics.clientCancelled()
+                if record.clientGone() { metrics.clientCancelled() }
                 throw error
             }
         }

@@ -70,6 +70,7 @@ extension DSV4Server {
             }
         }
         var chat: [(String, JSONValue)] = [("messages", .array(messages))]
+        if let t = body["tools"], !t.isNull, t.arrayValue == nil { throw APIError.badRequest("'tools' must be an array", param: "tools") }
         if let tools = body["tools"]?.arrayValue, !tools.isEmpty {
             chat.append(("tools", .array(try tools.enumerated().map { i, t in
                 guard let name = t["name"]?.stringValue else { throw APIError.badRequest("tool without a name", param: "tools[\(i)].name") }
@@ -84,23 +85,43 @@ extension DSV4Server {
         chat.append(("thinking", .object([("type", .s(thinking ? "enabled" : "disabled"))])))
         if let effort = body["output_config"]?["effort"]?.stringValue { chat.append(("reasoning_effort", .s(effort))) }
         for key in ["temperature", "top_p", "top_k", "max_tokens"] { if let v = body[key] { chat.append((key, v)) } }
-        if let s = body["stop_sequences"] { chat.append(("stop", s)) }
+        if let s = body["stop_sequences"], !s.isNull {
+            guard let list = s.arrayValue, list.allSatisfy({ $0.stringValue != nil }) else {
+                throw APIError.badRequest("'stop_sequences' must be an array of strings", param: "stop_sequences")
+            }
+            chat.append(("stop", s))
+        }
+        // Anthropic's tool_choice: auto / any (= required) / none / tool (a named function).
+        if let tc = body["tool_choice"], !tc.isNull {
+            switch tc["type"]?.stringValue {
+            case "auto"?: chat.append(("tool_choice", .s("auto")))
+            case "any"?: chat.append(("tool_choice", .s("required")))
+            case "none"?: chat.append(("tool_choice", .s("none")))
+            case "tool"?:
+                guard let name = tc["name"]?.stringValue else { throw APIError.badRequest("tool_choice 'tool' needs a name", param: "tool_choice.name") }
+                chat.append(("tool_choice", .object([("type", .s("function")), ("function", .object([("name", .s(name))]))])))
+            default: throw APIError.badRequest("tool_choice.type must be 'auto', 'any', 'none' or 'tool'", param: "tool_choice.type")
+            }
+        }
         return .object(chat)
     }
 
-    func messages(_ body: JSONValue, _ request: Request) async throws -> Response {
-        try admit()
+    func messages(_ body: JSONValue, _ call: Call) async throws -> Response {
         try checkModel(body)
         guard body["max_tokens"]?.intValue != nil else { throw APIError.badRequest("'max_tokens' is required", param: "max_tokens") }
         let chat = try Self.chatBody(fromMessages: body)
         let plan = try planChat(chat)
-        let run = try GenerationRun(engine: engine, tokenizer: tokenizer, prompt: plan.prompt, parameters: plan.parameters, hiddenTokens: hiddenTokens)
+        let stream = try FieldReader(body: body).bool("stream") ?? false
+        let record = call.record
+        let run = try GenerationRun(
+            engine: engine, tokenizer: tokenizer, prompt: plan.prompt, parameters: plan.parameters, hiddenTokens: hiddenTokens,
+            constraint: plan.constraint, record: record)
         let id = Self.requestID("msg_")
         let thinking = plan.conversation.thinking
-        let tools = !plan.conversation.tools.isEmpty
-        let stream = body["stream"]?.boolValue ?? false
+        let tools = plan.parseToolCalls
         let stops = plan.parameters.stop
-        metrics.inFlight(1)
+        if stream { record.update { $0.stream = true } }
+        call.onClientGone(self) { run.cancel() }
 
         @Sendable func stopReason(_ f: FinishReason, _ acc: ChoiceAccumulator, _ text: String) -> String {
             if f == .length { return "max_tokens" }
@@ -110,7 +131,6 @@ extension DSV4Server {
         _ = stops
 
         if !stream {
-            defer { metrics.inFlight(-1) }
             var acc = ChoiceAccumulator(thinking: thinking, tools: tools)
             var promptTokens = plan.prompt.count, cached = 0, completion = 0
             var reason = "end_turn"
@@ -123,6 +143,7 @@ extension DSV4Server {
                         for d in acc.parser.finish() { acc.output.apply(d) }
                         completion = t
                         reason = stopReason(f, acc, acc.output.content ?? "")
+                        record.finished(reason)
                     case .keepAlive: break
                     case .failed(let e): throw Self.map(e)
                     }
@@ -146,7 +167,7 @@ extension DSV4Server {
         let promptCount = plan.prompt.count
         let keepAlive = Duration.seconds(options.keepAliveSeconds)
         let body = ResponseBody { [self] writer in
-            defer { metrics.inFlight(-1) }
+            defer { finish(record) }
             func event(_ name: String, _ v: JSONValue) -> String { "event: \(name)\ndata: \(v.promptJSON())\n\n" }
             var acc = ChoiceAccumulator(thinking: thinking, tools: tools)
             var blockIndex = -1
@@ -199,6 +220,7 @@ extension DSV4Server {
                         for d in acc.parser.finish() { acc.output.apply(d); out += delta(d) }
                         completion = t
                         reason = stopReason(f, acc, "")
+                        record.finished(reason)
                     case .failed(let e): out = event("error", .object([("type", .s("error")), ("error", .object([("type", .s("api_error")), ("message", .s(e.description))]))]))
                     }
                     if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
@@ -212,7 +234,7 @@ extension DSV4Server {
                 try await writer.finish(nil)
             } catch {
                 run.cancel()
-                metrics.clientCancelled()
+                if record.clientGone() { metrics.clientCancelled() }
                 throw error
             }
         }

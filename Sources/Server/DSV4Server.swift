@@ -8,6 +8,8 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import ServiceLifecycle
+import UnixSignals
 import Tokenization
 
 /// Everything `dsv4 serve` can set.
@@ -19,15 +21,37 @@ public struct ServerOptions: Sendable {
     public var servedModelNames: [String] = ["dsv4"]
     public var maxModelLen: Int
     public var maxBodyBytes = 16 << 20
-    public var idleTimeoutSeconds: Int64 = 300
+    /// Seconds a keep-alive connection may sit with no request before it is closed.
+    public var idleTimeoutSeconds: Double = 300
+    /// Seconds from a request's first byte until its head must be complete (nil: no limit).
+    public var headerTimeoutSeconds: Double? = 30
+    /// Seconds from a request's head until its body must be complete (nil: no limit).
+    public var bodyTimeoutSeconds: Double? = 60
+    /// Seconds in-flight requests may keep running after SIGTERM/SIGINT before they are cancelled.
+    public var shutdownTimeoutSeconds: Double = 30
     public var tlsCertificate: String?
     public var tlsKey: String?
     /// Generation requests served or queued at once; more get 429.
     public var maxConcurrentRequests = 512
+    /// Seconds a 429 asks the client to wait (Retry-After).
+    public var retryAfterSeconds = 1
     /// Seconds between SSE keep-alive comments while a prompt is prefilled.
-    public var keepAliveSeconds = 5
+    public var keepAliveSeconds: Double = 5
 
     public init(maxModelLen: Int) { self.maxModelLen = maxModelLen }
+}
+
+/// The request context of every route: Hummingbird's, plus the connection (to notice a
+/// client that goes away) and the request's record.
+public struct APIRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+    var record: RequestRecord?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
 }
 
 public final class DSV4Server: Sendable {
@@ -35,13 +59,15 @@ public final class DSV4Server: Sendable {
     let tokenizer: BPETokenizer
     let options: ServerOptions
     let metrics = ServerMetrics()
+    let logger: Logger
     let hiddenTokens: Set<Int>
     let created = Int(Date().timeIntervalSince1970)
 
-    public init(engine: EngineLoop, tokenizer: BPETokenizer, options: ServerOptions) {
+    public init(engine: EngineLoop, tokenizer: BPETokenizer, options: ServerOptions, logger: Logger = Logger(label: "dsv4")) {
         self.engine = engine
         self.tokenizer = tokenizer
         self.options = options
+        self.logger = logger
         hiddenTokens = Set(engine.model.eosTokenIds)
     }
 
@@ -49,35 +75,57 @@ public final class DSV4Server: Sendable {
 
     // MARK: - Routing
 
-    public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    /// Every route: path → (endpoint name for metrics and logs, method).
+    static let routes: [String: (endpoint: String, method: HTTPRequest.Method)] = [
+        "/health": ("health", .get), "/metrics": ("metrics", .get), "/v1/models": ("models", .get),
+        "/v1/chat/completions": ("chat_completions", .post), "/v1/completions": ("completions", .post),
+        "/v1/messages": ("messages", .post), "/tokenize": ("tokenize", .post), "/detokenize": ("detokenize", .post),
+    ]
+
+    public func makeRouter() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        router.add(middleware: RequestMiddleware(server: self))
         router.get("health") { _, _ in Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status": "ok"}"#))) }
         router.get("metrics") { [self] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.render(engine: engine.metrics))))
         }
-        router.get("v1/models") { [self] req, ctx in try await guarded("models", req, ctx) { _ in modelsResponse() } }
-        router.post("v1/chat/completions") { [self] req, ctx in try await guarded("chat_completions", req, ctx) { try await chatCompletions($0, req) } }
-        router.post("v1/completions") { [self] req, ctx in try await guarded("completions", req, ctx) { try await completions($0, req) } }
-        router.post("v1/messages") { [self] req, ctx in try await guarded("messages", req, ctx) { try await messages($0, req) } }
-        router.post("tokenize") { [self] req, ctx in try await guarded("tokenize", req, ctx) { try tokenizeEndpoint($0) } }
-        router.post("detokenize") { [self] req, ctx in try await guarded("detokenize", req, ctx) { try detokenizeEndpoint($0) } }
+        router.get("v1/models") { [self] req, ctx in try await guarded(req, ctx) { _, _ in modelsResponse() } }
+        router.post("v1/chat/completions") { [self] req, ctx in try await guarded(req, ctx, admits: true) { try await chatCompletions($0, $1) } }
+        router.post("v1/completions") { [self] req, ctx in try await guarded(req, ctx, admits: true) { try await completions($0, $1) } }
+        router.post("v1/messages") { [self] req, ctx in try await guarded(req, ctx, admits: true) { try await messages($0, $1) } }
+        router.post("tokenize") { [self] req, ctx in try await guarded(req, ctx) { b, _ in try tokenizeEndpoint(b) } }
+        router.post("detokenize") { [self] req, ctx in try await guarded(req, ctx) { b, _ in try detokenizeEndpoint(b) } }
         return router
     }
 
-    /// Authentication, body reading and error mapping shared by every API route.
-    func guarded(
-        _ endpoint: String, _ request: Request, _ context: BasicRequestContext, _ handler: (JSONValue) async throws -> Response
-    ) async throws -> Response {
-        let start = ContinuousClock.now
-        var status = 200
-        defer {
-            metrics.record(endpoint: endpoint, status: status)
-            let d = ContinuousClock.now - start
-            metrics.observe("http_request_\(endpoint)", seconds: Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+    /// What an API handler gets besides the body: the request's record and its connection.
+    struct Call: Sendable {
+        let record: RequestRecord
+        let channel: any Channel
+
+        /// Runs `cancel` (once) if the client goes away before the request completes, and
+        /// counts it as cancelled by the client.
+        func onClientGone(_ server: DSV4Server, _ cancel: @escaping @Sendable () -> Void) {
+            let record = record
+            channel.closeFuture.whenComplete { _ in
+                guard !record.isCompleted else { return }
+                if record.clientGone() { server.metrics.clientCancelled() }
+                cancel()
+                // A stream whose body never ran (the connection closed first) completes here.
+                if record.snapshot.stream { server.finish(record) }
+            }
         }
+    }
+
+    /// Authentication, admission, body reading and error mapping shared by every API route.
+    func guarded(
+        _ request: Request, _ context: APIRequestContext, admits: Bool = false, _ handler: (JSONValue, Call) async throws -> Response
+    ) async throws -> Response {
+        let record = context.record ?? RequestRecord(requestID: Self.requestID("req-"), endpoint: "unknown")
         do {
             try authenticate(request)
+            if admits { try admit(record) }
             var body: JSONValue = .object([])
             if request.method == .post {
                 if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
@@ -88,6 +136,9 @@ public final class DSV4Server: Sendable {
                     buffer = try await request.body.collect(upTo: options.maxBodyBytes)
                 } catch is NIOTooManyBytesError {
                     throw APIError(.contentTooLarge, "the request body exceeds \(options.maxBodyBytes) bytes")
+                } catch {
+                    // Malformed framing (bad chunk sizes…) or a connection that broke mid-body.
+                    throw APIError.badRequest("We could not read the body of your request (\(error)).", code: "invalid_body")
                 }
                 do {
                     body = try JSONValue.parse(Array(buffer.readableBytesView), maxDepth: 64)
@@ -96,19 +147,11 @@ public final class DSV4Server: Sendable {
                 }
                 guard case .object = body else { throw APIError.badRequest("the request body must be a JSON object") }
             }
-            let r = try await handler(body)
-            status = Int(r.status.code)
-            return r
-        } catch let e as APIError {
-            status = Int(e.status.code)
-            throw e
+            return try await handler(body, Call(record: record, channel: context.channel))
         } catch let e as ChatRequestError {
-            status = 400
             throw APIError.badRequest(e.message, param: e.param)
         } catch let e as EngineError {
-            let api = Self.map(e)
-            status = Int(api.status.code)
-            throw api
+            throw Self.map(e)
         }
     }
 
@@ -143,12 +186,28 @@ public final class DSV4Server: Sendable {
         }
     }
 
-    func admit() throws {
-        guard metrics.inFlightCount < options.maxConcurrentRequests else {
-            var e = APIError(.tooManyRequests, "the server is at capacity (\(options.maxConcurrentRequests) requests); retry shortly", type: "rate_limit_error", code: "overloaded")
-            e.retryAfterSeconds = 1
+    /// Takes a generation slot for the request (given back when it completes), or throws 429.
+    func admit(_ record: RequestRecord) throws {
+        guard metrics.tryAdmit(limit: options.maxConcurrentRequests) else {
+            metrics.rejected()
+            var e = APIError(
+                .tooManyRequests, "The server is at capacity (\(options.maxConcurrentRequests) concurrent requests); retry shortly.",
+                type: "rate_limit_error", code: "rate_limit_exceeded")
+            e.retryAfterSeconds = options.retryAfterSeconds
             throw e
         }
+        record.update { $0.admitted = true }
+    }
+
+    /// Completes a request once: gives back its slot, counts it, and writes its log line.
+    func finish(_ record: RequestRecord) {
+        let (first, s) = record.complete()
+        guard first else { return }
+        if s.admitted { metrics.release() }
+        metrics.record(endpoint: record.endpoint, status: s.status)
+        metrics.observe("http_request_\(record.endpoint)", seconds: (ContinuousClock.now - record.received).seconds)
+        let quiet = record.endpoint == "health" || record.endpoint == "metrics"
+        logger.log(level: quiet ? .debug : .info, "request", metadata: record.logMetadata(s))
     }
 
     func defaultMaxTokens(promptTokens: Int) throws -> Int {
@@ -217,18 +276,27 @@ public final class DSV4Server: Sendable {
 
     // MARK: - Running
 
-    /// Serves until SIGINT/SIGTERM, then finishes or cancels in-flight requests and returns.
-    public func run(logger: Logger) async throws {
+    /// Serves until SIGINT/SIGTERM, then stops accepting connections, lets in-flight
+    /// requests finish for up to `shutdownTimeoutSeconds`, cancels the rest, and returns.
+    public func run() async throws {
         let router = makeRouter()
         let address: BindAddress = options.unixSocket.map { .unixDomainSocket(path: $0) } ?? .hostname(options.host, port: options.port)
-        let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(options.idleTimeoutSeconds))
-        let server: HTTPServerBuilder
+        func amount(_ s: Double) -> TimeAmount { .nanoseconds(Int64(s * 1e9)) }
+        let http1 = HTTP1Channel.Configuration(idleTimeout: amount(options.idleTimeoutSeconds))
+        let header = options.headerTimeoutSeconds.map(amount), body = options.bodyTimeoutSeconds.map(amount)
+        let logger = logger
+        let tls: TLSConfiguration?
         if let cert = options.tlsCertificate, let key = options.tlsKey {
             let certs = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
-            let tls = TLSConfiguration.makeServerConfiguration(certificateChain: certs, privateKey: .file(key))
-            server = try .tls(.http1(configuration: http1), tlsConfiguration: tls)
+            tls = TLSConfiguration.makeServerConfiguration(certificateChain: certs, privateKey: .file(key))
         } else {
-            server = .http1(configuration: http1)
+            tls = nil
+        }
+        let server = HTTPServerBuilder { responder in
+            let channel = DeadlineHTTP1Channel(
+                responder: responder, configuration: http1, headerTimeout: header, bodyTimeout: body, logger: logger)
+            if let tls { return try TLSChannel(channel, tlsConfiguration: tls) }
+            return channel
         }
         let app = Application(
             router: router, server: server,
@@ -237,7 +305,40 @@ public final class DSV4Server: Sendable {
                 logger.info("dsv4 serving \(self.options.servedModelNames) on \(channel.localAddress?.description ?? "?")")
             },
             logger: logger)
-        try await app.runService()
+        let service = DrainingService(app: app, engine: engine, grace: .seconds(options.shutdownTimeoutSeconds), logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
         engine.shutdown()
+        logger.info("dsv4 stopped")
+    }
+}
+
+/// The application, plus what graceful shutdown does to the engine: after the grace period
+/// every request still running is cancelled, so its response ends and the server can stop.
+struct DrainingService<App: Service>: Service {
+    let app: App
+    let engine: EngineLoop
+    let grace: Duration
+    let logger: Logger
+
+    func run() async throws {
+        let engine = engine, grace = grace, logger = logger
+        let (stopped, stop) = AsyncStream<Void>.makeStream()
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Waits for shutdown to begin, then for the grace period.
+                    for await _ in stopped {}
+                    guard (try? await Task.sleep(for: grace)) != nil else { return }
+                    logger.notice("shutdown grace period over: cancelling the requests still running")
+                    engine.shutdown()
+                }
+                try await app.run()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            logger.info("shutting down: no new connections; waiting for in-flight requests")
+            stop.finish()
+        }
     }
 }

@@ -21,17 +21,20 @@ final class GenerationRun: @unchecked Sendable {
     let parameters: SamplingParameters
     let hiddenTokens: Set<Int>
     let id: Int
+    let record: RequestRecord?
     private let events: AsyncStream<EngineEvent>
 
     /// Submits the request (throws before any work when it is invalid).
     init(
         engine: EngineLoop, tokenizer: BPETokenizer, prompt: [Int], parameters: SamplingParameters, hiddenTokens: Set<Int>,
-        constraint: (any TokenConstraintFactory)? = nil
+        constraint: (any TokenConstraintFactory)? = nil, record: RequestRecord? = nil
     ) throws {
         self.engine = engine
         self.tokenizer = tokenizer
         self.parameters = parameters
         self.hiddenTokens = hiddenTokens.union(parameters.stopTokenIds)
+        self.record = record
+        record?.submitted()
         (id, events) = try engine.submit(prompt: prompt, parameters: parameters, constraint: constraint)
     }
 
@@ -52,6 +55,7 @@ final class GenerationRun: @unchecked Sendable {
         let holdBack = max(0, (stops.map(\.count).max() ?? 0) - 1)
         let hidden = hiddenTokens
         let events = events
+        let record = record
         let started = Flag()
         let ticker: Task<Void, Never>? = interval.map { iv in
             Task {
@@ -67,9 +71,11 @@ final class GenerationRun: @unchecked Sendable {
             for await e in events {
                 switch e {
                 case .started(let p, let c):
+                    record?.started(promptTokens: p, cachedTokens: c)
                     continuation.yield(.started(promptTokens: p, cachedTokens: c))
                 case .token(let k, let s):
                     started.set()
+                    record?.token()
                     var st = choices[k] ?? ChoiceState()
                     st.tokens += 1
                     if !hidden.contains(s.token) { st.pending += st.decoder.push(s.token, tokenizer: tokenizer) }

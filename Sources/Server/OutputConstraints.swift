@@ -269,6 +269,9 @@ final class PhasedConstraint: TokenConstraint {
         /// The content must begin with these tokens, in the tokenizer's own spelling (after
         /// which anything goes).
         case prefix([Int], matched: Int)
+        /// The content must never contain these bytes; `matched` is how many of them the
+        /// content now ends with (a Knuth–Morris–Pratt state).
+        case forbid(ForbiddenBytes, matched: Int)
     }
 
     let tokenizer: BPETokenizer
@@ -303,6 +306,8 @@ final class PhasedConstraint: TokenConstraint {
             }
         case .prefix(let want, let matched):
             return matched < want.count ? [want[matched]] : nil
+        case .forbid:
+            return nil
         }
         guard bytes.count < 64 else { return nil }
         return bytes.flatMap { index.tokens[Int($0)] }
@@ -322,6 +327,12 @@ final class PhasedConstraint: TokenConstraint {
                 b = .prefix(want, matched: matched + 1)
             }
             _ = bytes
+        case .forbid(let f, var matched):
+            for x in bytes {
+                matched = f.next(matched, x)
+                if matched == f.pattern.count { return nil }
+            }
+            b = .forbid(f, matched: matched)
         }
         return b
     }
@@ -344,7 +355,33 @@ final class PhasedConstraint: TokenConstraint {
         switch body {
         case .json(let a): return a.isComplete
         case .prefix(let want, let matched): return matched >= want.count
+        case .forbid: return true
         }
+    }
+}
+
+/// A byte string that output must not contain, with its KMP failure table.
+struct ForbiddenBytes {
+    let pattern: [UInt8]
+    let failure: [Int]
+
+    init(_ text: String) {
+        pattern = Array(text.utf8)
+        var f = [Int](repeating: 0, count: pattern.count)
+        var k = 0
+        for i in pattern.indices.dropFirst() {
+            while k > 0 && pattern[i] != pattern[k] { k = f[k - 1] }
+            if pattern[i] == pattern[k] { k += 1 }
+            f[i] = k
+        }
+        failure = f
+    }
+
+    /// The matched length after byte `b`, from `matched` (< pattern.count).
+    func next(_ matched: Int, _ b: UInt8) -> Int {
+        var k = matched
+        while k > 0 && pattern[k] != b { k = failure[k - 1] }
+        return pattern[k] == b ? k + 1 : 0
     }
 }
 
@@ -385,6 +422,12 @@ struct ConstraintFactory: TokenConstraintFactory, @unchecked Sendable {
     /// A JSON object (response_format json_object), or one following `schema` (json_schema).
     static func json(_ tokenizer: BPETokenizer, thinking: Bool, schema: SchemaNode? = nil) -> ConstraintFactory {
         ConstraintFactory(tokenizer: tokenizer, thinking: thinking, body: .json(JSONAutomaton(schema: schema)))
+    }
+
+    /// Content without a tool-call block (tool_choice none): the block's opening tag can
+    /// never be completed.
+    static func noToolCalls(_ tokenizer: BPETokenizer, thinking: Bool) -> ConstraintFactory {
+        ConstraintFactory(tokenizer: tokenizer, thinking: thinking, body: .forbid(ForbiddenBytes("<｜DSML｜tool_calls>"), matched: 0))
     }
 
     /// Content that starts with a tool-call block (tool_choice required), naming `function`

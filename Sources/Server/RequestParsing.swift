@@ -46,6 +46,28 @@ struct FieldReader {
         return s
     }
 
+    /// `stream_options.include_usage` (false when absent).
+    func includeUsage() throws -> Bool {
+        guard let o = body["stream_options"], !o.isNull else { return false }
+        guard o.objectValue != nil else { throw APIError.badRequest("'stream_options' must be an object", param: "stream_options", code: "invalid_type") }
+        guard let v = o["include_usage"], !v.isNull else { return false }
+        guard let b = v.boolValue else {
+            throw APIError.badRequest("'stream_options.include_usage' must be a boolean", param: "stream_options.include_usage", code: "invalid_type")
+        }
+        return b
+    }
+
+    /// Messages whose role requires `content` (OpenAI: system, developer, user, tool) have it.
+    func checkMessageContent() throws {
+        guard let list = body["messages"]?.arrayValue else { return }  // ChatConversation reports the shape
+        for (i, m) in list.enumerated() {
+            guard let role = m["role"]?.stringValue, ["system", "developer", "user", "tool"].contains(role) else { continue }
+            if m["content"] == nil || m["content"]!.isNull {
+                throw APIError.badRequest("a '\(role)' message needs 'content'", param: "messages[\(i)].content")
+            }
+        }
+    }
+
     /// Sampling parameters shared by chat and completions (OpenAI + vLLM extensions).
     func sampling(defaultMaxTokens: Int, logprobsAsCount: Bool) throws -> SamplingParameters {
         var p = SamplingParameters()

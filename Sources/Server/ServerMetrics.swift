@@ -11,6 +11,8 @@ public final class ServerMetrics: Sendable {
         var completionTokens = 0
         var cachedTokens = 0
         var inFlight = 0
+        var peakInFlight = 0
+        var rejected = 0
         var cancelledByClient = 0
         var latency: [String: [Int]] = [:]  // name → bucket counts (+ overflow)
         var latencySum: [String: Double] = [:]
@@ -38,7 +40,20 @@ public final class ServerMetrics: Sendable {
             $0.cachedTokens += cached
         }
     }
-    func inFlight(_ delta: Int) { state.withLock { $0.inFlight += delta } }
+    /// Takes one of `limit` generation slots; false (and nothing taken) when all are in use.
+    /// NOTE: check and increment happen under one lock, so concurrent requests cannot
+    /// overshoot the limit.
+    func tryAdmit(limit: Int) -> Bool {
+        state.withLock { s in
+            guard s.inFlight < limit else { return false }
+            s.inFlight += 1
+            s.peakInFlight = max(s.peakInFlight, s.inFlight)
+            return true
+        }
+    }
+    /// Gives back a slot taken by `tryAdmit`.
+    func release() { state.withLock { $0.inFlight -= 1 } }
+    func rejected() { state.withLock { $0.rejected += 1 } }
     func clientCancelled() { state.withLock { $0.cancelledByClient += 1 } }
     public var inFlightCount: Int { state.withLock { $0.inFlight } }
 
@@ -56,6 +71,8 @@ public final class ServerMetrics: Sendable {
                  return ("{endpoint=\"\(p[0])\",status=\"\(p[1])\"}", Double(v))
              })
         line("dsv4_requests_in_flight", "Generation requests being served.", "gauge", [("", Double(s.inFlight))])
+        line("dsv4_requests_in_flight_peak", "Most generation requests served at once since start.", "gauge", [("", Double(s.peakInFlight))])
+        line("dsv4_requests_rejected_total", "Generation requests refused with 429 (at capacity).", "counter", [("", Double(s.rejected))])
         line("dsv4_requests_cancelled_by_client_total", "Requests whose client went away.", "counter", [("", Double(s.cancelledByClient))])
         line("dsv4_prompt_tokens_total", "Prompt tokens of finished requests.", "counter", [("", Double(s.promptTokens))])
         line("dsv4_prompt_cached_tokens_total", "Prompt tokens served from the prefix cache.", "counter", [("", Double(s.cachedTokens))])

@@ -28,7 +28,14 @@ def test_chat_plain_and_streaming(server):
     again = c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Hello!"}], max_tokens=6,
                                       extra_body={"thinking": {"type": "disabled"}}, seed=3, temperature=0.7)
     assert again.choices[0].message.content == r.choices[0].message.content  # same seed, same tokens
-    assert again.usage.prompt_tokens_details.cached_tokens >= 0
+    # Prefix caching: a long prompt seen for the first time has nothing cached; sent again, its
+    # full pages come from the cache (never the whole prompt: the last token is recomputed).
+    long = [{"role": "system", "content": f"nonce {time.time()} " + "The quick brown fox jumps over the lazy dog. " * 60},
+            {"role": "user", "content": "Hi"}]
+    first = c.chat.completions.create(model="dsv4-tiny", messages=long, max_tokens=1, extra_body={"thinking": {"type": "disabled"}})
+    second = c.chat.completions.create(model="dsv4-tiny", messages=long, max_tokens=1, extra_body={"thinking": {"type": "disabled"}})
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    assert 0 < second.usage.prompt_tokens_details.cached_tokens < second.usage.prompt_tokens == first.usage.prompt_tokens
     chunks = list(c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=5,
                                             stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -165,13 +172,17 @@ def test_anthropic_messages(scripted):
 def test_many_idle_connections_and_concurrent_streams(server):
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(1000)]
     try:
-        results, errors = [], []
+        results, errors, spans = [], [], []
 
         def one(i):
             try:
-                text = "".join((ch.choices[0].delta.content or "") if ch.choices else "" for ch in client(server).chat.completions.create(
-                    model="dsv4-tiny", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=4, stream=True,
-                    extra_body={"thinking": {"type": "disabled"}}))
+                start, first, text = time.time(), None, ""
+                for ch in client(server).chat.completions.create(
+                        model="dsv4-tiny", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=4, stream=True,
+                        extra_body={"thinking": {"type": "disabled"}}):
+                    first = first or time.time()
+                    text += (ch.choices[0].delta.content or "") if ch.choices else ""
+                spans.append((first, time.time()))
                 results.append(text)
             except Exception as e:  # noqa: BLE001
                 errors.append(repr(e))
@@ -183,10 +194,39 @@ def test_many_idle_connections_and_concurrent_streams(server):
             t.join(timeout=300)
         assert not errors, errors[:3]
         assert len(results) == 64
+        # The streams ran concurrently: many were being served at once, and at one moment most
+        # had sent their first chunk but not yet their last.
+        assert server.metrics()["dsv4_requests_in_flight_peak"] >= 32
+        overlap = max(sum(1 for f, l in spans if f <= t <= l) for t, _ in spans)
+        assert overlap >= 16, (overlap, spans[:4])
         assert raw(server, "GET", "/health")[0] == 200
+        # The idle connections are all still open, and a sample of them still serves requests.
+        for s in idle[::50]:
+            s.settimeout(10)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        for s in idle:
+            s.setblocking(False)
+            try:
+                assert s.recv(1) != b"", "an idle connection was closed"
+            except BlockingIOError:
+                pass  # open, nothing to read
     finally:
         for s in idle:
             s.close()
+
+
+def wait_for_cancel(server, before):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = server.metrics()
+        if m.get("dsv4_requests_in_flight") == 0 and m.get("dsv4_engine_requests") == 0 and m.get("dsv4_requests_cancelled_by_client_total", 0) > before:
+            break
+        time.sleep(0.2)
+    m = server.metrics()
+    assert m["dsv4_requests_in_flight"] == 0 and m["dsv4_engine_requests"] == 0
+    assert m["dsv4_requests_cancelled_by_client_total"] == before + 1
+    assert m["dsv4_engine_running_sequences"] == 0
 
 
 def test_disconnect_mid_stream_frees_the_request(server):
@@ -199,16 +239,28 @@ def test_disconnect_mid_stream_frees_the_request(server):
     while got.count(b"data: ") < 5:
         got += s.recv(4096)
     s.close()
-    deadline = time.time() + 30
+    wait_for_cancel(server, before)
+
+
+def test_disconnect_while_waiting_for_a_non_streaming_answer_frees_the_request(server):
+    before = server.metrics().get("dsv4_requests_cancelled_by_client_total", 0)
+    body = json.dumps({"model": "dsv4-tiny", "messages": [{"role": "user", "content": "a long answer"}], "max_tokens": 100000,
+                       "ignore_eos": True}).encode()
+    gen = server.metrics()["dsv4_engine_generated_tokens_total"]
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert wait_until_more(server, gen + 3)  # it is generating
+    s.close()
+    wait_for_cancel(server, before)
+
+
+def wait_until_more(server, gen, timeout=30):
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        m = server.metrics()
-        if m.get("dsv4_requests_in_flight") == 0 and m.get("dsv4_engine_requests") == 0 and m.get("dsv4_requests_cancelled_by_client_total", 0) > before:
-            break
-        time.sleep(0.2)
-    m = server.metrics()
-    assert m["dsv4_requests_in_flight"] == 0 and m["dsv4_engine_requests"] == 0
-    assert m["dsv4_requests_cancelled_by_client_total"] > before
-    assert m["dsv4_engine_running_sequences"] == 0
+        if server.metrics()["dsv4_engine_generated_tokens_total"] > gen:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_constrained_decoding(server):

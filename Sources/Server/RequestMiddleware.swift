@@ -1,0 +1,53 @@
+// RequestMiddleware.swift: wraps every request: gives it a record and an `x-request-id`
+// (the client's, echoed, or a new one), turns every failure, including unknown routes
+// (404) and wrong methods (405), into OpenAI's error JSON, and completes the record (its
+// log line) unless a streamed body will.
+import Hummingbird
+import HTTPTypes
+
+struct RequestMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let server: DSV4Server
+
+    static let requestIDField = HTTPField.Name("x-request-id")!
+
+    /// The client's request id when it is a sane token (1–128 visible ASCII characters).
+    static func clientRequestID(_ headers: HTTPFields) -> String? {
+        guard let v = headers[requestIDField], (1...128).contains(v.utf8.count),
+              v.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+        return v
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        let route = DSV4Server.routes[path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path]
+        let id = Self.clientRequestID(request.headers) ?? DSV4Server.requestID("req-")
+        let record = RequestRecord(requestID: id, endpoint: route?.endpoint ?? "unknown")
+        var context = context
+        context.record = record
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let e as APIError {
+            record.update { $0.errorCode = e.code ?? e.type }
+            response = e.response(requestID: id)
+        } catch let e as HTTPError where e.status == .notFound {
+            if let route, route.method != request.method {
+                var r = APIError(.methodNotAllowed, "\(request.method.rawValue) is not allowed on \(path); use \(route.method.rawValue).", code: "method_not_allowed")
+                    .response(requestID: id)
+                r.headers[.allow] = route.method.rawValue
+                response = r
+            } else {
+                response = APIError(.notFound, "Unknown route: \(request.method.rawValue) \(path)", code: "not_found").response(requestID: id)
+            }
+        } catch let e as any HTTPResponseError {
+            response = APIError(e.status, "\(e)", type: e.status.code >= 500 ? "server_error" : "invalid_request_error").response(requestID: id)
+        } catch {
+            response = APIError(.internalServerError, "internal error: \(error)", type: "server_error").response(requestID: id)
+        }
+        response.headers[Self.requestIDField] = id
+        record.update { $0.status = Int(response.status.code) }
+        if !record.snapshot.stream { server.finish(record) }
+        return response
+    }
+}
