@@ -43,8 +43,8 @@ let kindLayout = CacheLayout(
         for _ in 0..<400 {
             switch rng.next() % 6 {
             case 0, 1:
-                // A prompt from a small alphabet, so prefixes repeat.
-                let prompt = (0..<(Int(rng.next() % 14) + 1)).map { _ in Int(rng.next() % 3) }
+                // A common first page, then a tail from a small alphabet, so prefixes repeat.
+                let prompt = [0, 1, 2, 0] + (0..<(Int(rng.next() % 10) + 1)).map { _ in Int(rng.next() % 3) }
                 if let (s, _) = try? m.open(prompt: prompt) { open.append((s, prompt)) }
             case 2, 3:
                 guard !open.isEmpty else { continue }
