@@ -1,4 +1,6 @@
-// GenerateCommand.swift: `dsv4 generate`, streams a completion through the engine.
+// GenerateCommand.swift: `dsv4 generate`, streams a completion through the engine: text (or
+// token ids) on stdout, with stop strings cut out of the text; logprobs, finish reasons and
+// timing on stderr.
 import ArgumentParser
 import DeepSeekV4
 import Engine
@@ -35,8 +37,41 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Completions to generate.") var n = 1
     @Flag(name: .customLong("ignore-eos")) var ignoreEOS = false
 
+    @Option(name: .customLong("stop"), help: "Stop once the generated text contains this string (repeatable; not printed). Needs the model's tokenizer.json.")
+    var stop: [String] = []
+
+    @Option(name: .customLong("stop-token-ids"), help: "Comma-separated token ids that end generation, e.g. 1,2.")
+    var stopTokenIds: String?
+
+    @Option(name: .customLong("logprobs"), help: "Print each token's log-probability and this many alternatives (0-20) on stderr.")
+    var logprobs: Int?
+
+    @Option(name: .customLong("logit-bias"), help: #"JSON object of token id to bias in [-100, 100], e.g. '{"65": 5}'."#)
+    var logitBias: String?
+
     @Option(name: .customLong("kv-cache-memory"), help: "KV/state cache budget in bytes.")
     var kvCacheMemory = 1 << 30
+
+    /// `--stop-token-ids 1,2`.
+    static func parseTokenIDs(_ text: String) -> [Int]? {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let ids = parts.compactMap { Int($0) }
+        return ids.count == parts.count && !ids.isEmpty ? ids : nil
+    }
+
+    /// `--logit-bias '{"65": 5}'`: token ids as keys, numbers as values (exits on bad text).
+    static func parseLogitBias(_ text: String) -> [Int: Float] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            fail(#"--logit-bias must be a JSON object of token id to bias, e.g. '{"65": 5}'"#)
+        }
+        var out: [Int: Float] = [:]
+        for (k, v) in object {
+            guard let id = Int(k) else { fail("--logit-bias key '\(k)' is not a token id") }
+            guard let n = v as? NSNumber, !(v is Bool) else { fail("--logit-bias value for \(k) is not a number") }
+            out[id] = n.floatValue
+        }
+        return out
+    }
 
     func run() async throws {
         guard (prompt == nil) != (promptIds == nil) else { fail("give exactly one of --prompt TEXT or --prompt-ids JSON") }
@@ -51,7 +86,12 @@ struct GenerateCommand: AsyncParsableCommand {
                 fail("--prompt-ids must be a JSON array of integers")
             }
             ids = parsed
+            // Stop strings match text: the tokenizer decodes the generated ids for them.
+            if !stop.isEmpty {
+                do { tokenizer = try BPETokenizer(path: model) } catch { fail("--stop needs the model's tokenizer.json to read the generated text: \(error)") }
+            }
         }
+        let printText = promptIds == nil
         var decoders = [IncrementalDecoder](repeating: IncrementalDecoder(), count: max(n, 1))
         var p = SamplingParameters()
         p.maxTokens = maxTokens
@@ -65,6 +105,16 @@ struct GenerateCommand: AsyncParsableCommand {
         p.seed = seed
         p.n = n
         p.ignoreEOS = ignoreEOS
+        p.stop = stop
+        if let stopTokenIds {
+            guard let parsed = Self.parseTokenIDs(stopTokenIds) else { fail("--stop-token-ids must be comma-separated integers, got '\(stopTokenIds)'") }
+            p.stopTokenIds = parsed
+        }
+        if let logprobs {
+            p.logprobs = true
+            p.topLogprobs = logprobs
+        }
+        if let logitBias { p.logitBias = Self.parseLogitBias(logitBias) }
 
         let m: DeepSeekV4Model
         do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
@@ -76,22 +126,47 @@ struct GenerateCommand: AsyncParsableCommand {
         var cached = 0
         let stream: AsyncStream<EngineEvent>
         do { stream = try engine.submit(prompt: ids, parameters: p).events } catch { fail("\(error)") }
+        // Text not yet printed: the tail that could be the start of a stop string is held
+        // back until it cannot be, and a matched stop string is cut with what follows.
+        let holdBack = max(0, (stop.map(\.count).max() ?? 0) - 1)
+        var pending = [String](repeating: "", count: max(n, 1))
+        func emit(_ choice: Int, _ text: String) {
+            guard !text.isEmpty else { return }
+            FileHandle.standardOutput.write(Data((n > 1 ? "[\(choice)] \(text)" : text).utf8))
+        }
+        let hidden = Set(m.eosTokenIds).union(p.stopTokenIds)
         for await event in stream {
             switch event {
             case .started(_, let c): cached = c
             case .token(let choice, let s):
                 if firstToken == nil { firstToken = Date() }
                 generated += 1
-                if let tokenizer {
-                    if m.eosTokenIds.contains(s.token) { break }
-                    let text = decoders[choice].push(s.token, tokenizer: tokenizer)
-                    FileHandle.standardOutput.write(Data((n > 1 && !text.isEmpty ? "[\(choice)] \(text)" : text).utf8))
+                if p.logprobs {
+                    let top = s.top.map { "\($0.token):\(String(format: "%.4f", Double($0.logprob)))" }.joined(separator: " ")
+                    FileHandle.standardError.write(Data(
+                        "dsv4: logprob choice \(choice) token \(s.token) \(String(format: "%.4f", Double(s.logprob)))\(top.isEmpty ? "" : " top \(top)")\n".utf8))
+                }
+                if printText, let tokenizer {
+                    if hidden.contains(s.token) { break }
+                    pending[choice] += decoders[choice].push(s.token, tokenizer: tokenizer)
+                    if !stop.contains(where: { pending[choice].contains($0) }), pending[choice].count > holdBack {
+                        let cut = pending[choice].index(pending[choice].endIndex, offsetBy: -holdBack)
+                        emit(choice, String(pending[choice][..<cut]))
+                        pending[choice] = String(pending[choice][cut...])
+                    }
                 } else {
                     FileHandle.standardOutput.write(Data((n > 1 ? "\(choice): \(s.token)\n" : "\(s.token)\n").utf8))
                 }
-            case .finished(let choice, let reason, _):
-                if let tokenizer { FileHandle.standardOutput.write(Data((decoders[choice].finish() + "\n").utf8)); _ = tokenizer }
-                FileHandle.standardError.write(Data("dsv4: choice \(choice) finished: \(reason.rawValue)\n".utf8))
+            case .finished(let choice, let reason, let stopString):
+                if printText, let tokenizer {
+                    var tail = pending[choice] + decoders[choice].finish()
+                    if let stopString, let r = tail.range(of: stopString) { tail = String(tail[..<r.lowerBound]) }
+                    emit(choice, tail)
+                    FileHandle.standardOutput.write(Data("\n".utf8))
+                    _ = tokenizer
+                }
+                let matched = stopString.map { " (stop string \"\($0)\")" } ?? ""
+                FileHandle.standardError.write(Data("dsv4: choice \(choice) finished: \(reason.rawValue)\(matched)\n".utf8))
             case .failed(let e): fail("\(e)")
             }
         }

@@ -47,7 +47,9 @@ struct CacheMap: Sendable {
         var state = 0
         var page = 0
         var layers: [LayerSlots] = []
-        func compressor(ratio: Int, entryWidth: Int, overlapping: Bool) -> CompressorSlots {
+        var pageKinds: [CacheKind: Int] = [:]
+        var stateKinds: [CacheKind: Int] = [:]
+        func compressor(ratio: Int, entryWidth: Int, overlapping: Bool, kind: CacheKind) -> CompressorSlots {
             let width = overlapping ? 2 * entryWidth : entryWidth
             let slots = overlapping ? 2 * ratio : ratio
             let s = CompressorSlots(
@@ -55,19 +57,22 @@ struct CacheMap: Sendable {
                 pageOffset: page, entriesPerPage: pageTokens / ratio)
             state += 2 * slots * width
             page += (pageTokens / ratio) * entryWidth
+            stateKinds[.compressorTails, default: 0] += 2 * slots * width
+            pageKinds[kind, default: 0] += (pageTokens / ratio) * entryWidth
             return s
         }
         for l in 0..<c.layerCount {
             let ring = state
             state += c.slidingWindow * c.headDim
+            stateKinds[.windowRings, default: 0] += c.slidingWindow * c.headDim
             switch c.attentionKinds[l] {
             case .sliding:
                 layers.append(LayerSlots(ringOffset: ring, compressor: nil, indexer: nil))
             case .hca:
-                layers.append(LayerSlots(ringOffset: ring, compressor: compressor(ratio: c.hcaRatio, entryWidth: c.headDim, overlapping: false), indexer: nil))
+                layers.append(LayerSlots(ringOffset: ring, compressor: compressor(ratio: c.hcaRatio, entryWidth: c.headDim, overlapping: false, kind: .hcaEntries), indexer: nil))
             case .csa:
-                let main = compressor(ratio: c.csaRatio, entryWidth: c.headDim, overlapping: true)
-                let idx = compressor(ratio: c.csaRatio, entryWidth: c.indexHeadDim, overlapping: true)
+                let main = compressor(ratio: c.csaRatio, entryWidth: c.headDim, overlapping: true, kind: .csaEntries)
+                let idx = compressor(ratio: c.csaRatio, entryWidth: c.indexHeadDim, overlapping: true, kind: .indexerKeys)
                 layers.append(LayerSlots(ringOffset: ring, compressor: main, indexer: idx))
             }
         }
@@ -75,7 +80,8 @@ struct CacheMap: Sendable {
             layers[l].stateRange = layers[l].ringOffset..<(l + 1 < layers.count ? layers[l + 1].ringOffset : state)
         }
         self.layers = layers
-        layout = CacheLayout(pageTokens: pageTokens, pageFloats: max(page, 1), stateFloats: state)
+        layout = CacheLayout(
+            pageTokens: pageTokens, pageFloats: max(page, 1), stateFloats: state, pageKinds: pageKinds, stateKinds: stateKinds)
     }
 
     /// Empty-sequence state: zero values, −∞ scores (empty previous-window slots).

@@ -36,11 +36,15 @@ public struct EngineConfiguration: Sendable {
     public var tokenBudget: Int
     /// Sequences in flight at most.
     public var maxRunning: Int
+    /// A request waiting longer than this is admitted ahead of running prefill chunks
+    /// (Scheduler rule 5); nil keeps strict first-come first-served admission.
+    public var maxQueueDelay: Duration?
 
-    public init(cacheBytes: Int = 1 << 30, tokenBudget: Int = 512, maxRunning: Int = 64) {
+    public init(cacheBytes: Int = 1 << 30, tokenBudget: Int = 512, maxRunning: Int = 64, maxQueueDelay: Duration? = .seconds(2)) {
         self.cacheBytes = cacheBytes
         self.tokenBudget = tokenBudget
         self.maxRunning = maxRunning
+        self.maxQueueDelay = maxQueueDelay
     }
 }
 
@@ -54,12 +58,18 @@ public struct EngineCounters: Sendable, Equatable {
     public var preemptions = 0
     public var lastBatchSize = 0
     public var lastBatchTokens = 0
+    /// Requests admitted (first scheduled), and their summed and longest wait from arrival
+    /// to admission on the engine clock.
+    public var admittedRequests = 0
+    public var totalQueueWait: Duration = .zero
+    public var maxQueueWait: Duration = .zero
 }
 
 public final class EngineCore {
     public let model: any CausalLM
     public let cache: CacheManager
     public let configuration: EngineConfiguration
+    public let clock: any EngineClock
     public private(set) var counters = EngineCounters()
     let scheduler: Scheduler
     /// Text of generated tokens, for stop strings (nil: stop strings are not checked).
@@ -86,6 +96,7 @@ public final class EngineCore {
     final class Request {
         let id: Int
         let arrival: Int
+        let arrivalTime: Duration
         let prompt: [Int]
         let parameters: SamplingParameters
         /// Seed of choice 0; choice k uses a seed derived from it.
@@ -95,8 +106,9 @@ public final class EngineCore {
         var forked = false
         var cancelled = false
 
-        init(id: Int, arrival: Int, prompt: [Int], parameters: SamplingParameters, seed: UInt64, first: Choice) {
+        init(id: Int, arrival: Int, arrivalTime: Duration, prompt: [Int], parameters: SamplingParameters, seed: UInt64, first: Choice) {
             self.id = id
+            self.arrivalTime = arrivalTime
             self.seed = seed
             self.arrival = arrival
             self.prompt = prompt
@@ -109,12 +121,19 @@ public final class EngineCore {
     private var nextID = 0
     private var arrivals = 0
 
-    public init(model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil) {
+    /// - Parameters:
+    ///   - detokenize: text of generated tokens, for stop strings (nil: they are not checked).
+    ///   - clock: the time source for request ages (a manual clock in tests).
+    public init(
+        model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil,
+        clock: any EngineClock = SystemClock()
+    ) {
         self.model = model
         self.configuration = configuration
         self.detokenize = detokenize
+        self.clock = clock
         cache = CacheManager(layout: model.cacheLayout, budgetBytes: configuration.cacheBytes, initializeState: model.initializeState)
-        scheduler = Scheduler(tokenBudget: configuration.tokenBudget, maxRunning: configuration.maxRunning)
+        scheduler = Scheduler(tokenBudget: configuration.tokenBudget, maxRunning: configuration.maxRunning, maxQueueDelay: configuration.maxQueueDelay)
     }
 
     public var hasWork: Bool { !requests.isEmpty }
@@ -131,8 +150,10 @@ public final class EngineCore {
         guard prompt.count + p.maxTokens <= model.maxPositions else {
             throw EngineError.contextTooLong(promptTokens: prompt.count, maxTokens: p.maxTokens, maximum: model.maxPositions)
         }
-        let need = cache.footprintBytes(positions: prompt.count + p.maxTokens)
-        guard need <= configuration.cacheBytes else { throw EngineError.exceedsCache(neededBytes: need, budgetBytes: configuration.cacheBytes) }
+        let need = cache.footprint(promptTokens: prompt.count, maxTokens: p.maxTokens, n: p.n)
+        guard need.bytes <= configuration.cacheBytes else {
+            throw EngineError.exceedsCache(neededBytes: need.bytes, budgetBytes: configuration.cacheBytes, detail: need.description)
+        }
     }
 
     /// Queues a validated request; returns its id.
@@ -143,7 +164,7 @@ public final class EngineCore {
         let seed = p.seed ?? UInt64.random(in: 0...UInt64.max)
         let first = Choice(tokens: prompt, rng: SeededGenerator(seed: seed), seen: Set(prompt))
         first.constraint = constraint?.make()
-        requests[id] = Request(id: id, arrival: arrivals, prompt: prompt, parameters: p, seed: seed, first: first)
+        requests[id] = Request(id: id, arrival: arrivals, arrivalTime: clock.now, prompt: prompt, parameters: p, seed: seed, first: first)
         arrivals += 1
         return id
     }
@@ -174,12 +195,15 @@ public final class EngineCore {
                 let held = c.sequence.map { _ in cache.layout.stateBytes + cache.layout.pageCount(forPositions: c.computed) * cache.layout.pageBytes } ?? 0
                 tasks.append(SchedulableTask(
                     key: TaskKey(request: r.id, choice: i), arrival: r.arrival, pending: c.tokens.count - c.computed,
-                    isRunning: c.sequence != nil, heldBytes: held))
+                    isRunning: c.sequence != nil, heldBytes: held, arrivalTime: r.arrivalTime))
             }
         }
         let available = cache.store.budgetBytes - cache.store.usedBytes + cache.evictableBytes
         let layout = cache.layout
-        let plan = scheduler.plan(tasks: tasks, availableBytes: available) { t, n in
+        let now = clock.now
+        // Cost: new pages, and a state for a sequence not yet open. Snapshots are left out:
+        // they are taken only from what is left once every planned page is reserved.
+        let plan = scheduler.plan(tasks: tasks, now: now, availableBytes: available) { t, n in
             let c = requests[t.key.request]!.choices[t.key.choice]
             let pagesNow = c.sequence == nil ? 0 : layout.pageCount(forPositions: c.computed)
             let pagesAfter = layout.pageCount(forPositions: c.computed + n)
@@ -202,6 +226,8 @@ public final class EngineCore {
         }
         var segments: [Segment] = []
         var steps: [SequenceStep] = []
+        // Open and reserve every planned task first.
+        var reserved: [(TaskKey, SequenceID, Int)] = []
         for key in plan.order {
             guard let r = requests[key.request] else { continue }
             let c = r.choices[key.choice]
@@ -213,6 +239,10 @@ public final class EngineCore {
                     c.computed = cached
                     if !r.started {
                         r.started = true
+                        let wait = now - r.arrivalTime
+                        counters.admittedRequests += 1
+                        counters.totalQueueWait += wait
+                        counters.maxQueueWait = max(counters.maxQueueWait, wait)
                         counters.promptTokens += r.prompt.count
                         counters.cachedPromptTokens += cached
                         events.append((r.id, .started(promptTokens: r.prompt.count, cachedTokens: cached)))
@@ -228,6 +258,12 @@ public final class EngineCore {
             } catch {
                 continue
             }
+            reserved.append((key, seq, n))
+        }
+        // Then split each task's tokens at page boundaries, with a snapshot at each boundary
+        // while memory is left (after every page of the step is reserved).
+        for (key, seq, n) in reserved {
+            let c = requests[key.request]!.choices[key.choice]
             let view = cache.view(seq)
             var pos = c.computed
             let end = c.computed + n

@@ -2,6 +2,17 @@
 // submit → AsyncStream of events, cancel, metrics, shutdown.
 import Foundation
 import ModelRuntime
+import PagedCache
+
+/// One cache kind's bytes for /metrics (see `CacheKindUsage`).
+public struct CacheKindMetrics: Sendable, Equatable {
+    /// `CacheKind` raw value: csaEntries, indexerKeys, hcaEntries, windowRings, compressorTails, other.
+    public var kind: String
+    public var usedBytes: Int
+    public var capacityBytes: Int
+    public var prefixQueriedBytes: Int
+    public var prefixHitBytes: Int
+}
 
 /// A point-in-time view of the engine for /metrics and logs.
 public struct EngineMetrics: Sendable {
@@ -15,6 +26,33 @@ public struct EngineMetrics: Sendable {
     public var prefixHitTokens: Int
     public var pageBytes: Int
     public var stateBytes: Int
+    /// Live blocks and their bytes by block kind (page, state, snapshot).
+    public var cacheBlocks: [String: Int]
+    public var cacheBlockBytes: [String: Int]
+    /// Every cache kind the model's layout carries.
+    public var cacheKinds: [CacheKindMetrics]
+
+    /// The engine's figures as of now (call on the thread that drives `core`).
+    public init(core: EngineCore) {
+        let usage = core.cache.usage
+        counters = core.counters
+        waitingOrRunningRequests = core.activeRequestCount
+        runningSequences = core.runningSequenceCount
+        cacheUsedBytes = usage.usedBytes
+        cacheBudgetBytes = usage.budgetBytes
+        cachedPages = core.cache.prefix.count
+        prefixQueriedTokens = core.cache.prefix.queriedTokens
+        prefixHitTokens = core.cache.prefix.hitTokens
+        pageBytes = core.cache.layout.pageBytes
+        stateBytes = core.cache.layout.stateBytes
+        cacheBlocks = Dictionary(uniqueKeysWithValues: usage.blocks.map { ($0.key.rawValue, $0.value) })
+        cacheBlockBytes = Dictionary(uniqueKeysWithValues: usage.bytesByBlockKind.map { ($0.key.rawValue, $0.value) })
+        cacheKinds = usage.kinds.map {
+            CacheKindMetrics(
+                kind: $0.kind.rawValue, usedBytes: $0.usedBytes, capacityBytes: $0.capacityBytes, prefixQueriedBytes: $0.prefixQueriedBytes,
+                prefixHitBytes: $0.prefixHitBytes)
+        }
+    }
 }
 
 public final class EngineLoop: @unchecked Sendable {
@@ -86,13 +124,7 @@ public final class EngineLoop: @unchecked Sendable {
         while thread?.isFinished == false { usleep(1000) }
     }
 
-    private static func snapshot(_ core: EngineCore) -> EngineMetrics {
-        EngineMetrics(
-            counters: core.counters, waitingOrRunningRequests: core.activeRequestCount, runningSequences: core.runningSequenceCount,
-            cacheUsedBytes: core.cache.store.usedBytes, cacheBudgetBytes: core.cache.store.budgetBytes,
-            cachedPages: core.cache.prefix.count, prefixQueriedTokens: core.cache.prefix.queriedTokens,
-            prefixHitTokens: core.cache.prefix.hitTokens, pageBytes: core.cache.layout.pageBytes, stateBytes: core.cache.layout.stateBytes)
-    }
+    private static func snapshot(_ core: EngineCore) -> EngineMetrics { EngineMetrics(core: core) }
 
     /// Engine-side id mapping: loop ids are the core's ids (both count from 0 in submit order).
     private var coreIDs: [Int: Int] = [:]

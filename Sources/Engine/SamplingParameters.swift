@@ -75,8 +75,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case tokenOutOfRange(index: Int, id: Int, vocabSize: Int)
     /// prompt + max_tokens exceeds the model's context.
     case contextTooLong(promptTokens: Int, maxTokens: Int, maximum: Int)
-    /// The request can never fit in the cache budget.
-    case exceedsCache(neededBytes: Int, budgetBytes: Int)
+    /// The request can never fit in the cache budget; `detail` breaks its footprint down.
+    case exceedsCache(neededBytes: Int, budgetBytes: Int, detail: String)
     /// The engine is shutting down.
     case shuttingDown
     /// The model failed.
@@ -89,7 +89,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tokenOutOfRange(let i, let id, let v): "prompt token \(id) at index \(i) is outside the vocabulary (0..<\(v))"
         case .contextTooLong(let p, let m, let x):
             "this model's maximum context length is \(x) tokens; the request needs \(p + m) (\(p) in the prompt, \(m) to generate)"
-        case .exceedsCache(let n, let b): "the request needs \(n) bytes of KV cache but the cache holds \(b) bytes"
+        case .exceedsCache(let n, let b, let d):
+            "the request needs \(n) bytes of KV cache (\(d)) but the cache holds \(b) bytes; lower max_tokens or n, shorten the prompt, or raise --kv-cache-memory"
         case .shuttingDown: "the server is shutting down"
         case .modelFailure(let m): "model failure: \(m)"
         }

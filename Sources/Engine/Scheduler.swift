@@ -1,5 +1,5 @@
 // Scheduler.swift: decides, each step, which sequences run and how many tokens each gets.
-// A pure function of its inputs (no model, no clock, no memory): tested on its own.
+// A pure function of its inputs (no model, no memory; the time is an input): tested on its own.
 //
 // Policy (vLLM v1 style: one structure for prefill and decode, "pending tokens" per task):
 // 1. Running tasks first, oldest request first; decodes (1 pending token) before prefill
@@ -9,6 +9,9 @@
 //    recompute later, helped by the prefix cache) so that older ones keep going.
 // 4. Waiting tasks are admitted first-come first-served while budget and memory allow; a
 //    task that does not fit blocks the ones behind it (no starvation of large prompts).
+// 5. Aging: a waiting task whose request has waited longer than `maxQueueDelay` is admitted
+//    right after the decodes, ahead of running prefill chunks, so one long prompt being
+//    prefilled cannot hold a newcomer's first token back for the whole prefill.
 
 /// One choice of one request.
 public struct TaskKey: Hashable, Sendable, Comparable, CustomStringConvertible {
@@ -33,13 +36,16 @@ public struct SchedulableTask: Sendable, Equatable {
     public let isRunning: Bool
     /// Bytes it would give back if preempted.
     public let heldBytes: Int
+    /// When its request arrived, on the engine's clock.
+    public let arrivalTime: Duration
 
-    public init(key: TaskKey, arrival: Int, pending: Int, isRunning: Bool, heldBytes: Int) {
+    public init(key: TaskKey, arrival: Int, pending: Int, isRunning: Bool, heldBytes: Int, arrivalTime: Duration = .zero) {
         self.key = key
         self.arrival = arrival
         self.pending = pending
         self.isRunning = isRunning
         self.heldBytes = heldBytes
+        self.arrivalTime = arrivalTime
     }
 }
 
@@ -59,16 +65,20 @@ public struct Scheduler: Sendable {
     public var tokenBudget: Int
     /// Sequences holding cache at once at most.
     public var maxRunning: Int
+    /// A waiting task older than this goes ahead of running prefill chunks; nil: never.
+    public var maxQueueDelay: Duration?
 
-    public init(tokenBudget: Int, maxRunning: Int) {
+    public init(tokenBudget: Int, maxRunning: Int, maxQueueDelay: Duration? = nil) {
         self.tokenBudget = max(tokenBudget, 1)
         self.maxRunning = max(maxRunning, 1)
+        self.maxQueueDelay = maxQueueDelay
     }
 
     /// - Parameters:
+    ///   - now: the engine clock's time (for aging against `arrivalTime`).
     ///   - availableBytes: free cache budget (including what eviction can reclaim).
-    ///   - cost: bytes a task needs to run `n` more tokens (pages, and a state if not running).
-    public func plan(tasks: [SchedulableTask], availableBytes: Int, cost: (SchedulableTask, Int) -> Int) -> StepPlan {
+    ///   - cost: bytes a task needs to run `n` more tokens (pages, snapshots, and a state if not running).
+    public func plan(tasks: [SchedulableTask], now: Duration = .zero, availableBytes: Int, cost: (SchedulableTask, Int) -> Int) -> StepPlan {
         var plan = StepPlan()
         var avail = availableBytes
         var budget = tokenBudget
@@ -110,13 +120,23 @@ public struct Scheduler: Sendable {
             if preempted.contains(t.key) { continue }
             _ = schedule(t, allowPreemption: true)
         }
+        var runningCount = tasks.filter(\.isRunning).count - preempted.count
+        // Overdue waiting tasks, oldest first, before running prefills (rule 5).
+        var admittedEarly = Set<TaskKey>()
+        if let limit = maxQueueDelay {
+            for t in waiting where now - t.arrivalTime > limit {
+                if budget == 0 || runningCount >= maxRunning { break }
+                guard schedule(t, allowPreemption: false) else { break }
+                admittedEarly.insert(t.key)
+                runningCount += 1
+            }
+        }
         for t in running where t.pending > 1 {
             if budget == 0 { break }
             if preempted.contains(t.key) { continue }
             _ = schedule(t, allowPreemption: true)
         }
-        var runningCount = tasks.filter(\.isRunning).count - preempted.count
-        for t in waiting {
+        for t in waiting where !admittedEarly.contains(t.key) {
             if budget == 0 || runningCount >= maxRunning { break }
             guard schedule(t, allowPreemption: false) else { break }
             runningCount += 1

@@ -6,6 +6,27 @@
 // Pages and states are plain float buffers, addressable and serialisable, so the engine can
 // share, copy, evict or (later) tier them to disk without knowing what they hold.
 
+/// What one region of a cache unit holds (spec §12). History pages carry the first three
+/// kinds, sequence states the last two.
+public enum CacheKind: String, Sendable, CaseIterable {
+    /// Compressed CSA entries (one per `csaRatio` positions per CSA layer), in history pages.
+    case csaEntries
+    /// Lightning-indexer keys of CSA layers, in history pages.
+    case indexerKeys
+    /// Heavily compressed HCA entries (one per `hcaRatio` positions), in history pages.
+    case hcaEntries
+    /// Sliding-window rings of every layer, in sequence states.
+    case windowRings
+    /// Compressor tails (open window values and scores of every compressor), in sequence states.
+    case compressorTails
+    /// Values a layout does not attribute to a kind (models that give no breakdown).
+    case other
+
+    /// Kinds stored in history pages, and kinds stored in sequence states.
+    public static let pageKinds: [CacheKind] = [.csaEntries, .indexerKeys, .hcaEntries]
+    public static let stateKinds: [CacheKind] = [.windowRings, .compressorTails]
+}
+
 /// Sizes of a model's cache units, in fp32 values.
 public struct CacheLayout: Sendable, Equatable {
     /// Positions covered by one history page.
@@ -14,15 +35,35 @@ public struct CacheLayout: Sendable, Equatable {
     public let pageFloats: Int
     /// Values in one sequence state (rings and compressor tails of every layer).
     public let stateFloats: Int
+    /// Values of each kind in one history page; the unattributed rest is `.other`.
+    public let pageFloatsByKind: [CacheKind: Int]
+    /// Values of each kind in one sequence state; the unattributed rest is `.other`.
+    public let stateFloatsByKind: [CacheKind: Int]
 
-    public init(pageTokens: Int, pageFloats: Int, stateFloats: Int) {
+    /// - Parameters:
+    ///   - pageKinds: values per kind in a page (must not exceed `pageFloats` in total).
+    ///   - stateKinds: values per kind in a state (must not exceed `stateFloats` in total).
+    public init(pageTokens: Int, pageFloats: Int, stateFloats: Int, pageKinds: [CacheKind: Int] = [:], stateKinds: [CacheKind: Int] = [:]) {
         self.pageTokens = pageTokens
         self.pageFloats = pageFloats
         self.stateFloats = stateFloats
+        func complete(_ parts: [CacheKind: Int], total: Int) -> [CacheKind: Int] {
+            var out = parts.filter { $0.value > 0 && $0.key != .other }
+            let attributed = out.values.reduce(0, +)
+            precondition(attributed <= total, "cache kinds hold \(attributed) values of a \(total)-value unit")
+            if attributed < total { out[.other] = total - attributed }
+            return out
+        }
+        pageFloatsByKind = complete(pageKinds, total: pageFloats)
+        stateFloatsByKind = complete(stateKinds, total: stateFloats)
     }
 
     public var pageBytes: Int { pageFloats * 4 }
     public var stateBytes: Int { stateFloats * 4 }
+
+    /// Bytes of `kind` in one page and in one state.
+    public func pageBytes(of kind: CacheKind) -> Int { (pageFloatsByKind[kind] ?? 0) * 4 }
+    public func stateBytes(of kind: CacheKind) -> Int { (stateFloatsByKind[kind] ?? 0) * 4 }
 
     /// Pages needed to hold `positions` positions.
     public func pageCount(forPositions positions: Int) -> Int { (positions + pageTokens - 1) / pageTokens }

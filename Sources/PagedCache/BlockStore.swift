@@ -1,8 +1,11 @@
 // BlockStore.swift: fixed-size float blocks under one byte budget, with reference counts.
 //
-// Two kinds share the budget: history pages (compressed entries of a span of positions) and
-// states (a sequence's rings and compressor tails, or an exact snapshot of them at a page
-// boundary). A block is an addressable, serialisable unit: an id, a kind and `floats` values.
+// Three kinds of block share the budget: history pages (compressed entries of a span of
+// positions), live states (a sequence's rings and compressor tails) and snapshots (an exact
+// copy of a state at a page boundary). A block is an addressable, serialisable unit: an id, a
+// kind and `floats` values. Within a block the model's layout says which cache kind
+// (CSA entries, indexer keys, HCA entries, window rings, compressor tails) each value is, so
+// the store accounts bytes per cache kind as well as per block kind.
 import ModelRuntime
 
 /// Identifies one block of the store.
@@ -16,8 +19,13 @@ public struct BlockID: Hashable, Sendable, Comparable, CustomStringConvertible {
 public enum BlockKind: String, Sendable, CaseIterable {
     /// Compressed history of `pageTokens` positions (CSA entries, indexer keys, HCA entries).
     case page
-    /// A sequence's live state, or a snapshot of it at a page boundary.
+    /// A sequence's live state.
     case state
+    /// An exact copy of a state at a page boundary (held by the prefix cache).
+    case snapshot
+
+    /// Whether blocks of this kind have the state layout (else the page layout).
+    public var isStateLike: Bool { self != .page }
 }
 
 /// Owns the memory of every block; not thread-safe (the engine loop owns it).
@@ -27,7 +35,9 @@ public final class BlockStore {
     public private(set) var usedBytes = 0
     private var blocks: [Int: (kind: BlockKind, pointer: UnsafeMutablePointer<Float>, refs: Int)] = [:]
     private var nextID = 0
-    private var free: [BlockKind: [UnsafeMutablePointer<Float>]] = [.page: [], .state: []]
+    /// Freed buffers kept for reuse, by size class (pages; states and snapshots).
+    private var free: [Bool: [UnsafeMutablePointer<Float>]] = [false: [], true: []]
+    private var live: [BlockKind: Int] = [.page: 0, .state: 0, .snapshot: 0]
 
     public init(layout: CacheLayout, budgetBytes: Int) {
         self.layout = layout
@@ -39,12 +49,20 @@ public final class BlockStore {
         for (_, list) in free { for p in list { p.deallocate() } }
     }
 
-    public func bytes(of kind: BlockKind) -> Int { kind == .page ? layout.pageBytes : layout.stateBytes }
-    public func floats(of kind: BlockKind) -> Int { kind == .page ? layout.pageFloats : layout.stateFloats }
+    public func bytes(of kind: BlockKind) -> Int { kind.isStateLike ? layout.stateBytes : layout.pageBytes }
+    public func floats(of kind: BlockKind) -> Int { kind.isStateLike ? layout.stateFloats : layout.pageFloats }
 
     /// Live blocks of each kind.
-    public func count(_ kind: BlockKind) -> Int { blocks.values.filter { $0.kind == kind }.count }
+    public func count(_ kind: BlockKind) -> Int { live[kind]! }
     public var liveBlockCount: Int { blocks.count }
+
+    /// Bytes held by live blocks of `kind`.
+    public func usedBytes(of kind: BlockKind) -> Int { live[kind]! * bytes(of: kind) }
+
+    /// Bytes of cache kind `kind` held by live blocks (pages, states and snapshots).
+    public func usedBytes(of kind: CacheKind) -> Int {
+        live[.page]! * layout.pageBytes(of: kind) + (live[.state]! + live[.snapshot]!) * layout.stateBytes(of: kind)
+    }
 
     /// Whether `pages` pages and `states` states would fit in the remaining budget.
     public func canAllocate(pages: Int, states: Int) -> Bool {
@@ -56,10 +74,11 @@ public final class BlockStore {
         let size = bytes(of: kind)
         guard usedBytes + size <= budgetBytes else { return nil }
         usedBytes += size
-        let p = free[kind]!.popLast() ?? UnsafeMutablePointer<Float>.allocate(capacity: floats(of: kind))
+        let p = free[kind.isStateLike]!.popLast() ?? UnsafeMutablePointer<Float>.allocate(capacity: floats(of: kind))
         let id = BlockID(raw: nextID)
         nextID += 1
         blocks[id.raw] = (kind, p, 1)
+        live[kind]! += 1
         return id
     }
 
@@ -82,13 +101,15 @@ public final class BlockStore {
         }
         blocks[id.raw] = nil
         usedBytes -= bytes(of: b.kind)
+        live[b.kind]! -= 1
         // Keep a few freed buffers for reuse; return the rest to the system.
-        if free[b.kind]!.count < 8 { free[b.kind]!.append(b.pointer) } else { b.pointer.deallocate() }
+        if free[b.kind.isStateLike]!.count < 8 { free[b.kind.isStateLike]!.append(b.pointer) } else { b.pointer.deallocate() }
     }
 
-    /// Copies the contents of `source` into `destination` (same kind).
+    /// Copies the contents of `source` into `destination` (same layout: page to page, or
+    /// between states and snapshots).
     public func copy(_ source: BlockID, to destination: BlockID) {
-        precondition(kind(source) == kind(destination))
+        precondition(kind(source).isStateLike == kind(destination).isStateLike)
         pointer(destination).update(from: pointer(source), count: floats(of: kind(source)))
     }
 }

@@ -41,6 +41,8 @@ public final class CacheManager {
 
     private var sequences: [Int: Sequence] = [:]
     private var nextID = 0
+    /// Per cache kind: bytes prompts could have reused, and bytes they did.
+    var prefixStats: [CacheKind: (queried: Int, hit: Int)] = [:]
 
     /// - Parameters:
     ///   - initializeState: writes an empty sequence's state (the model's).
@@ -52,23 +54,30 @@ public final class CacheManager {
 
     public var sequenceCount: Int { sequences.count }
 
-    /// Bytes a sequence of `positions` positions needs at most: its pages, its state, and
-    /// one snapshot per page boundary it may register.
-    public func footprintBytes(positions: Int) -> Int {
-        layout.pageCount(forPositions: positions) * layout.pageBytes + layout.stateBytes
-    }
-
-    /// Bytes held by blocks that only the prefix cache references (reclaimable).
+    /// Bytes held by blocks that only the prefix cache references (reclaimable): pages no
+    /// sequence uses, and every snapshot not being copied from.
     public var evictableBytes: Int {
-        prefix.allEntries.filter { store.references($0.page) == 1 }.count * (layout.pageBytes + layout.stateBytes)
+        prefix.allEntries.reduce(0) { sum, e in
+            let snapshot = e.snapshot.map { store.references($0) == 1 ? layout.stateBytes : 0 } ?? 0
+            return sum + snapshot + (store.references(e.page) == 1 ? layout.pageBytes : 0)
+        }
     }
 
-    /// Allocates, evicting least-recently-used unreferenced cached pages when needed.
+    /// Allocates, evicting from least-recently-used cached entries when needed: whole entries
+    /// whose page no sequence uses, or the snapshots of entries whose page is in use.
     private func allocate(_ kind: BlockKind) -> BlockID? {
         if let id = store.allocate(kind) { return id }
-        while let victim = prefix.evictLeastRecentlyUsed(where: { store.references($0.page) == 1 }) {
-            store.release(victim.page)
-            store.release(victim.snapshot)
+        while let victim = prefix.evictLeastRecentlyUsed(
+            pageIsFree: { store.references($0.page) == 1 && $0.snapshot.map { store.references($0) == 1 } != false },
+            snapshotIsFree: { store.references($0) == 1 })
+        {
+            switch victim {
+            case .entry(let e):
+                store.release(e.page)
+                if let s = e.snapshot { store.release(s) }
+            case .snapshot(let s):
+                store.release(s)
+            }
             if let id = store.allocate(kind) { return id }
         }
         return nil
@@ -77,21 +86,26 @@ public final class CacheManager {
     // MARK: - Sequences
 
     /// Opens a sequence for `prompt`, resuming from the deepest cached page boundary that
-    /// leaves at least one prompt token to compute. Returns the sequence and the number of
-    /// prompt tokens served from the cache.
+    /// leaves at least one prompt token to compute and still has its snapshot. Returns the
+    /// sequence and the number of prompt tokens served from the cache.
     public func open(prompt: [Int]) throws -> (SequenceID, cachedTokens: Int) {
         let maxPages = max(prompt.count - 1, 0) / layout.pageTokens
-        let hits = prefix.match(prompt, pageTokens: layout.pageTokens, maxPages: maxPages)
+        var hits = prefix.match(prompt, pageTokens: layout.pageTokens, maxPages: maxPages)
+        while let last = hits.last, last.snapshot == nil { hits.removeLast() }
         prefix.recordLookup(queried: prompt.count, hit: hits.count * layout.pageTokens)
-        // Hold the hits before allocating, so eviction cannot take them.
+        recordKindLookup(reusablePages: maxPages, hitPages: hits.count)
+        // Hold the hits and the snapshot before allocating, so eviction cannot take them.
         for h in hits { store.retain(h.page); prefix.touch(h.hash) }
+        let resume = hits.last?.snapshot
+        if let resume { store.retain(resume) }
+        defer { if let resume { store.release(resume) } }
         guard let state = allocate(.state) else {
             for h in hits { store.release(h.page) }
             throw CacheError.outOfMemory(neededBytes: layout.stateBytes, budgetBytes: store.budgetBytes)
         }
         var seq = Sequence(state: state)
-        if let last = hits.last {
-            store.copy(last.snapshot, to: state)
+        if let resume {
+            store.copy(resume, to: state)
             seq.pages = hits.map(\.page)
             seq.pageHashes = hits.map(\.hash)
             seq.tokens = Array(prompt[0..<(hits.count * layout.pageTokens)])
@@ -128,7 +142,7 @@ public final class CacheManager {
 
     /// A fresh state block for a snapshot, or nil when memory is short (the boundary is then
     /// simply not cached).
-    public func allocateSnapshot() -> BlockID? { allocate(.state) }
+    public func allocateSnapshot() -> BlockID? { allocate(.snapshot) }
 
     /// What the model needs for a step of this sequence.
     public func view(_ id: SequenceID) -> (state: UnsafeMutablePointer<Float>, pages: [UnsafeMutablePointer<Float>]) {
@@ -152,13 +166,15 @@ public final class CacheManager {
         }
         if let snap = snapshot {
             let atBoundary = seq.tokens.count % layout.pageTokens == 0 && fullPages > 0
-            if atBoundary, prefix.entry(seq.pageHashes[fullPages - 1]) == nil {
+            let hash = atBoundary ? seq.pageHashes[fullPages - 1] : 0
+            if atBoundary, prefix.entry(hash) == nil {
                 let i = fullPages - 1
                 store.retain(seq.pages[i])
                 prefix.insert(CachedPage(
-                    hash: seq.pageHashes[i], page: seq.pages[i], snapshot: snap,
+                    hash: hash, page: seq.pages[i], snapshot: snap,
                     tokens: Array(seq.tokens[(i * layout.pageTokens)..<((i + 1) * layout.pageTokens)])))
-            } else {
+            } else if !(atBoundary && prefix.attach(snapshot: snap, to: hash)) {
+                // Known boundary with its snapshot, or not a boundary.
                 store.release(snap)
             }
         }
@@ -205,7 +221,7 @@ public final class CacheManager {
     public func clearPrefixCache() {
         for e in prefix.removeAll() {
             store.release(e.page)
-            store.release(e.snapshot)
+            if let s = e.snapshot { store.release(s) }
         }
     }
 }

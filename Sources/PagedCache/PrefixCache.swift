@@ -3,16 +3,30 @@
 // A full page is keyed by a chained hash of every token id from position 0 to its end, and
 // stores the page's own tokens (so a hash collision can never return wrong history) plus an
 // exact snapshot of the sequence state at its end boundary. A request resumes from the
-// deepest boundary whose chain of pages is cached.
+// deepest boundary whose chain of pages is cached and that still has its snapshot.
+//
+// NOTE: snapshots are reclaimable on their own. A state is much larger than a page for V4
+// (spec §12: MBs of rings and compressor tails vs a page's compressed entries), so pinning
+// one per page of every running sequence would cost more than the history itself. A
+// snapshot whose page is still in use is dropped under memory pressure; its entry stays as a
+// link of the chain, and requests resume from a shallower boundary.
 import ModelRuntime
 
 /// One cached page and the state snapshot at its end.
 public struct CachedPage: Sendable {
     public let hash: UInt64
     public let page: BlockID
-    public let snapshot: BlockID
+    /// The state after the page; nil once reclaimed.
+    public internal(set) var snapshot: BlockID?
     /// The page's own token ids (`pageTokens` of them).
     public let tokens: [Int]
+
+    public init(hash: UInt64, page: BlockID, snapshot: BlockID?, tokens: [Int]) {
+        self.hash = hash
+        self.page = page
+        self.snapshot = snapshot
+        self.tokens = tokens
+    }
 }
 
 /// FNV-1a over 64-bit words, chained from the previous page's hash.
@@ -44,6 +58,9 @@ public final class PrefixCache {
     public var allEntries: [CachedPage] { Array(entries.values) }
 
     public func entry(_ hash: UInt64) -> CachedPage? { entries[hash] }
+
+    /// Entries still holding a snapshot.
+    public var snapshotCount: Int { entries.values.filter { $0.snapshot != nil }.count }
 
     /// The cached pages matching the longest run of full pages of `tokens` from position 0,
     /// at most `maxPages` of them.
@@ -82,13 +99,41 @@ public final class PrefixCache {
         return true
     }
 
-    /// Removes and returns the least recently used entry accepted by `evictable`.
-    public func evictLeastRecentlyUsed(where evictable: (CachedPage) -> Bool) -> CachedPage? {
-        let candidates = entries.values.filter(evictable)
-        guard let victim = candidates.min(by: { lastUse[$0.hash, default: 0] < lastUse[$1.hash, default: 0] }) else { return nil }
-        entries[victim.hash] = nil
-        lastUse[victim.hash] = nil
-        return victim
+    /// Gives an entry whose snapshot was reclaimed a new one (the same exact state: the same
+    /// tokens led there); false if the entry is absent or has a snapshot.
+    public func attach(snapshot: BlockID, to hash: UInt64) -> Bool {
+        guard let e = entries[hash], e.snapshot == nil else { return false }
+        entries[hash]!.snapshot = snapshot
+        touch(hash)
+        return true
+    }
+
+    /// What eviction takes from an entry.
+    public enum Eviction: Sendable {
+        /// The whole entry (page and snapshot): no sequence uses the page.
+        case entry(CachedPage)
+        /// Only the snapshot: the page stays in use and in the chain.
+        case snapshot(BlockID)
+    }
+
+    /// Evicts from the least recently used entry that allows it: the whole entry when
+    /// `pageIsFree`, else its snapshot when `snapshotIsFree`.
+    public func evictLeastRecentlyUsed(pageIsFree: (CachedPage) -> Bool, snapshotIsFree: (BlockID) -> Bool) -> Eviction? {
+        var best: (entry: CachedPage, whole: Bool, use: Int)?
+        for e in entries.values {
+            let whole = pageIsFree(e)
+            guard whole || e.snapshot.map(snapshotIsFree) == true else { continue }
+            let use = lastUse[e.hash, default: 0]
+            if best == nil || use < best!.use { best = (e, whole, use) }
+        }
+        guard let victim = best else { return nil }
+        if victim.whole {
+            entries[victim.entry.hash] = nil
+            lastUse[victim.entry.hash] = nil
+            return .entry(victim.entry)
+        }
+        entries[victim.entry.hash]!.snapshot = nil
+        return .snapshot(victim.entry.snapshot!)
     }
 
     /// Removes every entry (returns them so their blocks can be released).

@@ -95,6 +95,19 @@ public final class ServerMetrics: Sendable {
         line("dsv4_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache.", "counter", [("", Double(e.prefixHitTokens))])
         line("dsv4_prefix_cache_hit_rate", "Hit tokens / queried tokens.", "gauge",
              [("", e.prefixQueriedTokens == 0 ? 0 : Double(e.prefixHitTokens) / Double(e.prefixQueriedTokens))])
+        // Per block kind and per cache kind (spec §12); kinds are the model layout's.
+        line("dsv4_cache_blocks", "Live cache blocks by block kind.", "gauge",
+             e.cacheBlocks.sorted { $0.key < $1.key }.map { ("{block=\"\($0.key)\"}", Double($0.value)) })
+        line("dsv4_cache_block_used_bytes", "Bytes of live cache blocks by block kind.", "gauge",
+             e.cacheBlockBytes.sorted { $0.key < $1.key }.map { ("{block=\"\($0.key)\"}", Double($0.value)) })
+        line("dsv4_cache_kind_used_bytes", "Cache bytes in use by kind of state.", "gauge",
+             e.cacheKinds.map { ("{kind=\"\($0.kind)\"}", Double($0.usedBytes)) })
+        line("dsv4_cache_kind_capacity_bytes", "Most bytes of each kind the shared budget can hold.", "gauge",
+             e.cacheKinds.map { ("{kind=\"\($0.kind)\"}", Double($0.capacityBytes)) })
+        line("dsv4_prefix_cache_kind_queried_bytes_total", "Bytes of each kind prompts could have reused.", "counter",
+             e.cacheKinds.map { ("{kind=\"\($0.kind)\"}", Double($0.prefixQueriedBytes)) })
+        line("dsv4_prefix_cache_kind_hit_bytes_total", "Bytes of each kind served from the prefix cache.", "counter",
+             e.cacheKinds.map { ("{kind=\"\($0.kind)\"}", Double($0.prefixHitBytes)) })
         for (name, counts) in s.latency.sorted(by: { $0.key < $1.key }) {
             let metric = "dsv4_\(name)_seconds"
             out += "# HELP \(metric) Latency histogram.\n# TYPE \(metric) histogram\n"

@@ -40,14 +40,16 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
     @Test func randomMixLeavesNoLeakAndNoCorruption() throws {
         var rng = SeededGenerator(seed: 2024)
         let model = FakeModel()
-        // A small budget forces eviction and preemption.
+        // A small budget forces eviction and preemption (snapshots are reclaimed first, so it
+        // must be tight: the largest request, n = 3 over 43 positions, needs 296 of its 384 B).
         let layout = model.cacheLayout
-        let budget = 40 * (layout.pageBytes + layout.stateBytes)
+        let budget = 16 * (layout.pageBytes + layout.stateBytes)
         let core = EngineCore(model: model, configuration: EngineConfiguration(cacheBytes: budget, tokenBudget: 24, maxRunning: 12))
         // Shared prefixes make the prefix cache matter.
         let stems = (0..<5).map { s in (0..<(8 + 4 * s)).map { ($0 * 7 + s) % 49 + 1 } }
         var ids: [Int] = []
         var soloParams: [Int: ([Int], SamplingParameters)] = [:]
+        var early: [(Int, EngineEvent)] = []
         for i in 0..<200 {
             let stem = stems[Int(rng.next() % 5)]
             let extra = (0..<Int(rng.next() % 9)).map { _ in Int(rng.next() % 49) + 1 }
@@ -61,10 +63,21 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
             ids.append(id)
             soloParams[id] = (prompt, p)
             // Interleave: run a few steps between arrivals, cancel some requests.
-            if rng.next() % 3 == 0 { _ = core.step() }
+            if rng.next() % 3 == 0 { early += core.step() }
             if rng.next() % 10 == 0, let victim = ids.randomElement(using: &rng) { core.cancel(victim) }
         }
-        let (_, events) = drain(core)
+        var (tokens, events) = drain(core)
+        // Fold in what the interleaved steps reported, in order before the drain's events.
+        var earlyTokens: [Int: [Int: [Int]]] = [:]
+        var earlyEvents: [Int: [EngineEvent]] = [:]
+        for (id, e) in early {
+            earlyEvents[id, default: []].append(e)
+            if case .token(let c, let s) = e { earlyTokens[id, default: [:]][c, default: []].append(s.token) }
+        }
+        for (id, evs) in earlyEvents { events[id] = evs + (events[id] ?? []) }
+        for (id, byChoice) in earlyTokens {
+            for (c, t) in byChoice { tokens[id, default: [:]][c] = t + (tokens[id]?[c] ?? []) }
+        }
         #expect(!core.hasWork)
         for (_, evs) in events {
             for e in evs { if case .failed(let err) = e { Issue.record("request failed: \(err)") } }
@@ -72,11 +85,27 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
         // Nothing leaks: with no request left, only the prefix cache holds blocks.
         #expect(core.cache.sequenceCount == 0)
         let cached = core.cache.prefix.count
-        #expect(core.cache.store.usedBytes == cached * (layout.pageBytes + layout.stateBytes))
+        let snapshots = core.cache.prefix.snapshotCount
+        #expect(core.cache.store.usedBytes == cached * layout.pageBytes + snapshots * layout.stateBytes)
+        #expect(core.cache.store.count(.state) == 0 && core.cache.store.count(.snapshot) == snapshots)
         core.cache.clearPrefixCache()
         #expect(core.cache.store.usedBytes == 0)
         #expect(core.cache.store.liveBlockCount == 0)
+        for k in core.cache.usage.kinds { #expect(k.usedBytes == 0, "\(k.kind) still holds \(k.usedBytes) bytes") }
         #expect(core.counters.preemptions > 0, "the budget was meant to force preemption")
+        // Every request that was not cancelled produced what it produces alone.
+        var compared = 0
+        for id in ids {
+            let evs = try #require(events[id], "request \(id) reported nothing")
+            let cancelled = evs.contains { if case .finished(_, .cancelled, _) = $0 { return true } else { return false } }
+            if cancelled { continue }
+            let (prompt, p) = soloParams[id]!
+            let solo = EngineCore(model: model, configuration: EngineConfiguration(cacheBytes: 1 << 24))
+            let sid = try solo.add(prompt: prompt, parameters: p)
+            #expect(drain(solo).tokens[sid] == tokens[id], "request \(id)")
+            compared += 1
+        }
+        #expect(compared > 100, "only \(compared) requests ran to the end")
     }
 
     /// Every completed choice equals the same request run alone with a roomy cache.
@@ -128,12 +157,15 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
         #expect(throws: EngineError.contextTooLong(promptTokens: 90, maxTokens: 20, maximum: 100)) {
             try core.add(prompt: Array(repeating: 1, count: 90), parameters: greedy(20))
         }
-        let layout = model.cacheLayout
-        let need = layout.pageCount(forPositions: 99) * layout.pageBytes + layout.stateBytes
-        #expect(throws: EngineError.exceedsCache(neededBytes: need, budgetBytes: 200)) {
+        // 90 + 9 - 1 = 98 positions: 25 pages of 16 B and a state of 8 B (snapshots reclaimable).
+        #expect {
             try core.add(prompt: Array(repeating: 1, count: 90), parameters: greedy(9))
+        } throws: { e in
+            guard case EngineError.exceedsCache(let need, 200, _) = e else { return false }
+            return need == 25 * 16 + 8 && "\(e)".contains("25 history pages of 16 B and 1 sequence states of 8 B, plus up to 24 reclaimable")
         }
         #expect(!core.hasWork)
+        #expect(model.forwardCalls == 0)
     }
 
     @Test func stopTokensAndLength() throws {
@@ -253,6 +285,45 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
         #expect(cache.store.usedBytes == 0)
     }
 
+    /// Must-show 2 through the engine: request B shares a 1,000-token prefix with finished
+    /// request A, reports >= 900 cached tokens, and every logits row it gets (hence its greedy
+    /// tokens and logprobs) is bit-identical to B run cold on a fresh engine.
+    @Test func engineReusesAThousandTokenPrefixBitExactly() throws {
+        let shared = (0..<1000).map { ($0 * 37 + 11) % 254 + 2 }
+        var p = greedy(4)
+        p.logprobs = true
+        p.topLogprobs = 5
+        let warmModel = RecordingModel(Self.model)
+        let warm = EngineCore(model: warmModel, configuration: EngineConfiguration(cacheBytes: 256 << 20, tokenBudget: 256))
+        let a = try warm.add(prompt: shared + [7, 8, 9], parameters: greedy(2))
+        #expect(drain(warm).events[a]!.first == .started(promptTokens: 1003, cachedTokens: 0))
+        let rowsBeforeB = warmModel.rows.count
+        let b = try warm.add(prompt: shared + [100, 101, 102, 103], parameters: p)
+        let (warmTokens, warmEvents) = drain(warm)
+        guard let bFirst = warmEvents[b]?.first, case .started(1004, let cached) = bFirst else {
+            Issue.record("B did not start first: \(warmEvents[b]!)")
+            return
+        }
+        #expect(cached >= 900, "cached \(cached)")
+        #expect(warm.counters.cachedPromptTokens == cached)
+
+        let coldModel = RecordingModel(Self.model)
+        let cold = EngineCore(model: coldModel, configuration: EngineConfiguration(cacheBytes: 256 << 20, tokenBudget: 256))
+        let c = try cold.add(prompt: shared + [100, 101, 102, 103], parameters: p)
+        let (coldTokens, coldEvents) = drain(cold)
+        #expect(coldEvents[c]!.first == .started(promptTokens: 1004, cachedTokens: 0))
+        let warmRows = Array(warmModel.rows[rowsBeforeB...])
+        #expect(warmRows.count == 4 && coldModel.rows.count == 4)
+        #expect(warmRows == coldModel.rows, "logits after a prefix hit must be bit-identical to a cold run")
+        #expect(warmTokens[b]! == coldTokens[c]!)
+        func sampled(_ evs: [EngineEvent]) -> [SampledToken] { evs.compactMap { if case .token(_, let s) = $0 { s } else { nil } } }
+        #expect(sampled(warmEvents[b]!) == sampled(coldEvents[c]!))
+        #expect(sampled(coldEvents[c]!).allSatisfy { $0.top.count == 5 })
+        // The hit is visible per cache kind: the shared pages' CSA entries were served.
+        let csa = try #require(warm.cache.usage.kind(.csaEntries))
+        #expect(csa.prefixHitBytes == cached / Self.model.cacheLayout.pageTokens * Self.model.cacheLayout.pageBytes(of: .csaEntries))
+    }
+
     /// n > 1 shares the prompt: forked choices with the same seed as separate requests agree.
     @Test func nGreaterThanOneSharesThePrompt() throws {
         let m = Self.model
@@ -264,12 +335,16 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
         let id = try core.add(prompt: prompt, parameters: p)
         let (tokens, events) = drain(core)
         #expect(tokens[id]!.count == 3)
+        #expect(Set(tokens[id]!.values).count > 1, "seeded choices should differ at temperature 0.9")
         #expect(events[id]!.first == .started(promptTokens: prompt.count, cachedTokens: 0))
-        #expect(m.makeState().byteCount > 0)
+        // The prompt was computed once, not once per choice: each choice then fed back 5 tokens.
+        #expect(core.counters.computedTokens == prompt.count + 3 * 5)
         // Same request again: same tokens for every choice (seeded), and the prompt now hits the cache.
         let id2 = try core.add(prompt: prompt, parameters: p)
         let (tokens2, events2) = drain(core)
         #expect(tokens2[id2]! == tokens[id]!)
-        if case .started(_, let cached) = events2[id2]!.first! { #expect(cached == (prompt.count - 1) / m.cacheLayout.pageTokens * m.cacheLayout.pageTokens) }
+        let expected = (prompt.count - 1) / m.cacheLayout.pageTokens * m.cacheLayout.pageTokens
+        #expect(expected > 0, "the prompt must cover a full page for this test to mean anything")
+        #expect(events2[id2]!.first == .started(promptTokens: prompt.count, cachedTokens: expected))
     }
 }

@@ -92,3 +92,60 @@ func manager(budget: Int = 1 << 20) -> CacheManager {
         #expect(miss == 0)
     }
 }
+
+@Suite struct SnapshotReclaimTests {
+    /// Regression: snapshots of pages still in use were pinned until the sequence ended, so a
+    /// long sequence held one state-sized snapshot per page and could stall on memory it
+    /// could not reclaim. Now the least recently used snapshot goes first; its entry stays in
+    /// the chain and a later request resumes from the deepest boundary that kept one.
+    @Test func snapshotsOfPagesInUseAreReclaimed() throws {
+        // Room for 3 pages and 3 states or snapshots, less one byte.
+        let m = manager(budget: 3 * unit - 1)
+        let prompt = Array(1...9)
+        let (s, _) = try m.open(prompt: prompt)
+        try m.reserve(s, positions: 8)
+        m.commit(s, tokens: Array(1...4), snapshot: m.allocateSnapshot())
+        m.commit(s, tokens: Array(5...8), snapshot: m.allocateSnapshot())
+        #expect(m.store.count(.snapshot) == 2 && m.evictableBytes == 2 * layout.stateBytes)
+        // A third page needs the older snapshot's memory: it goes, its entry stays.
+        try m.reserve(s, positions: 9)
+        #expect(m.store.count(.snapshot) == 1 && m.prefix.count == 2 && m.prefix.snapshotCount == 1)
+        #expect(m.prefix.allEntries.first { $0.snapshot != nil }?.tokens == [5, 6, 7, 8])
+        m.close(s)
+        // The deepest boundary kept its snapshot: a new request still resumes at 8, and one
+        // that can only reuse the first page (its snapshot gone) starts cold.
+        let (t, cached) = try m.open(prompt: prompt + [10])
+        #expect(cached == 8)
+        m.close(t)
+        let (u, cold) = try m.open(prompt: [1, 2, 3, 4, 99])
+        #expect(cold == 0)
+        m.close(u)
+        m.clearPrefixCache()
+        #expect(m.store.usedBytes == 0 && m.store.liveBlockCount == 0)
+    }
+
+    @Test func aReclaimedSnapshotIsReattachedWhenItsBoundaryIsComputedAgain() throws {
+        let store = BlockStore(layout: layout, budgetBytes: 1 << 16)
+        let cache = PrefixCache()
+        let page = try #require(store.allocate(.page))
+        let first = try #require(store.allocate(.snapshot))
+        cache.insert(CachedPage(hash: 7, page: page, snapshot: first, tokens: [1, 2, 3, 4]))
+        // Page in use: only the snapshot can go.
+        guard case .snapshot(let dropped) = cache.evictLeastRecentlyUsed(pageIsFree: { _ in false }, snapshotIsFree: { _ in true }) else {
+            Issue.record("expected the snapshot to be evicted")
+            return
+        }
+        #expect(dropped == first && cache.count == 1 && cache.entry(7)?.snapshot == nil)
+        #expect(cache.evictLeastRecentlyUsed(pageIsFree: { _ in false }, snapshotIsFree: { _ in true }) == nil)
+        let second = try #require(store.allocate(.snapshot))
+        #expect(cache.attach(snapshot: second, to: 7))
+        #expect(cache.entry(7)?.snapshot == second)
+        #expect(!cache.attach(snapshot: second, to: 7) && !cache.attach(snapshot: second, to: 8))
+        // Page free: the whole entry goes.
+        guard case .entry(let e) = cache.evictLeastRecentlyUsed(pageIsFree: { _ in true }, snapshotIsFree: { _ in true }) else {
+            Issue.record("expected the entry to be evicted")
+            return
+        }
+        #expect(e.page == page && e.snapshot == second && cache.count == 0)
+    }
+}
