@@ -2,6 +2,7 @@
 // as logfmt (`ts=… level=info msg=request request_id=… status=200`) or as a JSON object.
 import Foundation
 import Logging
+import Tokenization
 import Synchronization
 
 /// How log lines are written.
@@ -70,19 +71,9 @@ public struct StructuredLogHandler: LogHandler {
     }
 
     static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
+        var out = ""
+        JSONValue.writeStringForCLI(s, into: &out)
+        return out
     }
 
     /// A logfmt value: bare when it is a simple token, else quoted with escapes.
