@@ -40,20 +40,14 @@ static inline float e8m0(uint8_t v) {
     return f;
 }
 
-// 32 weights of a row starting at element k, times `scale` (after 2^120 on its own when
-// `split`: 2^120 · scale would overflow), as the two lane-ordered halves.
-TGT static inline void group32(const uint8_t *row, size_t k, int fp8, __m512 scale, int split, __m512 *wa, __m512 *wb) {
+// 32 FP8 weights of a row starting at element k, times `scale` (after 2^120 on its own
+// when `split`: 2^120 · scale would overflow), as the two lane-ordered halves.
+TGT static inline void fp8_group32(const uint8_t *row, size_t k, __m512 scale, int split, __m512 *wa, __m512 *wb) {
     const __m512i zero = _mm512_setzero_si512();
-    __m512i bf;
-    if (fp8) {
-        __m256i b = _mm256_loadu_si256((const __m256i *)(row + k));
-        bf = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(b), 4), _mm512_set1_epi16((short)0x87F0));
-        __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(b, _mm256_set1_epi8(0x7F)), _mm256_set1_epi8(0x7F));
-        if (__builtin_expect(nan != 0, 0)) bf = _mm512_mask_mov_epi16(bf, nan, _mm512_set1_epi16(0x7FC0));  // bf16 NaN
-    } else {
-        // FP4 never comes here (see fp4_group32); keeps the compiler sure `bf` is set.
-        bf = _mm512_setzero_si512();
-    }
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(row + k));
+    __m512i bf = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(raw), 4), _mm512_set1_epi16((short)0x87F0));
+    __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(raw, _mm256_set1_epi8(0x7F)), _mm256_set1_epi8(0x7F));
+    if (__builtin_expect(nan != 0, 0)) bf = _mm512_mask_mov_epi16(bf, nan, _mm512_set1_epi16(0x7FC0));  // bf16 NaN
     __m512 a = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, bf)), b = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, bf));
     if (__builtin_expect(split, 0)) {
         a = _mm512_mul_ps(a, _mm512_set1_ps(0x1p120f));
@@ -127,7 +121,7 @@ void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, s
                 size_t k1 = k0 + bc < K ? k0 + bc : K;                                                       \
                 for (size_t k = k0; k < k1; k += 32) {                                                       \
                     __m512 wa, wb;                                                                           \
-                    if (fp8) group32(row, k, 1, sc, split, &wa, &wb);                                        \
+                    if (fp8) fp8_group32(row, k, sc, split, &wa, &wb);                                        \
                     else fp4_group32(row, k, table, &wa, &wb);                                               \
                     for (int t = 0; t < TB; t++) {                                                           \
                         acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k), wa, acc[t]);               \
@@ -158,7 +152,7 @@ TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const c
             size_t k1 = k0 + bc < K ? k0 + bc : K;
             for (size_t k = k0; k < k1; k += 32) {
                 __m512 wa, wb;
-                if (fp8) group32(row, k, 1, sc, split, &wa, &wb);
+                if (fp8) fp8_group32(row, k, sc, split, &wa, &wb);
                 else fp4_group32(row, k, table, &wa, &wb);
                 _mm512_storeu_ps(dst + r * K + k, wa);
                 _mm512_storeu_ps(dst + r * K + k + 16, wb);
