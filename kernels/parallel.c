@@ -75,33 +75,27 @@ void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *
 // MARK: - quantized weights (FP8 / FP4 with block scales)
 
 typedef struct {
-    const float *x;
-    size_t ldx, T, K;
-    const void *w;
-    ck_dtype dtype;
-    const ck_scales *scales;
-    size_t N;
-    float *y;
-    size_t ldy;
+    ck_product p;
     size_t rows_per_task;
-    const float *xp;  // x in the BF16 lane order, for lane-ordered FP8/FP4 products (or NULL)
+    const float *xp;  // x in the lane order of lane-ordered FP8/FP4 products (or NULL)
 } scaled_job;
 
 static void scaled_task(void *ctx, int task) {
     const scaled_job *j = (const scaled_job *)ctx;
+    const ck_product *p = &j->p;
     size_t n0 = (size_t)task * j->rows_per_task;
-    if (n0 >= j->N) return;
-    size_t n1 = n0 + j->rows_per_task < j->N ? n0 + j->rows_per_task : j->N;
+    if (n0 >= p->N) return;
+    size_t n1 = n0 + j->rows_per_task < p->N ? n0 + j->rows_per_task : p->N;
     ck_scales s;
     const ck_scales *sp = NULL;
-    if (j->scales) {
-        s = *j->scales;
+    if (p->scales) {
+        s = *p->scales;
         s.row0 += n0;
         sp = &s;
     }
-    const void *wp = (const char *)j->w + n0 * ck_row_bytes(j->dtype, j->K);
-    if (j->xp) ck_qlanes_matmul_permuted(j->xp, j->T, j->K, wp, j->dtype, sp, n1 - n0, j->y + n0, j->ldy);
-    else ck_matmul_scaled(j->x, j->ldx, j->T, j->K, wp, j->dtype, sp, n1 - n0, j->y + n0, j->ldy);
+    const void *wp = (const char *)p->w + n0 * ck_row_bytes(p->dtype, p->K);
+    if (j->xp) ck_qlanes_matmul_permuted(j->xp, p->T, p->K, wp, p->dtype, sp, n1 - n0, p->y + n0, p->ldy);
+    else ck_matmul_scaled(p->x, p->ldx, p->T, p->K, wp, p->dtype, sp, n1 - n0, p->y + n0, p->ldy);
 }
 
 void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
@@ -120,7 +114,7 @@ void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const
         xp = malloc(T * K * sizeof(float) + 64);
         ck_qlanes_permute_x(dtype, x, ldx, T, K, xp);
     }
-    scaled_job job = {x, ldx, T, K, w, dtype, scales, N, y, ldy, rows, xp};
+    scaled_job job = {{x, ldx, T, K, w, dtype, scales, N, y, ldy}, rows, xp};
     ck_pool_run((int)((N + rows - 1) / rows), scaled_task, &job);
     free(xp);
 }
