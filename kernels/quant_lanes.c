@@ -5,14 +5,17 @@
 // 24-27} and the rest) against x permuted once per product (ck_bf16_permute_x). That halves
 // the decode work per weight against a natural-order decode. Decode (1-3 tokens) multiplies
 // straight from registers; more tokens decode rows into a float buffer in the same lane
-// order for the fp32 register blocks. Both give every element the same sum in the same
-// order, so results do not depend on the batch.
+// order for register blocks of their own. Every element is the sum of two accumulators (the
+// first and second 16 values of every 32: two FMA chains per row) in the same order on both
+// paths, so results do not depend on the batch.
 //
 // FP8 E4M3: the byte sign-extended to 16 bits and shifted left by 4, masked to 0x87F0, is a
 // bf16 with the E4M3 mantissa and an exponent 120 too small (subnormals become fp32
-// subnormals, also exact); 2^120 is folded into the block scale. NaN codes (0x7F/0xFF) are
+// subnormals, also exact); 2^120 is folded into the block scale, and for decode into x
+// itself once per 128-row block when that is exact (fp8_prescale). NaN codes (0x7F/0xFF) are
 // patched. FP4 E2M1 reads x in its own order (even elements, then odd ones, per 32) and
-// looks each nibble up in a 16-entry table of scaled values (vpermps).
+// looks each nibble up in a 16-entry table of scaled values (vpermps, one table per E8M0
+// byte precomputed).
 // Applies when K and the scale blocks are multiples of 32; every decoded value is the same
 // float as ck_decode_rows gives (one rounding at most, for float32 scales).
 #include <immintrin.h>
@@ -70,19 +73,85 @@ static inline float block_scale(const ck_scales *s, size_t srow, size_t j, int f
     return fp8 && !*split ? f * 0x1p120f : f;
 }
 
+// The 16 E2M1 values times every E8M0 scale (v = 0..255): 16 KB of tables that the FP4
+// lookups read straight from L1, instead of scaling a table per 32 weights. Each entry is
+// the one float product ck_decode_rows rounds (E2M1 value · 2^(v-127)).
+static float fp4_tables[256][16] __attribute__((aligned(64)));
+__attribute__((constructor)) static void build_fp4_tables(void) {
+    static const float t[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+    for (int v = 0; v < 256; v++)
+        for (int i = 0; i < 16; i++) fp4_tables[v][i] = t[i] * e8m0((uint8_t)v);
+}
+
 // FP4: 32 values from 16 bytes, even elements (low nibbles) in `wa`, odd ones in `wb`,
-// looked up in the 16 E2M1 values already multiplied by the block's scale (one product per
-// 32 weights; each value rounded once at most, as ck_decode_rows rounds it).
+// looked up in the 16 E2M1 values already multiplied by the block's scale.
 TGT static inline void fp4_group32(const uint8_t *row, size_t k, __m512 table, __m512 *wa, __m512 *wb) {
     __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k / 2)));
-    *wa = _mm512_permutexvar_ps(_mm512_and_si512(b, _mm512_set1_epi32(15)), table);
+    *wa = _mm512_permutexvar_ps(b, table);  // vpermps reads the low 4 bits of each index
     *wb = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table);
 }
 
-TGT static inline __m512 fp4_table(float scale) {
-    const __m512 t = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                                    -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
-    return _mm512_mul_ps(t, _mm512_set1_ps(scale));
+// The scaled table of one FP4 block: from fp4_tables for E8M0 scales, computed for float32 ones.
+TGT static inline __m512 fp4_table(const ck_scales *s, size_t srow, size_t j) {
+    if (s && s->f32) {
+        const __m512 t = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                        -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+        return _mm512_mul_ps(t, _mm512_set1_ps(((const float *)s->data)[srow + j]));
+    }
+    return _mm512_load_ps(fp4_tables[s ? ((const uint8_t *)s->data)[srow + j] : 127]);
+}
+
+// 32 FP8 weights as raw bf16 patterns (2^-120 times their value), for x already scaled.
+TGT static inline void fp8_raw32(const uint8_t *row, size_t k, __m512 *wa, __m512 *wb) {
+    const __m512i zero = _mm512_setzero_si512();
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(row + k));
+    __m512i bf = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(raw), 4), _mm512_set1_epi16((short)0x87F0));
+    __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(raw, _mm256_set1_epi8(0x7F)), _mm256_set1_epi8(0x7F));
+    if (__builtin_expect(nan != 0, 0)) bf = _mm512_mask_mov_epi16(bf, nan, _mm512_set1_epi16(0x7FC0));
+    *wa = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, bf));
+    *wb = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, bf));
+}
+
+// FP8 with x scaled instead of the weights: for the rows of scale row `srow`, xs = x · f_j
+// over each 128-column block j, where f_j = 2^120 · scale_j = 2^(v-7). When every f_j >= 1
+// (v >= 7) and below the split (v <= 134), and no x · f_j overflows, x · f_j and bf · f_j are
+// both exact, so fma(x · f, bf, acc) and fma(x, bf · f, acc) round the same exact product:
+// the same bits as the decoded-rows path, without two multiplies per 32 weights. Returns 0
+// (scale each weight instead) otherwise, and for float32 scales.
+TGT static int fp8_prescale(const float *xp, size_t TB, size_t K, const ck_scales *s, size_t srow, size_t bc,
+                            float *xs) {
+    if (s && s->f32) return 0;
+    const __m512 inf = _mm512_set1_ps(INFINITY);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+    __mmask16 over = 0;
+    for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {
+        uint8_t v = s ? ((const uint8_t *)s->data)[srow + j] : 127;
+        if (v < 7 || v > 134) return 0;
+        __m512 f = _mm512_set1_ps(e8m0(v) * 0x1p120f);
+        size_t k1 = k0 + bc < K ? k0 + bc : K;
+        for (size_t t = 0; t < TB; t++)
+            for (size_t k = k0; k < k1; k += 16) {
+                __m512 xv = _mm512_loadu_ps(xp + t * K + k), sv = _mm512_mul_ps(xv, f);
+                _mm512_storeu_ps(xs + t * K + k, sv);
+                __m512 ax = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(xv), abs_mask));
+                __m512 as = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(sv), abs_mask));
+                over |= _mm512_cmp_ps_mask(as, inf, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(ax, inf, _CMP_NEQ_UQ);
+            }
+    }
+    return over == 0;
+}
+
+// Per-thread scratch for scaled x (grows once, then reused: no allocation per product).
+static __thread float *scratch_p;
+static __thread size_t scratch_n;
+static float *scratch(size_t n) {
+    if (n > scratch_n) {
+        free(scratch_p);
+        scratch_p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        scratch_n = scratch_p ? n : 0;
+    }
+    return scratch_p;
 }
 
 // x in the order a lane-ordered product reads it: the BF16 kernel's for FP8, even/odd
@@ -103,33 +172,65 @@ void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, s
     }
 }
 
+// Every element is the sum of two accumulators, one over the first 16 values of each 32
+// (`wa`), one over the other 16 (`wb`): two independent FMA chains per row, which the
+// latency of one chain would otherwise bound (4 cycles per 16 weights). The decoded-rows
+// path (lanes_gemm) sums in the same order.
 #define LANES_FUSED(TB)                                                                                     \
     TGT static void lanes_##TB(const float *xp, size_t K, const uint8_t *w, ck_dtype dtype, const ck_scales *s, \
                                size_t N, float *y, size_t ldy) {                                             \
         int fp8 = dtype == CK_DTYPE_F8E4M3;                                                                  \
         size_t rb = ck_row_bytes(dtype, K), bc = s ? s->block_cols : K;                                      \
+        float *xs = fp8 ? scratch(TB * K) : NULL;                                                            \
+        size_t pre_row = (size_t)-1;                                                                         \
+        int pre = 0;                                                                                         \
         for (size_t n = 0; n < N; n++) {                                                                     \
             const uint8_t *row = w + n * rb;                                                                 \
             size_t srow = s ? ((s->row0 + n) / s->block_rows) * s->ld : 0;                                   \
-            __m512 acc[TB];                                                                                  \
-            for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();                                       \
-            for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {                                              \
-                int split;                                                                                   \
-                float f = block_scale(s, srow, j, fp8, &split);                                              \
-                __m512 sc = _mm512_set1_ps(f);                                                               \
-                __m512 table = fp8 ? sc : fp4_table(f);                                                      \
-                size_t k1 = k0 + bc < K ? k0 + bc : K;                                                       \
-                for (size_t k = k0; k < k1; k += 32) {                                                       \
+            if (xs && srow != pre_row) {                                                                     \
+                pre = fp8_prescale(xp, TB, K, s, srow, bc, xs);                                              \
+                pre_row = srow;                                                                              \
+            }                                                                                                \
+            __m512 a[TB], b[TB];                                                                             \
+            for (int t = 0; t < TB; t++) a[t] = b[t] = _mm512_setzero_ps();                                  \
+            if (pre) {                                                                                       \
+                for (size_t k = 0; k < K; k += 32) {                                                         \
                     __m512 wa, wb;                                                                           \
-                    if (fp8) fp8_group32(row, k, sc, split, &wa, &wb);                                        \
-                    else fp4_group32(row, k, table, &wa, &wb);                                               \
+                    fp8_raw32(row, k, &wa, &wb);                                                             \
                     for (int t = 0; t < TB; t++) {                                                           \
-                        acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k), wa, acc[t]);               \
-                        acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k + 16), wb, acc[t]);          \
+                        a[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xs + t * K + k), wa, a[t]);                   \
+                        b[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xs + t * K + k + 16), wb, b[t]);              \
+                    }                                                                                        \
+                }                                                                                            \
+            } else if (!fp8 && bc == 32 && s && !s->f32) { /* released FP4: one E8M0 byte per 32 */            \
+                const uint8_t *sb = (const uint8_t *)s->data + srow;                                         \
+                for (size_t k = 0, j = 0; k < K; k += 32, j++) {                                             \
+                    __m512 wa, wb;                                                                           \
+                    fp4_group32(row, k, _mm512_load_ps(fp4_tables[sb[j]]), &wa, &wb);                       \
+                    for (int t = 0; t < TB; t++) {                                                           \
+                        a[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k), wa, a[t]);                   \
+                        b[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k + 16), wb, b[t]);              \
+                    }                                                                                        \
+                }                                                                                            \
+            } else {                                                                                         \
+                for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {                                          \
+                    int split = 0;                                                                           \
+                    __m512 sc = _mm512_setzero_ps(), table = sc;                                             \
+                    if (fp8) sc = _mm512_set1_ps(block_scale(s, srow, j, 1, &split));                       \
+                    else table = fp4_table(s, srow, j);                                                      \
+                    size_t k1 = k0 + bc < K ? k0 + bc : K;                                                   \
+                    for (size_t k = k0; k < k1; k += 32) {                                                   \
+                        __m512 wa, wb;                                                                       \
+                        if (fp8) fp8_group32(row, k, sc, split, &wa, &wb);                                    \
+                        else fp4_group32(row, k, table, &wa, &wb);                                           \
+                        for (int t = 0; t < TB; t++) {                                                       \
+                            a[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k), wa, a[t]);               \
+                            b[t] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + t * K + k + 16), wb, b[t]);          \
+                        }                                                                                    \
                     }                                                                                        \
                 }                                                                                            \
             }                                                                                                \
-            for (int t = 0; t < TB; t++) y[t * ldy + n] = _mm512_reduce_add_ps(acc[t]);                      \
+            for (int t = 0; t < TB; t++) y[t * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(a[t], b[t]));   \
         }                                                                                                    \
     }
 LANES_FUSED(1)
@@ -145,10 +246,10 @@ TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const c
         const uint8_t *row = w + n * rb;
         size_t srow = s ? ((s->row0 + n) / s->block_rows) * s->ld : 0;
         for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {
-            int split;
-            float f = block_scale(s, srow, j, fp8, &split);
-            __m512 sc = _mm512_set1_ps(f);
-            __m512 table = fp8 ? sc : fp4_table(f);
+            int split = 0;
+            __m512 sc = _mm512_setzero_ps(), table = sc;
+            if (fp8) sc = _mm512_set1_ps(block_scale(s, srow, j, 1, &split));
+            else table = fp4_table(s, srow, j);
             size_t k1 = k0 + bc < K ? k0 + bc : K;
             for (size_t k = k0; k < k1; k += 32) {
                 __m512 wa, wb;
@@ -158,6 +259,52 @@ TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const c
                 _mm512_storeu_ps(dst + r * K + k + 16, wb);
             }
         }
+    }
+}
+
+// y = x · Dᵀ over decoded lane-ordered rows D (nr × K floats), for 4 or more tokens:
+// register blocks of TB tokens × NB rows, each element in the two accumulators of the
+// fused kernels (first/second 16 of every 32), summed the same way.
+#define LANES_BLOCK(TB, NB)                                                                                 \
+    TGT static inline void lblk_##TB##x##NB(const float *xp, size_t K, const float *d, float *y, size_t ldy,   \
+                                            size_t t0, size_t n0) {                                          \
+        __m512 a[TB][NB], b[TB][NB];                                                                        \
+        for (int i = 0; i < TB; i++)                                                                        \
+            for (int j = 0; j < NB; j++) a[i][j] = b[i][j] = _mm512_setzero_ps();                           \
+        for (size_t k = 0; k < K; k += 32) {                                                                \
+            __m512 wa[NB], wb[NB];                                                                          \
+            for (int j = 0; j < NB; j++) {                                                                  \
+                wa[j] = _mm512_loadu_ps(d + (n0 + j) * K + k);                                              \
+                wb[j] = _mm512_loadu_ps(d + (n0 + j) * K + k + 16);                                         \
+            }                                                                                               \
+            for (int i = 0; i < TB; i++) {                                                                  \
+                __m512 xa = _mm512_loadu_ps(xp + (t0 + i) * K + k), xb = _mm512_loadu_ps(xp + (t0 + i) * K + k + 16); \
+                for (int j = 0; j < NB; j++) {                                                              \
+                    a[i][j] = _mm512_fmadd_ps(xa, wa[j], a[i][j]);                                          \
+                    b[i][j] = _mm512_fmadd_ps(xb, wb[j], b[i][j]);                                          \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int i = 0; i < TB; i++)                                                                        \
+            for (int j = 0; j < NB; j++)                                                                    \
+                y[(t0 + i) * ldy + n0 + j] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][j], b[i][j]));         \
+    }
+LANES_BLOCK(6, 2)
+LANES_BLOCK(1, 2)
+LANES_BLOCK(1, 1)
+
+TGT static void lanes_gemm(const float *xp, size_t T, size_t K, const float *d, size_t nr, float *y, size_t ldy) {
+    size_t t = 0;
+    for (; t + 6 <= T; t += 6) {
+        size_t n = 0;
+        for (; n + 2 <= nr; n += 2) lblk_6x2(xp, K, d, y, ldy, t, n);
+        for (; n < nr; n++)
+            for (size_t i = 0; i < 6; i++) lblk_1x1(xp, K, d, y, ldy, t + i, n);
+    }
+    for (; t < T; t++) {
+        size_t n = 0;
+        for (; n + 2 <= nr; n += 2) lblk_1x2(xp, K, d, y, ldy, t, n);
+        for (; n < nr; n++) lblk_1x1(xp, K, d, y, ldy, t, n);
     }
 }
 
@@ -185,7 +332,7 @@ void ck_qlanes_matmul_permuted(const float *xp, size_t T, size_t K, const void *
     for (size_t n0 = 0; n0 < N; n0 += R) {
         size_t nr = n0 + R <= N ? R : N - n0;
         decode_lanes(wb, dtype, K, s, n0, nr, buf);
-        ck_matmul(xp, K, T, K, buf, CK_DTYPE_F32, nr, y + n0, ldy);
+        lanes_gemm(xp, T, K, buf, nr, y + n0, ldy);
     }
     free(buf);
 }

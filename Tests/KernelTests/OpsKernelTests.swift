@@ -166,7 +166,7 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
     func quantizedProductsAreBatchIndependentAndExact(type: StorageType) {
         var rng: UInt64 = 0x5EED
         func next() -> UInt64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
-        for (k, n) in [(1024, 37), (130, 5), (48, 1), (64, 128), (200, 3), (16, 7), (2, 9), (256, 4)] {
+        for (k, n) in [(1024, 37), (130, 5), (48, 1), (64, 128), (200, 3), (16, 7), (2, 9), (256, 4), (256, 520)] {
             for f32 in [Int32(0), 1] {
                 let fp4 = type == .fp4e2m1
                 let bc = fp4 ? 32 : (k % 128 == 0 ? 128 : 16), br = fp4 ? 1 : 128
@@ -177,11 +177,21 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
                     return !fp4 && b & 0x7F == 0x7F ? b ^ 1 : b
                 }
                 if !fp4 && k >= 16 { w[3] = 0x7F }  // one NaN code: row 0 is NaN, the others not
-                // E8M0 bytes around 1, and some above 134 (2^120 · scale would overflow).
-                let e8 = (0..<(sr * ld)).map { i in UInt8(i % 7 == 0 ? 136 : 115 + Int(next() % 15)) }
+                // E8M0 bytes around 1 in most 128-row blocks (FP8 then scales x instead of the
+                // weights); blocks with a byte above 134 (2^120 · scale would overflow), one of
+                // 134 (x · 2^127 overflows for the large x below) or 3 (2^120 · scale < 1) take
+                // the per-weight path. Both must give the decoded-rows path's bits.
+                let e8 = (0..<(sr * ld)).map { i -> UInt8 in
+                    let special: [UInt8] = [136, 134, 3]
+                    let blockRow = i / ld
+                    if blockRow % 4 != 0 && i % ld == 0 { return special[(blockRow - 1) % 3] }
+                    if fp4 && i % 7 == 0 { return 136 }
+                    return UInt8(115 + Int(next() % 15))
+                }
                 let sf = (0..<(sr * ld)).map { _ in Float(next() % 1000) / 333 + 0.01 }
                 let batch = 7
-                let x = randomFloats(batch * k, seed: UInt64(k + n))
+                var x = randomFloats(batch * k, seed: UInt64(k + n))
+                for i in stride(from: 5, to: x.count, by: 97) { x[i] *= 1000 }
                 var all = [Float](repeating: 0, count: batch * n)
                 var decoded = [Float](repeating: 0, count: n * k)
                 var few: [[Float]] = []
