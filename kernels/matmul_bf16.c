@@ -40,7 +40,7 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
     }
 }
 
-#define BLOCK(TB, NB)                                                                                   \
+#define BLOCK(TB, NB, PF)                                                                                 \
     TGT static inline void blk_##TB##x##NB(const float *xp, size_t Kp, size_t K, const uint16_t *w, float *y, \
                                            size_t ldy, size_t t0, size_t n0) {                           \
         __m512 acc[TB][NB];                                                                             \
@@ -52,7 +52,7 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
             __m512 wa[NB], wb[NB];                                                                      \
             for (int j = 0; j < NB; j++) {                                                              \
                 const uint16_t *row = w + (n0 + j) * K + k;                                             \
-                _mm_prefetch((const char *)row + PF_BYTES, _MM_HINT_T0);                                \
+                if (PF) _mm_prefetch((const char *)row + PF_BYTES, _MM_HINT_T0);                        \
                 __m512i v = _mm512_maskz_loadu_epi16(m, row);                                           \
                 wa[j] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, v));                            \
                 wb[j] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, v));                            \
@@ -70,10 +70,13 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
             for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);  \
     }
 
-BLOCK(4, 4)
-BLOCK(3, 1)
-BLOCK(2, 1)
-BLOCK(1, 1)
+// Software prefetch helps the 4×4 blocks (four rows interleaved); a single row is one
+// sequential stream that the hardware prefetcher follows better alone (one core, BF16
+// 512×1024 matvecs over 1 GB: 26 GB/s without, 19.5 GB/s with a prefetch 1 KB ahead).
+BLOCK(4, 4, 1)
+BLOCK(3, 1, 0)
+BLOCK(2, 1, 0)
+BLOCK(1, 1, 0)
 
 TGT void ck_bf16_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, size_t N, float *y, size_t ldy) {
     const uint16_t *w16 = (const uint16_t *)w;
