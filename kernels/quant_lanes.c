@@ -3,9 +3,9 @@
 // Both formats widen exactly to bf16 patterns, 32 values per vector, and the BF16 kernel's
 // in-lane unpack then yields two fp32 vectors per 32 weights (lanes {0-3, 8-11, 16-19,
 // 24-27} and the rest) against x permuted once per product (ck_bf16_permute_x). That halves
-// the decode work per weight against a natural-order decode. Decode (1-3 tokens) multiplies
-// straight from registers; more tokens decode rows into a float buffer in the same lane
-// order for register blocks of their own. Every element is the sum of two accumulators (the
+// the decode work per weight against a natural-order decode. Decode (1-8 tokens) multiplies
+// straight from registers; more tokens decode rows into a float buffer in the same lane order
+// for register blocks of their own. Every element is the sum of two accumulators (the
 // first and second 16 values of every 32: two FMA chains per row) in the same order on both
 // paths, so results do not depend on the batch.
 //
@@ -236,6 +236,11 @@ void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, s
 LANES_FUSED(1)
 LANES_FUSED(2)
 LANES_FUSED(3)
+LANES_FUSED(4)
+LANES_FUSED(5)
+LANES_FUSED(6)
+LANES_FUSED(7)
+LANES_FUSED(8)
 
 TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const ck_scales *s, size_t n0, size_t nr,
                              float *dst) {
@@ -319,11 +324,18 @@ void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void
 void ck_qlanes_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype,
                                const ck_scales *s, size_t N, float *y, size_t ldy) {
     const uint8_t *wb = (const uint8_t *)w;
-    if (T <= 3) {
-        if (T == 1) lanes_1(xp, K, wb, dtype, s, N, y, ldy);
-        else if (T == 2) lanes_2(xp, K, wb, dtype, s, N, y, ldy);
-        else lanes_3(xp, K, wb, dtype, s, N, y, ldy);
-        return;
+    // Up to 8 tokens (decode of a batch): each 32 weights decoded once in registers for all
+    // tokens; more reuse each decoded row enough to go through a float buffer.
+    switch (T) {
+    case 1: lanes_1(xp, K, wb, dtype, s, N, y, ldy); return;
+    case 2: lanes_2(xp, K, wb, dtype, s, N, y, ldy); return;
+    case 3: lanes_3(xp, K, wb, dtype, s, N, y, ldy); return;
+    case 4: lanes_4(xp, K, wb, dtype, s, N, y, ldy); return;
+    case 5: lanes_5(xp, K, wb, dtype, s, N, y, ldy); return;
+    case 6: lanes_6(xp, K, wb, dtype, s, N, y, ldy); return;
+    case 7: lanes_7(xp, K, wb, dtype, s, N, y, ldy); return;
+    case 8: lanes_8(xp, K, wb, dtype, s, N, y, ldy); return;
+    default: break;
     }
     size_t R = (16384 / K) & ~(size_t)3;
     if (R < 4) R = 4;

@@ -158,7 +158,7 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
         }
     }
 
-    /// FP8/FP4 products decoded in registers (1-3 tokens) give the same bits as the same
+    /// FP8/FP4 products decoded in registers (1-8 tokens) give the same bits as the same
     /// tokens inside a larger batch (decoded-rows path), for E8M0 and float32 scales, scales
     /// near overflow, partial blocks, odd sizes and NaN codes; and each element is within
     /// fp32 rounding of the exact sum over the decoded weights.
@@ -189,7 +189,7 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
                     return UInt8(115 + Int(next() % 15))
                 }
                 let sf = (0..<(sr * ld)).map { _ in Float(next() % 1000) / 333 + 0.01 }
-                let batch = 7
+                let batch = 13  // past the 8 tokens decoded in registers: the decoded-rows path
                 var x = randomFloats(batch * k, seed: UInt64(k + n))
                 for i in stride(from: 5, to: x.count, by: 97) { x[i] *= 1000 }
                 var all = [Float](repeating: 0, count: batch * n)
@@ -199,7 +199,7 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
                     func run(_ data: UnsafeRawPointer) {
                         var s = ck_scales(data: data, f32: f32, ld: ld, block_rows: br, block_cols: bc, row0: 0)
                         ck_matmul_scaled(x, k, batch, k, wp.baseAddress!, type.kernelType, &s, n, &all, n)
-                        for tokens in 1...3 {
+                        for tokens in 1...8 {
                             var y = [Float](repeating: 0, count: tokens * n)
                             ck_matmul_scaled(x, k, tokens, k, wp.baseAddress!, type.kernelType, &s, n, &y, n)
                             few.append(y)
