@@ -43,15 +43,22 @@ static inline float e8m0(uint8_t v) {
     return f;
 }
 
-// 32 FP8 weights of a row starting at element k, times `scale` (after 2^120 on its own
-// when `split`: 2^120 · scale would overflow), as the two lane-ordered halves.
-TGT static inline void fp8_group32(const uint8_t *row, size_t k, __m512 scale, int split, __m512 *wa, __m512 *wb) {
+// 32 FP8 weights as raw bf16 patterns (2^-120 times their value), for x already scaled.
+TGT static inline void fp8_raw32(const uint8_t *row, size_t k, __m512 *wa, __m512 *wb) {
     const __m512i zero = _mm512_setzero_si512();
     __m256i raw = _mm256_loadu_si256((const __m256i *)(row + k));
     __m512i bf = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(raw), 4), _mm512_set1_epi16((short)0x87F0));
     __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(raw, _mm256_set1_epi8(0x7F)), _mm256_set1_epi8(0x7F));
-    if (__builtin_expect(nan != 0, 0)) bf = _mm512_mask_mov_epi16(bf, nan, _mm512_set1_epi16(0x7FC0));  // bf16 NaN
-    __m512 a = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, bf)), b = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, bf));
+    if (__builtin_expect(nan != 0, 0)) bf = _mm512_mask_mov_epi16(bf, nan, _mm512_set1_epi16(0x7FC0));
+    *wa = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, bf));
+    *wb = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, bf));
+}
+
+// 32 FP8 weights of a row starting at element k, times `scale` (after 2^120 on its own
+// when `split`: 2^120 · scale would overflow), as the two lane-ordered halves.
+TGT static inline void fp8_group32(const uint8_t *row, size_t k, __m512 scale, int split, __m512 *wa, __m512 *wb) {
+    __m512 a, b;
+    fp8_raw32(row, k, &a, &b);
     if (__builtin_expect(split, 0)) {
         a = _mm512_mul_ps(a, _mm512_set1_ps(0x1p120f));
         b = _mm512_mul_ps(b, _mm512_set1_ps(0x1p120f));
@@ -100,17 +107,6 @@ TGT static inline __m512 fp4_table(const ck_scales *s, size_t srow, size_t j) {
         return _mm512_mul_ps(t, _mm512_set1_ps(((const float *)s->data)[srow + j]));
     }
     return _mm512_load_ps(fp4_tables[s ? ((const uint8_t *)s->data)[srow + j] : 127]);
-}
-
-// 32 FP8 weights as raw bf16 patterns (2^-120 times their value), for x already scaled.
-TGT static inline void fp8_raw32(const uint8_t *row, size_t k, __m512 *wa, __m512 *wb) {
-    const __m512i zero = _mm512_setzero_si512();
-    __m256i raw = _mm256_loadu_si256((const __m256i *)(row + k));
-    __m512i bf = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(raw), 4), _mm512_set1_epi16((short)0x87F0));
-    __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(raw, _mm256_set1_epi8(0x7F)), _mm256_set1_epi8(0x7F));
-    if (__builtin_expect(nan != 0, 0)) bf = _mm512_mask_mov_epi16(bf, nan, _mm512_set1_epi16(0x7FC0));
-    *wa = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, bf));
-    *wb = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, bf));
 }
 
 // FP8 with x scaled instead of the weights: for the rows of scale row `srow`, xs = x · f_j
