@@ -21,6 +21,22 @@ public struct TensorBlob: Sendable {
 }
 
 public enum SafetensorsWriter {
+    /// Reads every tensor of the safetensors file at `path`, lets `edit` change, add or remove
+    /// tensors, and writes the result back in place (metadata is not kept). For small files:
+    /// all tensors are copied into memory.
+    public static func rewrite(_ path: String, _ edit: (inout [String: TensorBlob]) throws -> Void) throws {
+        var tensors: [String: TensorBlob] = [:]
+        do {
+            let f = try SafetensorsFile(path: path)
+            for info in f.tensors {
+                tensors[info.name] = TensorBlob(dtype: info.dtype, shape: info.shape, bytes: Data(bytes: f.pointer(to: info), count: info.byteCount))
+            }
+        }
+        try edit(&tensors)
+        try FileManager.default.removeItem(atPath: path)
+        try write(tensors, to: path)
+    }
+
     /// Writes `tensors` (name → blob) to `path`, with an optional `__metadata__` map.
     public static func write(_ tensors: [String: TensorBlob], metadata: [String: String] = [:], to path: String) throws {
         var header = "{"

@@ -13,20 +13,6 @@ func scratchFixture(_ name: String) throws -> String {
     return dst
 }
 
-/// Reads the safetensors file at `path`, lets `edit` change its tensors, writes it back.
-func rewriteTensors(_ path: String, _ edit: (inout [String: TensorBlob]) -> Void) throws {
-    var tensors: [String: TensorBlob] = [:]
-    do {
-        let f = try SafetensorsFile(path: path)
-        for info in f.tensors {
-            tensors[info.name] = TensorBlob(dtype: info.dtype, shape: info.shape, bytes: Data(bytes: f.pointer(to: info), count: info.byteCount))
-        }
-    }
-    edit(&tensors)
-    try FileManager.default.removeItem(atPath: path)
-    try SafetensorsWriter.write(tensors, to: path)
-}
-
 /// Rewrites the JSON header text of the safetensors file at `path` (offsets are relative to
 /// the data section, so the header may change length).
 func rewriteHeader(_ path: String, _ edit: (String) -> String) throws {
@@ -73,10 +59,10 @@ func bytesFigure(in text: String, after prefix: String) -> Double? {
         let shard1 = "/model-00001-of-00003.safetensors"
         let cases: [Breakage] = [
             ("missing tensor", "tiny-released", { d in
-                try rewriteTensors(d + single) { $0.removeValue(forKey: "layers.3.attn.indexer.wq_b.weight") }
+                try SafetensorsWriter.rewrite(d + single) { $0.removeValue(forKey: "layers.3.attn.indexer.wq_b.weight") }
             }, { d in ["missing tensor", "layers.3.attn.indexer.wq_b.weight", d, "model.safetensors"] }),
             ("mis-shaped tensor", "tiny-released", { d in
-                try rewriteTensors(d + single) { t in
+                try SafetensorsWriter.rewrite(d + single) { t in
                     let old = t["layers.2.attn.wkv.weight"]!
                     t["layers.2.attn.wkv.weight"] = TensorBlob(dtype: old.dtype, shape: [old.shape[1], old.shape[0]], bytes: old.bytes)
                 }
@@ -102,7 +88,7 @@ func bytesFigure(in text: String, after prefix: String) -> Double? {
                 try h.close()
             }, { d in ["truncated", d + single, "tensor '"] }),
             ("missing scale", "tiny-fp8", { d in
-                try rewriteTensors(d + shard1) { $0.removeValue(forKey: "layers.1.attn.wq_b.scale") }
+                try SafetensorsWriter.rewrite(d + shard1) { $0.removeValue(forKey: "layers.1.attn.wq_b.scale") }
                 let url = URL(fileURLWithPath: d + "/model.safetensors.index.json")
                 var idx = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
                 var map = idx["weight_map"] as! [String: String]
@@ -142,7 +128,7 @@ func bytesFigure(in text: String, after prefix: String) -> Double? {
         #expect(before.status == 0, "\(before.stderr)")
         #expect(!before.stderr.contains("unknown tensor"))
 
-        try rewriteTensors(dir + "/model.safetensors") {
+        try SafetensorsWriter.rewrite(dir + "/model.safetensors") {
             $0["layers.0.attn.converter_extra"] = TensorBlob(shape: [4], floats: [1, 2, 3, 4])
         }
         let after = try runDSV4(["logits", "--model", dir, "--input", ids, "--output", dir + "/b.safetensors"])

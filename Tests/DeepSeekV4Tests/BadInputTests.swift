@@ -125,16 +125,6 @@ func configError(_ mutate: (inout [String: Any]) -> Void, fixture name: String =
 
     /// Reads model.safetensors of `dir`, lets `edit` change the tensors, writes it back.
     func rewrite(_ dir: String, _ edit: (inout [String: TensorBlob]) -> Void) throws {
-        let path = dir + "/model.safetensors"
-        var tensors: [String: TensorBlob] = [:]
-        do {
-            let f = try SafetensorsFile(path: path)
-            for info in f.tensors {
-                tensors[info.name] = TensorBlob(dtype: info.dtype, shape: info.shape, bytes: Data(bytes: f.pointer(to: info), count: info.byteCount))
-            }
-        }
-        edit(&tensors)
-        try FileManager.default.removeItem(atPath: path)
-        try SafetensorsWriter.write(tensors, to: path)
+        try SafetensorsWriter.rewrite(dir + "/model.safetensors", edit)
     }
 }

@@ -12,17 +12,7 @@ import Testing
 
     /// Reads `shard` of `dir`, lets `edit` change its tensors, writes it back.
     func rewrite(_ dir: String, _ shard: String, _ edit: (inout [String: TensorBlob]) -> Void) throws {
-        let path = dir + "/" + shard
-        var tensors: [String: TensorBlob] = [:]
-        do {
-            let f = try SafetensorsFile(path: path)
-            for info in f.tensors {
-                tensors[info.name] = TensorBlob(dtype: info.dtype, shape: info.shape, bytes: Data(bytes: f.pointer(to: info), count: info.byteCount))
-            }
-        }
-        edit(&tensors)
-        try FileManager.default.removeItem(atPath: path)
-        try SafetensorsWriter.write(tensors, to: path)
+        try SafetensorsWriter.rewrite(dir + "/" + shard, edit)
     }
 
     func editIndex(_ dir: String, _ edit: (inout [String: String]) -> Void) throws {
