@@ -75,6 +75,20 @@ TGT static float fma_avx512(long iters) {
     return _mm512_reduce_add_ps(s);
 }
 
+__attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
+    __m256 a[12];
+    __m256 m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, b);
+    }
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    float v[8];
+    _mm256_storeu_ps(v, s);
+    return v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+}
+
 typedef struct {
     long iters;
     volatile float sink[256];
@@ -82,11 +96,13 @@ typedef struct {
 
 static void fma_task(void *ctx, int task) {
     fma_job *j = (fma_job *)ctx;
-    j->sink[task & 255] = fma_avx512(j->iters);
+    j->sink[task & 255] = ck_use_avx512() ? fma_avx512(j->iters) : fma_avx2(j->iters);
 }
 
+/// The peak of the widest FMA the kernels use (AVX-512, else AVX2); 0 on machines with neither.
 double ck_bench_fma_gflops(int threads_to_use, long iters) {
-    if (!ck_use_avx512()) return 0;
+    int lanes = ck_use_avx512() ? 16 : (ck_use_avx2() ? 8 : 0);
+    if (lanes == 0) return 0;
     fma_job job = {iters, {0}};
     double best = 0;
     for (int r = 0; r < 3; r++) {
@@ -94,7 +110,7 @@ double ck_bench_fma_gflops(int threads_to_use, long iters) {
         if (threads_to_use <= 1) fma_task(&job, 0); else ck_pool_run(threads_to_use, fma_task, &job);
         double dt = now() - t0;
         int n = threads_to_use <= 1 ? 1 : threads_to_use;
-        double g = (double)iters * 12 * 16 * 2 * n / dt / 1e9;
+        double g = (double)iters * 12 * lanes * 2 * n / dt / 1e9;
         if (g > best) best = g;
     }
     return best;

@@ -44,4 +44,9 @@ int ck_use_avx512(void) {
     return has_avx512();
 }
 
-const char *ck_impl_name(void) { return ck_use_avx512() ? "avx512" : "scalar"; }
+int ck_use_avx2(void) {
+    uint32_t need = CK_CPU_AVX2 | CK_CPU_FMA;
+    return forced != CK_IMPL_SCALAR && !has_avx512() && (ck_cpu_features() & need) == need;
+}
+
+const char *ck_impl_name(void) { return ck_use_avx512() ? "avx512" : (ck_use_avx2() ? "avx2" : "scalar"); }

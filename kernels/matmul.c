@@ -114,6 +114,10 @@ void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck
         case CK_DTYPE_FP4E2M1: ck_matmul_scaled(x, ldx, T, K, w, dtype, NULL, N, y, ldy); return;
         }
     }
+    if (ck_use_avx2() && (dtype == CK_DTYPE_F32 || dtype == CK_DTYPE_BF16 || dtype == CK_DTYPE_F16)) {
+        ck_avx2_matmul(x, ldx, T, K, w, dtype, N, y, ldy);
+        return;
+    }
     ck_ref_matmul(x, ldx, T, K, w, dtype, N, y, ldy);
 }
 

@@ -1,5 +1,6 @@
-// Indexer.swift: the Lightning Indexer of CSA layers (spec §6): scores every visible
-// compressed entry for each query and keeps the top-k.
+// Indexer.swift: the Lightning Indexer of CSA layers (DeepSeek-V4 paper, "Lightning Indexer";
+// transformers' modeling_deepseek_v4.py, DeepseekV4Indexer): scores every visible compressed
+// entry for each query and keeps the top-k, all queries of a chunk at once (ck_indexer_topk).
 //
 // score(t, s) = Σ_h (wI_h · nh^-½) · ReLU(qI_h · K_s) · ihd^-½, with qI = wq_b·qr (RoPE'd)
 // and wI = weights_proj·h. Port of transformers' DeepseekV4Indexer / DeepseekV4IndexerScorer.
@@ -7,7 +8,8 @@ import CKernels
 import Tensors
 
 enum Indexer {
-    /// For each of the `T` queries of one sequence, the ids of the selected entries (any order).
+    /// For each of the `T` queries of one sequence, the ids of the selected entries: all of
+    /// them in order while at most `index_topk` are visible, else the best first.
     /// - Parameters:
     ///   - qr: `[T, qLora]` normed query latents; h: `[T, D]` normed block input.
     static func select(
@@ -29,39 +31,24 @@ enum Indexer {
         }
         let softmaxScale = 1 / Float(ihd).squareRoot()
         let weightScale = 1 / Float(nh).squareRoot()
-        var result: [[Int]] = []
-        result.reserveCapacity(T)
+        let k = c.indexTopK
+        // Query t sees the entries whose windows closed by its position.
+        let visible = (0..<T).map { Int32((p0 + $0 + 1) / m) }
+        let tileCount = (Int(visible.last ?? 0) + Int(CK_INDEXER_TILE) - 1) / Int(CK_INDEXER_TILE)
+        let tiles = (0..<tileCount).map { UnsafePointer<Float>?(keys.tile($0)) }
+        var picked = [Int32](repeating: 0, count: T * k)
         qI.withUnsafeMutableBufferPointer { qp in
             for t in 0..<T { rope.apply(qp.baseAddress! + t * nh * ihd, heads: nh, count: ihd, position: p0 + t) }
-            // Head weights with both scales folded in the order of the reference:
+            // Head weights with the head scale folded in, as the reference orders it:
             // max(q·k, 0) · ihd^-½ · (w · nh^-½).
             for i in 0..<(T * nh) { weights[i] *= weightScale }
-            var scores: [Float] = []
-            var keyPointers: [UnsafePointer<Float>?] = []
-            var picked: [Int32] = []
-            for t in 0..<T {
-                let visible = (p0 + t + 1) / m
-                let k = min(c.indexTopK, visible)
-                if k == 0 {
-                    result.append([])
-                    continue
-                }
-                if k == visible {
-                    result.append(Array(0..<visible))
-                    continue
-                }
-                if keyPointers.count < visible {
-                    for s in keyPointers.count..<visible { keyPointers.append(UnsafePointer(keys.entry(s))) }
-                }
-                scores = [Float](repeating: 0, count: visible)
-                picked = [Int32](repeating: 0, count: k)
-                weights.withUnsafeBufferPointer { wp in
-                    ck_indexer_scores(qp.baseAddress! + t * nh * ihd, nh, ihd, wp.baseAddress! + t * nh, softmaxScale, keyPointers, visible, &scores)
-                }
-                ck_topk(scores, visible, k, &picked)
-                result.append(picked.map(Int.init))
+            weights.withUnsafeBufferPointer { wp in
+                ck_indexer_topk(qp.baseAddress!, wp.baseAddress!, T, nh, ihd, softmaxScale, tiles, visible, k, &picked)
             }
         }
-        return result
+        return (0..<T).map { t in
+            let n = min(k, Int(visible[t]))
+            return picked[(t * k)..<(t * k + n)].map(Int.init)
+        }
     }
 }

@@ -6,6 +6,7 @@
 // (slots = ratio, or 2·ratio for overlapping CSA whose first half is the previous window).
 // History page, per layer: the compressed entries `[pageTokens/ratio, entryWidth]` whose
 // windows fall in the page's positions, then (CSA) the indexer keys likewise.
+import CKernels
 import ModelRuntime
 
 /// Offsets of one compressor inside the state buffer and the pages.
@@ -22,6 +23,9 @@ struct CompressorSlots: Sendable {
     /// Page offset of this compressor's entries and entries per page.
     let pageOffset: Int
     let entriesPerPage: Int
+    /// Entries stored in tiles of `CK_INDEXER_TILE`, dimension-major (the indexer's keys, read
+    /// as tiles by `ck_indexer_topk`); otherwise one entry after another.
+    let tiled: Bool
 }
 
 struct LayerSlots: Sendable {
@@ -40,8 +44,10 @@ struct CacheMap: Sendable {
     init(config c: DeepSeekV4Config, pageTokens requested: Int? = nil) {
         // Pages cover a multiple of every ratio, so entries never straddle pages and a full
         // page ends on a window boundary of every compressor.
+        // Indexer keys are stored in whole tiles of CK_INDEXER_TILE entries per page.
         let ratios = (0..<c.layerCount).map { c.compressRatio(layer: $0) }.filter { $0 > 0 }
-        let unit = ratios.reduce(1) { lcm($0, $1) }
+        let hasCSA = c.attentionKinds.contains(.csa)
+        let unit = ratios.reduce(hasCSA ? Int(CK_INDEXER_TILE) * c.csaRatio : 1) { lcm($0, $1) }
         let want = requested ?? max(unit, 64)
         let pageTokens = max(unit, (want + unit - 1) / unit * unit)
         var state = 0
@@ -49,12 +55,12 @@ struct CacheMap: Sendable {
         var layers: [LayerSlots] = []
         var pageKinds: [CacheKind: Int] = [:]
         var stateKinds: [CacheKind: Int] = [:]
-        func compressor(ratio: Int, entryWidth: Int, overlapping: Bool, kind: CacheKind) -> CompressorSlots {
+        func compressor(ratio: Int, entryWidth: Int, overlapping: Bool, kind: CacheKind, tiled: Bool = false) -> CompressorSlots {
             let width = overlapping ? 2 * entryWidth : entryWidth
             let slots = overlapping ? 2 * ratio : ratio
             let s = CompressorSlots(
                 ratio: ratio, entryWidth: entryWidth, overlapping: overlapping, kvOffset: state, scoreOffset: state + slots * width,
-                pageOffset: page, entriesPerPage: pageTokens / ratio)
+                pageOffset: page, entriesPerPage: pageTokens / ratio, tiled: tiled)
             state += 2 * slots * width
             page += (pageTokens / ratio) * entryWidth
             stateKinds[.compressorTails, default: 0] += 2 * slots * width
@@ -72,7 +78,7 @@ struct CacheMap: Sendable {
                 layers.append(LayerSlots(ringOffset: ring, compressor: compressor(ratio: c.hcaRatio, entryWidth: c.headDim, overlapping: false, kind: .hcaEntries), indexer: nil))
             case .csa:
                 let main = compressor(ratio: c.csaRatio, entryWidth: c.headDim, overlapping: true, kind: .csaEntries)
-                let idx = compressor(ratio: c.csaRatio, entryWidth: c.indexHeadDim, overlapping: true, kind: .indexerKeys)
+                let idx = compressor(ratio: c.csaRatio, entryWidth: c.indexHeadDim, overlapping: true, kind: .indexerKeys, tiled: true)
                 layers.append(LayerSlots(ringOffset: ring, compressor: main, indexer: idx))
             }
         }
@@ -107,10 +113,30 @@ struct CompressorView {
     var kv: UnsafeMutablePointer<Float> { state + slots.kvOffset }
     var score: UnsafeMutablePointer<Float> { state + slots.scoreOffset }
 
-    /// Entry `e` (`[entryWidth]`).
+    /// Entry `e` (`[entryWidth]`) of an untiled compressor.
     @inline(__always)
     func entry(_ e: Int) -> UnsafeMutablePointer<Float> {
-        pages[e / slots.entriesPerPage] + slots.pageOffset + (e % slots.entriesPerPage) * slots.entryWidth
+        precondition(!slots.tiled)
+        return pages[e / slots.entriesPerPage] + slots.pageOffset + (e % slots.entriesPerPage) * slots.entryWidth
+    }
+
+    /// Tile `i` of a tiled compressor: entries `i·L ..< (i+1)·L` as `[entryWidth][L]`, L = CK_INDEXER_TILE.
+    @inline(__always)
+    func tile(_ i: Int) -> UnsafeMutablePointer<Float> {
+        let L = Int(CK_INDEXER_TILE)
+        let first = i * L
+        return pages[first / slots.entriesPerPage] + slots.pageOffset + (first % slots.entriesPerPage) * slots.entryWidth
+    }
+
+    /// Writes entry `e` from `values` (`[entryWidth]`), in the compressor's layout.
+    func store(_ e: Int, from values: UnsafePointer<Float>) {
+        guard slots.tiled else {
+            entry(e).update(from: values, count: slots.entryWidth)
+            return
+        }
+        let L = Int(CK_INDEXER_TILE)
+        let base = tile(e / L) + e % L
+        for i in 0..<slots.entryWidth { base[i * L] = values[i] }
     }
 }
 

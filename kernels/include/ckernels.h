@@ -188,6 +188,27 @@ void ck_indexer_scores(const float *q, size_t H, size_t d, const float *w, float
 void ck_ref_indexer_scores(const float *q, size_t H, size_t d, const float *w, float scale,
                            const float *const *keys, size_t n, float *out);
 
+/// Entries per tile of stored indexer keys: a tile is [d][CK_INDEXER_TILE] floats, dimension i
+/// of the tile's entry j at i·CK_INDEXER_TILE + j.
+#define CK_INDEXER_TILE 16
+
+/// The Lightning Indexer's top-k for T queries at once (a prefill chunk, or one decode
+/// token): for query t, the ids of the min(k, visible[t]) best entries s < visible[t] by
+/// score(t, s) = Σ_h max(q[t,h] · key_s, 0) · scale · w[t,h] (q: [T, H, d], w: [T, H]);
+/// out: [T, k]. Keys are read through `tiles` (tile i holds entries 16i..16i+15, see
+/// CK_INDEXER_TILE), once per block of 8 queries; the scores are never stored whole. When
+/// visible[t] <= k, out[t] is 0..<visible[t] in order; otherwise the k best, best first,
+/// equal scores by lower id (as ck_topk). Threads over query blocks, and over key ranges
+/// when the queries are few (decode).
+/// Tolerance: the scores are within fp32 rounding of the twin's (FMA, another order of the
+/// d-sums), so the selection equals the twin's except between entries whose scores differ
+/// by that rounding (tested: every differing pick scores within 1e-5 relative of the k-th).
+void ck_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
+                     const float *const *tiles, const int32_t *visible, size_t k, int32_t *out);
+/// Twin: ck_ref_indexer_scores + ck_ref_topk per query.
+void ck_ref_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
+                         const float *const *tiles, const int32_t *visible, size_t k, int32_t *out);
+
 /// The compressor's pooling of one closed window: per channel k < c, the softmax over
 /// `slots` slots (rows of `width` values) of `score` weighting `kv`; with `overlap`, slots
 /// >= m read column c + k, the others column k; -inf scores are skipped. Fast path: vector

@@ -1,0 +1,136 @@
+// matmul_avx2.c: y = x · Wᵀ for F32, BF16 and F16 weights on AVX2+FMA machines without
+// AVX-512 (Zen 2/3, most client CPUs), read in place.
+//
+// Every output is the same arithmetic whatever the block shape, tiling, thread count or
+// number of tokens (so batches stay bit-identical): K is walked in chunks of 16 with two
+// 8-lane accumulators A and B, A += xa·wa and B += xb·wb (FMA), then y = Σ lanes of (A + B)
+// in a fixed tree. For BF16, a chunk is one 32-byte load of 16 weights: the even weights are
+// the low halves of its 32-bit words shifted up, the odd ones the high halves masked, so x
+// is split once per call into its even (xa) and odd (xb) elements, zero-padded to a
+// multiple of 16. For F32 and F16, wa and wb are the chunk's two halves and x is used as it
+// is. A weight row's last partial chunk is copied into a zeroed 16-value buffer (rows are
+// never read past their end).
+//
+// Blocks: 2 tokens × 2 rows (8 accumulators) while two tokens remain, then 1 token × 4 rows
+// (decode), then single rows.
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define CHUNK 16
+
+static size_t padded(size_t K) { return (K + CHUNK - 1) / CHUNK * CHUNK; }
+
+// A whole chunk of 16 weights at `p` as (wa, wb), by storage type.
+TGT static inline void lw_f32(const void *p, __m256 *wa, __m256 *wb) {
+    *wa = _mm256_loadu_ps((const float *)p);
+    *wb = _mm256_loadu_ps((const float *)p + 8);
+}
+TGT static inline void lw_bf16(const void *p, __m256 *wa, __m256 *wb) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    *wa = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    *wb = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
+}
+TGT static inline void lw_f16(const void *p, __m256 *wa, __m256 *wb) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    *wa = _mm256_cvtph_ps(_mm256_castsi256_si128(v));
+    *wb = _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1));
+}
+
+TGT static inline float hsum(__m256 a, __m256 b) {
+    __m256 s = _mm256_add_ps(a, b);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+// x prepared for the kernel: [T][Kp], BF16: each chunk's even elements then its odd ones.
+static float *prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype) {
+    size_t Kp = padded(K);
+    float *out = malloc(T * Kp * sizeof(float) + 32);
+    for (size_t t = 0; t < T; t++) {
+        const float *xr = x + t * ldx;
+        float *o = out + t * Kp;
+        for (size_t c = 0; c < Kp; c += CHUNK) {
+            for (size_t e = 0; e < CHUNK; e++) {
+                size_t src = c + e;
+                size_t dst = dtype == CK_DTYPE_BF16 ? c + (e % 2) * 8 + e / 2 : src;
+                o[dst] = src < K ? xr[src] : 0.0f;
+            }
+        }
+    }
+    return out;
+}
+
+// One block of TB tokens × NB weight rows at (t0, n0); ESZ bytes per weight.
+#define BLOCK(SUF, LW, ESZ, TB, NB)                                                                     \
+    TGT static void blk_##SUF##_##TB##x##NB(const float *xp, size_t Kp, size_t K, const void *w, float *y, \
+                                            size_t ldy, size_t t0, size_t n0) {                        \
+        __m256 a[TB][NB], b[TB][NB];                                                                    \
+        for (int i = 0; i < TB; i++)                                                                    \
+            for (int j = 0; j < NB; j++) a[i][j] = b[i][j] = _mm256_setzero_ps();                       \
+        const char *rows = (const char *)w + n0 * K * ESZ;                                              \
+        size_t whole = K / CHUNK * CHUNK;                                                               \
+        for (size_t k = 0; k < Kp; k += CHUNK) {                                                        \
+            __m256 wa[NB], wb[NB];                                                                      \
+            for (int j = 0; j < NB; j++) {                                                              \
+                const char *p = rows + ((size_t)j * K + k) * ESZ;                                       \
+                if (k < whole) LW(p, &wa[j], &wb[j]);                                                   \
+                else {                                                                                  \
+                    _Alignas(32) char buf[CHUNK * ESZ] = {0};                                           \
+                    memcpy(buf, p, (K - k) * ESZ);                                                      \
+                    LW(buf, &wa[j], &wb[j]);                                                            \
+                }                                                                                       \
+            }                                                                                           \
+            for (int i = 0; i < TB; i++) {                                                              \
+                __m256 xa = _mm256_loadu_ps(xp + (t0 + i) * Kp + k);                                    \
+                __m256 xb = _mm256_loadu_ps(xp + (t0 + i) * Kp + k + 8);                                \
+                for (int j = 0; j < NB; j++) {                                                          \
+                    a[i][j] = _mm256_fmadd_ps(xa, wa[j], a[i][j]);                                      \
+                    b[i][j] = _mm256_fmadd_ps(xb, wb[j], b[i][j]);                                      \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+        for (int i = 0; i < TB; i++)                                                                    \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = hsum(a[i][j], b[i][j]);           \
+    }
+
+#define KERNEL(SUF, LW, ESZ)                                                                            \
+    BLOCK(SUF, LW, ESZ, 2, 2)                                                                           \
+    BLOCK(SUF, LW, ESZ, 2, 1)                                                                           \
+    BLOCK(SUF, LW, ESZ, 1, 4)                                                                           \
+    BLOCK(SUF, LW, ESZ, 1, 1)                                                                           \
+    TGT static void mm_##SUF(const float *xp, size_t Kp, size_t K, const void *w, size_t T, size_t N, float *y, \
+                         size_t ldy) {                                                                  \
+        size_t t = 0;                                                                                   \
+        for (; t + 2 <= T; t += 2) {                                                                    \
+            size_t n = 0;                                                                               \
+            for (; n + 2 <= N; n += 2) blk_##SUF##_2x2(xp, Kp, K, w, y, ldy, t, n);                     \
+            for (; n < N; n++) blk_##SUF##_2x1(xp, Kp, K, w, y, ldy, t, n);                             \
+        }                                                                                               \
+        if (t < T) {                                                                                    \
+            size_t n = 0;                                                                               \
+            for (; n + 4 <= N; n += 4) blk_##SUF##_1x4(xp, Kp, K, w, y, ldy, t, n);                     \
+            for (; n < N; n++) blk_##SUF##_1x1(xp, Kp, K, w, y, ldy, t, n);                             \
+        }                                                                                               \
+    }
+
+KERNEL(f32, lw_f32, 4)
+KERNEL(bf16, lw_bf16, 2)
+KERNEL(f16, lw_f16, 2)
+
+void ck_avx2_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
+                    float *y, size_t ldy) {
+    size_t Kp = padded(K);
+    float *xp = prepare_x(x, ldx, T, K, dtype);
+    switch (dtype) {
+    case CK_DTYPE_F32: mm_f32(xp, Kp, K, w, T, N, y, ldy); break;
+    case CK_DTYPE_BF16: mm_bf16(xp, Kp, K, w, T, N, y, ldy); break;
+    case CK_DTYPE_F16: mm_f16(xp, Kp, K, w, T, N, y, ldy); break;
+    default: break;
+    }
+    free(xp);
+}
