@@ -6,6 +6,7 @@
 //   out[h]  = Σ_k exp(s[h][k] − M_h) · key_k / (Σ_k exp(s[h][k] − M_h) + exp(sink_h − M_h))
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include "internal.h"
 
 static void softmax_with_sink(float *s, size_t H, size_t n, const float *sinks) {
@@ -18,6 +19,21 @@ static void softmax_with_sink(float *s, size_t H, size_t n, const float *sinks) 
             row[k] = expf(row[k] - mx);
             denom += row[k];
         }
+        float inv = 1.0f / denom;
+        for (size_t k = 0; k < n; k++) row[k] *= inv;
+    }
+}
+
+// The fast paths' softmax: the same steps with the vector exp (ck_exp_f32, within 2 ulp).
+static void softmax_with_sink_fast(float *s, size_t H, size_t n, const float *sinks) {
+    for (size_t h = 0; h < H; h++) {
+        float *row = s + h * n;
+        float mx = sinks[h];
+        for (size_t k = 0; k < n; k++) mx = row[k] > mx ? row[k] : mx;
+        for (size_t k = 0; k < n; k++) row[k] -= mx;
+        ck_exp_f32(row, n, row);
+        float denom = expf(sinks[h] - mx);
+        for (size_t k = 0; k < n; k++) denom += row[k];
         float inv = 1.0f / denom;
         for (size_t k = 0; k < n; k++) row[k] *= inv;
     }
@@ -69,7 +85,7 @@ TGT static void attend_avx512(const float *q, size_t H, size_t d, const float *c
                 for (size_t y = 0; y < kb; y++) s[(h + x) * n + k + y] = _mm512_reduce_add_ps(a[x][y]) * scale;
         }
     }
-    softmax_with_sink(s, H, n, sinks);
+    softmax_with_sink_fast(s, H, n, sinks);
     for (size_t h = 0; h < H; h += 4) {
         size_t hb = H - h < 4 ? H - h : 4;
         const float *pr[4];
@@ -96,8 +112,80 @@ TGT static void attend_avx512(const float *q, size_t H, size_t d, const float *c
     }
 }
 
+#define TGT2 __attribute__((target("avx2,fma")))
+
+TGT2 static inline float hsum8(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+// The AVX2 twin of attend_avx512: scores of 2 keys × 4 heads per register block (d in
+// 8-wide steps, a scalar tail), output of 4 heads × 16 dims accumulated over all keys.
+TGT2 static void attend_avx2(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks,
+                             float scale, float *s, float *out) {
+    size_t dv = d / 8 * 8;
+    for (size_t k = 0; k < n; k += 2) {
+        size_t kb = n - k < 2 ? n - k : 2;
+        const float *kp[2] = {keys[k], keys[k + (kb > 1 ? 1 : 0)]};
+        for (size_t h = 0; h < H; h += 4) {
+            size_t hb = H - h < 4 ? H - h : 4;
+            const float *qp[4];
+            for (size_t j = 0; j < 4; j++) qp[j] = q + (h + (j < hb ? j : 0)) * d;
+            __m256 a[4][2];
+            for (int x = 0; x < 4; x++) a[x][0] = a[x][1] = _mm256_setzero_ps();
+            for (size_t i = 0; i < dv; i += 8) {
+                __m256 k0 = _mm256_loadu_ps(kp[0] + i), k1 = _mm256_loadu_ps(kp[1] + i);
+                for (int x = 0; x < 4; x++) {
+                    __m256 qv = _mm256_loadu_ps(qp[x] + i);
+                    a[x][0] = _mm256_fmadd_ps(qv, k0, a[x][0]);
+                    a[x][1] = _mm256_fmadd_ps(qv, k1, a[x][1]);
+                }
+            }
+            for (size_t x = 0; x < hb; x++)
+                for (size_t y = 0; y < kb; y++) {
+                    float acc = hsum8(a[x][y]);
+                    for (size_t i = dv; i < d; i++) acc += qp[x][i] * kp[y][i];
+                    s[(h + x) * n + k + y] = acc * scale;
+                }
+        }
+    }
+    softmax_with_sink_fast(s, H, n, sinks);
+    for (size_t h = 0; h < H; h += 4) {
+        size_t hb = H - h < 4 ? H - h : 4;
+        const float *pr[4];
+        for (size_t j = 0; j < 4; j++) pr[j] = s + (h + (j < hb ? j : 0)) * n;
+        for (size_t i = 0; i < dv; i += 16) {
+            int two = i + 16 <= dv;
+            __m256 c[4][2];
+            for (int x = 0; x < 4; x++) c[x][0] = c[x][1] = _mm256_setzero_ps();
+            for (size_t kk = 0; kk < n; kk++) {
+                __m256 k0 = _mm256_loadu_ps(keys[kk] + i);
+                __m256 k1 = two ? _mm256_loadu_ps(keys[kk] + i + 8) : _mm256_setzero_ps();
+                for (int x = 0; x < 4; x++) {
+                    __m256 pv = _mm256_broadcast_ss(pr[x] + kk);
+                    c[x][0] = _mm256_fmadd_ps(pv, k0, c[x][0]);
+                    c[x][1] = _mm256_fmadd_ps(pv, k1, c[x][1]);
+                }
+            }
+            for (size_t x = 0; x < hb; x++) {
+                _mm256_storeu_ps(out + (h + x) * d + i, c[x][0]);
+                if (two) _mm256_storeu_ps(out + (h + x) * d + i + 8, c[x][1]);
+            }
+        }
+        for (size_t x = 0; x < hb; x++)
+            for (size_t i = dv; i < d; i++) {
+                float acc = 0;
+                for (size_t kk = 0; kk < n; kk++) acc += pr[x][kk] * keys[kk][i];
+                out[(h + x) * d + i] = acc;
+            }
+    }
+}
+
 void ck_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks, float scale,
                float *scratch, float *out) {
     if (ck_use_avx512()) attend_avx512(q, H, d, keys, n, sinks, scale, scratch, out);
+    else if (ck_use_avx2()) attend_avx2(q, H, d, keys, n, sinks, scale, scratch, out);
     else ck_ref_attend(q, H, d, keys, n, sinks, scale, scratch, out);
 }

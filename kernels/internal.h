@@ -14,6 +14,11 @@ void ck_bf16_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *
 // F32/BF16/F16 products on AVX2+FMA machines (matmul_avx2.c).
 void ck_avx2_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                     float *y, size_t ldy);
+/// x as the AVX2 products read it ([T][ck_avx2_padded(K)]), once per product.
+size_t ck_avx2_padded(size_t K);
+void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out);
+void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N, float *y,
+                             size_t ldy);
 // FP8/FP4 in the BF16 kernel's lane order (quant_lanes.c).
 int ck_qlanes_applies(ck_dtype dtype, size_t K, const ck_scales *s);
 void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,

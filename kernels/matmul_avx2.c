@@ -47,22 +47,33 @@ TGT static inline float hsum(__m256 a, __m256 b) {
     return _mm_cvtss_f32(h);
 }
 
+size_t ck_avx2_padded(size_t K) { return padded(K); }
+
 // x prepared for the kernel: [T][Kp], BF16: each chunk's even elements then its odd ones.
-static float *prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype) {
-    size_t Kp = padded(K);
-    float *out = malloc(T * Kp * sizeof(float) + 32);
+TGT void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out) {
+    size_t Kp = padded(K), whole = K / CHUNK * CHUNK;
     for (size_t t = 0; t < T; t++) {
         const float *xr = x + t * ldx;
         float *o = out + t * Kp;
-        for (size_t c = 0; c < Kp; c += CHUNK) {
-            for (size_t e = 0; e < CHUNK; e++) {
-                size_t src = c + e;
-                size_t dst = dtype == CK_DTYPE_BF16 ? c + (e % 2) * 8 + e / 2 : src;
-                o[dst] = src < K ? xr[src] : 0.0f;
+        if (dtype == CK_DTYPE_BF16) {
+            for (size_t c = 0; c < whole; c += CHUNK) {
+                __m256 a = _mm256_loadu_ps(xr + c), b = _mm256_loadu_ps(xr + c + 8);
+                __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
+                __m256 od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+                ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+                od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), _MM_SHUFFLE(3, 1, 2, 0)));
+                _mm256_storeu_ps(o + c, ev);
+                _mm256_storeu_ps(o + c + 8, od);
             }
+            for (size_t e = 0; whole < Kp && e < CHUNK; e++) {
+                size_t src = whole + e;
+                o[whole + (e % 2) * 8 + e / 2] = src < K ? xr[src] : 0.0f;
+            }
+        } else {
+            memcpy(o, xr, K * sizeof(float));
+            for (size_t k = K; k < Kp; k++) o[k] = 0.0f;
         }
     }
-    return out;
 }
 
 // One block of TB tokens × NB weight rows at (t0, n0); ESZ bytes per weight.
@@ -122,15 +133,21 @@ KERNEL(f32, lw_f32, 4)
 KERNEL(bf16, lw_bf16, 2)
 KERNEL(f16, lw_f16, 2)
 
-void ck_avx2_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
-                    float *y, size_t ldy) {
+void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N, float *y,
+                             size_t ldy) {
     size_t Kp = padded(K);
-    float *xp = prepare_x(x, ldx, T, K, dtype);
     switch (dtype) {
     case CK_DTYPE_F32: mm_f32(xp, Kp, K, w, T, N, y, ldy); break;
     case CK_DTYPE_BF16: mm_bf16(xp, Kp, K, w, T, N, y, ldy); break;
     case CK_DTYPE_F16: mm_f16(xp, Kp, K, w, T, N, y, ldy); break;
     default: break;
     }
+}
+
+void ck_avx2_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
+                    float *y, size_t ldy) {
+    float *xp = malloc(T * padded(K) * sizeof(float) + 32);
+    ck_avx2_prepare_x(x, ldx, T, K, dtype, xp);
+    ck_avx2_matmul_prepared(xp, T, K, w, dtype, N, y, ldy);
     free(xp);
 }

@@ -17,13 +17,15 @@
 
 static size_t element_bytes(ck_dtype dtype) { return dtype == CK_DTYPE_F32 ? 4 : 2; }
 
-// `xp` (may be NULL) is x already permuted for the BF16 kernel.
-static void tiled(const float *x, const float *xp, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
-                  size_t n0, size_t n1, float *y, size_t ldy) {
+// `xp` (may be NULL) is x already prepared: permuted for the AVX-512 BF16 kernel, or for
+// the AVX2 products when `avx2`.
+static void tiled(const float *x, const float *xp, int avx2, size_t ldx, size_t T, size_t K, const void *w,
+                  ck_dtype dtype, size_t n0, size_t n1, float *y, size_t ldy) {
     for (size_t a = n0; a < n1; a += TILE_ROWS) {
         size_t b = a + TILE_ROWS < n1 ? a + TILE_ROWS : n1;
         const void *wt = (const char *)w + a * K * element_bytes(dtype);
-        if (xp) ck_bf16_matmul_permuted(xp, T, K, wt, b - a, y + a, ldy);
+        if (xp && avx2) ck_avx2_matmul_prepared(xp, T, K, wt, dtype, b - a, y + a, ldy);
+        else if (xp) ck_bf16_matmul_permuted(xp, T, K, wt, b - a, y + a, ldy);
         else ck_matmul(x, ldx, T, K, wt, dtype, b - a, y + a, ldy);
     }
 }
@@ -31,6 +33,7 @@ static void tiled(const float *x, const float *xp, size_t ldx, size_t T, size_t 
 typedef struct {
     const float *x;
     const float *xp;
+    int avx2;
     size_t ldx, T, K;
     const void *w;
     ck_dtype dtype;
@@ -45,20 +48,24 @@ static void mm_task(void *ctx, int task) {
     size_t n0 = (size_t)task * j->rows_per_task;
     if (n0 >= j->N) return;
     size_t n1 = n0 + j->rows_per_task < j->N ? n0 + j->rows_per_task : j->N;
-    tiled(j->x, j->xp, j->ldx, j->T, j->K, j->w, j->dtype, n0, n1, j->y, j->ldy);
+    tiled(j->x, j->xp, j->avx2, j->ldx, j->T, j->K, j->w, j->dtype, n0, n1, j->y, j->ldy);
 }
 
 void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                     float *y, size_t ldy) {
     if (T == 0 || N == 0) return;
     float *xp = NULL;
+    int avx2 = K > 0 && dtype != CK_DTYPE_F8E4M3 && dtype != CK_DTYPE_FP4E2M1 && ck_use_avx2();
     if (dtype == CK_DTYPE_BF16 && K > 0 && ck_use_avx512()) {
         xp = malloc(T * ck_bf16_padded(K) * sizeof(float) + 64);
         ck_bf16_permute_x(x, ldx, T, K, xp);
+    } else if (avx2) {
+        xp = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
+        ck_avx2_prepare_x(x, ldx, T, K, dtype, xp);
     }
     int threads = ck_pool_threads();
     if (threads <= 1 || T * K * N < PARALLEL_MIN_WORK || N < 8) {
-        tiled(x, xp, ldx, T, K, w, dtype, 0, N, y, ldy);
+        tiled(x, xp, avx2, ldx, T, K, w, dtype, 0, N, y, ldy);
         free(xp);
         return;
     }
@@ -67,7 +74,7 @@ void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *
     size_t tasks = (size_t)threads * 2;
     size_t rows = (N + tasks - 1) / tasks;
     rows = (rows + 3) / 4 * 4;
-    mm_job job = {x, xp, ldx, T, K, w, dtype, N, y, ldy, rows};
+    mm_job job = {x, xp, avx2, ldx, T, K, w, dtype, N, y, ldy, rows};
     ck_pool_run((int)((N + rows - 1) / rows), mm_task, &job);
     free(xp);
 }

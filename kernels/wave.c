@@ -17,7 +17,8 @@
 
 typedef struct {
     const ck_product *p;
-    const float *xp;  // x permuted for the BF16 kernel, or NULL
+    const float *xp;  // x prepared for the product's kernel (see wants_permuted), or NULL
+    int mode;         // wants_permuted of the product
     size_t row0, row1;
 } wave_task;
 
@@ -25,12 +26,14 @@ typedef struct {
     wave_task *tasks;
 } wave_job;
 
-static void run_rows(const ck_product *p, const float *xp, size_t a, size_t b) {
+static void run_rows(const ck_product *p, const float *xp, int mode, size_t a, size_t b) {
     size_t rb = ck_row_bytes(p->dtype, p->K);
     for (size_t r = a; r < b; r += TILE_ROWS) {
         size_t e = r + TILE_ROWS < b ? r + TILE_ROWS : b;
         const void *w = (const char *)p->w + r * rb;
-        if (xp && p->dtype != CK_DTYPE_BF16) {
+        if (xp && mode >= 3) {
+            ck_avx2_matmul_prepared(xp, p->T, p->K, w, p->dtype, e - r, p->y + r, p->ldy);
+        } else if (xp && p->dtype != CK_DTYPE_BF16) {
             ck_scales s;
             if (p->scales) { s = *p->scales; s.row0 += r; }
             ck_qlanes_matmul_permuted(xp, p->T, p->K, w, p->dtype, p->scales ? &s : NULL, e - r, p->y + r, p->ldy);
@@ -49,9 +52,14 @@ static void run_rows(const ck_product *p, const float *xp, size_t a, size_t b) {
 }
 
 // Which permuted x a product's kernel reads (0: plain x, 1: the BF16 lane order, also FP8's;
-// 2: FP4's even/odd order); x is permuted once per product, or shared with the one before.
+// 2: FP4's even/odd order; on AVX2 machines 3: BF16's even/odd order, 4: padded rows for F32
+// and F16); x is permuted once per product, or shared with the one before.
 static int wants_permuted(const ck_product *p, int avx512) {
-    if (!avx512 || p->K == 0) return 0;
+    if (p->K == 0) return 0;
+    if (!avx512) {
+        if (!ck_use_avx2() || p->dtype == CK_DTYPE_F8E4M3 || p->dtype == CK_DTYPE_FP4E2M1) return 0;
+        return p->dtype == CK_DTYPE_BF16 ? 3 : 4;
+    }
     if (p->dtype == CK_DTYPE_BF16) return 1;
     if (!ck_qlanes_applies(p->dtype, p->K, p->scales)) return 0;
     return p->dtype == CK_DTYPE_FP4E2M1 ? 2 : 1;
@@ -63,7 +71,7 @@ static int same_input(const ck_product *a, const ck_product *b) {
 
 static void wave_task_fn(void *ctx, int i) {
     const wave_task *t = &((const wave_job *)ctx)->tasks[i];
-    run_rows(t->p, t->xp, t->row0, t->row1);
+    run_rows(t->p, t->xp, t->mode, t->row0, t->row1);
 }
 
 void ck_matmul_many(const ck_product *products, size_t count) {
@@ -113,7 +121,8 @@ void ck_matmul_many(const ck_product *products, size_t count) {
             if (!shared) {
                 float *dst = (float *)(xbuf + xoff);
                 xoff += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
-                if (p->dtype == CK_DTYPE_BF16) ck_bf16_permute_x(p->x, p->ldx, p->T, p->K, dst);
+                if (wants_permuted(p, bf16) >= 3) ck_avx2_prepare_x(p->x, p->ldx, p->T, p->K, p->dtype, dst);
+                else if (p->dtype == CK_DTYPE_BF16) ck_bf16_permute_x(p->x, p->ldx, p->T, p->K, dst);
                 else ck_qlanes_permute_x(p->dtype, p->x, p->ldx, p->T, p->K, dst);
                 last_xp = dst;
             }
@@ -130,7 +139,7 @@ void ck_matmul_many(const ck_product *products, size_t count) {
                 cap *= 2;
                 tasks = realloc(tasks, cap * sizeof(wave_task));
             }
-            tasks[ntasks++] = (wave_task){p, xp, r, r + per < p->N ? r + per : p->N};
+            tasks[ntasks++] = (wave_task){p, xp, wants_permuted(p, bf16), r, r + per < p->N ? r + per : p->N};
         }
     }
     wave_job job = {tasks};

@@ -167,6 +167,9 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
         var rng: UInt64 = 0x5EED
         func next() -> UInt64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
         for (k, n) in [(1024, 37), (130, 5), (48, 1), (64, 128), (200, 3), (16, 7), (2, 9), (256, 4), (256, 520)] {
+            // AVX-512 sums in many short chains (measured within 1e-6 relative); machines
+            // without it run the scalar twin, one chain of k terms: the sequential-sum bound.
+            let bound = String(cString: ck_impl_name()) == "avx512" ? 1e-6 : Double(k) * 0x1p-24
             for f32 in [Int32(0), 1] {
                 let fp4 = type == .fp4e2m1
                 let bc = fp4 ? 32 : (k % 128 == 0 ? 128 : 16), br = fp4 ? 1 : 128
@@ -222,7 +225,7 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
                         }
                         let got = all[t * n + r]
                         if exact.isNaN { #expect(got.isNaN); continue }
-                        #expect(abs(Double(got) - exact) <= 1e-6 * magnitude + 1e-30, "\(type) k=\(k) t=\(t) r=\(r)")
+                        #expect(abs(Double(got) - exact) <= bound * magnitude + 1e-30, "\(type) k=\(k) t=\(t) r=\(r)")
                     }
                 }
             }
