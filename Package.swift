@@ -6,13 +6,20 @@
 // The model never imports the engine or the server; the server never sees a tensor.
 import PackageDescription
 
+// NOTE: Linux on x86-64 only. The C kernels include <immintrin.h> and pick AVX-512 paths with
+// __builtin_cpu_supports; the loader maps weights with Linux's madvise(MADV_HUGEPAGE). Rather
+// than declare a platform it cannot build on (it used to say macOS 14, which Hummingbird needs
+// there), the manifest refuses any other host up front, with this reason.
+#if !(os(Linux) && arch(x86_64))
+#error("dsv4 builds on Linux x86-64 only: its C kernels use x86 intrinsics and Linux memory advice")
+#endif
+
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
 let package = Package(
     name: "dsv4",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "dsv4", targets: ["CLI"]),
     ],

@@ -14,7 +14,7 @@ What it writes into DIR
   ``quantization_config`` {quant_method fp8, fmt e4m3, scale_fmt ue8m0,
   weight_block_size [128, 128]} as in the release.
 * ``model-0000i-of-0000n.safetensors`` + ``model.safetensors.index.json``: released names
-  (spec §11.1) and dtypes:
+  and dtypes:
   - F8_E4M3 with an F8_E8M0 ``<name>.scale`` [ceil(out/128), ceil(in/128)] for attn.wq_a,
     wq_b, wkv, wo_a, wo_b, attn.indexer.wq_b and ffn.shared_experts.w1/w2/w3;
   - I8 (two E2M1 values per byte, low nibble first) with an F8_E8M0 ``.scale`` [out, in/32]
@@ -51,7 +51,7 @@ from transformers import DeepseekV4ForCausalLM  # noqa: E402
 
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], dtype=np.float32)
 
-# transformers parameter leaves stored as FP8 in the release (spec §11.1).
+# transformers parameter leaves stored as FP8 in the release (the released index).
 FP8_HF = ("self_attn.q_a_proj.weight", "self_attn.q_b_proj.weight", "self_attn.kv_proj.weight",
           "self_attn.o_a_proj.weight", "self_attn.o_b_proj.weight",
           "self_attn.compressor.indexer.q_b_proj.weight",
@@ -104,7 +104,7 @@ def quant_fp4(w):
 
 
 def decode_fp8(codes, e):
-    """Independent numpy E4M3FN decoder (spec §11.2) times the block scales."""
+    """Independent numpy E4M3FN decoder (OCP FP8 spec) times the block scales."""
     c = codes.astype(np.int32)
     s, ex, m = c >> 7, (c >> 3) & 15, c & 7
     v = np.where(ex == 0, m / 8.0 * 2.0 ** -6, (1 + m / 8.0) * np.exp2(ex - 7.0))

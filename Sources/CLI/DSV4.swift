@@ -7,7 +7,7 @@ struct DSV4: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dsv4",
         abstract: "Inference for DeepSeek-V4-architecture mixture-of-experts models.",
-        subcommands: [ServeCommand.self, LogitsCommand.self, GenerateCommand.self, TokenizeCommand.self, DetokenizeCommand.self, RenderCommand.self, ParseCommand.self, BenchCommand.self, CreateModelCommand.self, InfoCommand.self])
+        subcommands: [ServeCommand.self, LogitsCommand.self, GenerateCommand.self, TokenizeCommand.self, DetokenizeCommand.self, RenderCommand.self, ParseCommand.self, BenchCommand.self, CreateModelCommand.self, InspectCommand.self])
 }
 
 /// Prints `message` to stderr and exits non-zero: every CLI failure goes through here.

@@ -92,9 +92,7 @@ struct LogitsCommand: ParsableCommand {
 /// Tensors the main model does not read are reported, never fatal: the MTP block as such, and
 /// anything else by name (a converter's extras, or a sign of a misnamed tensor).
 func reportUnusedTensors(_ m: DeepSeekV4Model) {
-    let isMTP = { (n: String) in n.hasPrefix("mtp.") || n.hasPrefix("model.mtp.") }
-    let mtp = m.unusedTensors.filter(isMTP)
-    let extra = m.unusedTensors.filter { !isMTP($0) }
+    let mtp = m.mtpTensors, extra = m.unknownTensors
     var lines: [String] = []
     if !mtp.isEmpty { lines.append("dsv4: MTP block: \(mtp.count) tensors recognised, not used by the main model") }
     if !extra.isEmpty {

@@ -1,4 +1,4 @@
-// TensorStore+Quantized.swift: weight matrices stored as DeepSeek releases them (spec §11.2):
+// TensorStore+Quantized.swift: weight matrices stored as DeepSeek releases them (the released safetensors; OCP FP8 and MX formats):
 // FP8 E4M3 with one scale per 128×128 tile, FP4 E2M1 packed two per I8 byte with one scale per
 // 32 inputs, scales as E8M0 or float32 in a companion tensor. Nothing is dequantized here:
 // the matrix points into the mapped file and the kernels decode as they multiply.

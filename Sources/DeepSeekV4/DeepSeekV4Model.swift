@@ -1,4 +1,4 @@
-// DeepSeekV4Model.swift: the whole V4 forward pass over a chunk of one sequence (spec §2).
+// DeepSeekV4Model.swift: the whole V4 forward pass over a chunk of one sequence (transformers' modeling_deepseek_v4.py, DeepseekV4Model.forward).
 //
 //   X = [e, e, …, e]                                  (N streams of the embedding)
 //   for each layer: X = mHC(X, attention); X = mHC(X, MoE)
@@ -42,6 +42,10 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
 
     /// Tensors in the checkpoint that the main model does not read (MTP block, extras).
     public var unusedTensors: [String] { weights.unusedTensors }
+    /// The unused tensors of the multi-token-prediction block (`mtp.*`, `model.mtp.*`).
+    public var mtpTensors: [String] { weights.unusedTensors.filter(WeightNames.isMTP) }
+    /// The unused tensors that are not the MTP block's: a converter's extras, or a misnamed tensor.
+    public var unknownTensors: [String] { weights.unusedTensors.filter { !WeightNames.isMTP($0) } }
 
     /// Loads `config.json` and the safetensors weights of `directory`.
     /// - Parameters:
@@ -50,7 +54,7 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
     ///   - progress: called after each safetensors shard is mapped and validated.
     public convenience init(
         directory: String, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil, progress: ((LoadProgress) -> Void)? = nil
-    ) throws {
+   ) throws {
         let config = try DeepSeekV4Config.load(directory: directory)
         let store = try TensorStore(directory: directory, progress: progress)
         try self.init(config: config, store: store, executor: executor, pageTokens: pageTokens)

@@ -1,4 +1,4 @@
-// HyperConnection.swift: manifold-constrained hyper-connections (mHC, spec §3).
+// HyperConnection.swift: manifold-constrained hyper-connections (mHC; transformers' modeling_deepseek_v4.py, DeepseekV4HyperConnection).
 //
 // Per token, N residual streams X [N, D] are collapsed by `pre` weights into the block input,
 // and the block output is expanded back by `post` plus a mixing matrix C projected by
@@ -26,10 +26,10 @@ enum HyperConnection {
         return fn.apply(normed, tokenCount: T)
     }
 
-    /// Pre/post/comb of every token for a decoder block (spec §3.2, steps 4–7).
+    /// Pre/post/comb of every token for a decoder block (DeepseekV4HyperConnection.forward).
     static func blockMix(
         _ w: HyperConnectionWeights, streams X: [Float], tokenCount T: Int, config c: DeepSeekV4Config
-    ) -> [HyperMix] {
+   ) -> [HyperMix] {
         let N = c.hcMult
         let m = mixes(w.fn, streams: X, tokenCount: T, eps: c.rmsNormEps)
         let mix = c.hcMixCount
@@ -83,7 +83,7 @@ enum HyperConnection {
         return u
     }
 
-    /// X'[t, j] = post_j · a[t] + Σ_i comb[i][j] · X[t, i] (spec §3.3; note Cᵀ).
+    /// X'[t, j] = post_j · a[t] + Σ_i comb[i][j] · X[t, i] (DeepseekV4HyperConnection; note Cᵀ).
     static func expand(streams X: inout [Float], blockOutput a: [Float], mix: [HyperMix], tokenCount T: Int, hidden D: Int, streamCount N: Int) {
         var next = [Float](repeating: 0, count: X.count)
         X.withUnsafeBufferPointer { x in

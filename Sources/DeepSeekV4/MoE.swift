@@ -1,4 +1,4 @@
-// MoE.swift: routing of the V4 mixture of experts (spec §8) and the shared expert.
+// MoE.swift: routing of the V4 mixture of experts (transformers' modeling_deepseek_v4.py, DeepseekV4TopKRouter / DeepseekV4HashRouter) and the shared expert.
 //
 // Score layers: s = sqrt(softplus(gate·h)), experts = top-k of s + bias (bias only selects);
 // hash layers: experts = tid2eid[token]. Weights w_k = s_k / (Σ s + 1e-20) · routed_scaling.
@@ -41,7 +41,7 @@ enum MoE {
     static func forward(
         _ w: MoEWeights, layer: Int, h: [Float], tokens: [Int32], tokenCount T: Int, executor: any ExpertExecutor,
         activation: SwiGLU, config c: DeepSeekV4Config
-    ) -> [Float] {
+   ) -> [Float] {
         let D = c.hiddenSize
         let routing = route(w, h: h, tokens: tokens, tokenCount: T, config: c)
         var out = [Float](repeating: 0, count: T * D)

@@ -4,14 +4,14 @@ import Checkpoint
 import ModelRuntime
 import Tensors
 
-/// Hyper-connection parameters of one block (spec §3.2): fn `[mix, N·D]`, base `[mix]`, scale `[3]`.
+/// Hyper-connection parameters of one block (DeepseekV4HyperConnection): fn `[mix, N·D]`, base `[mix]`, scale `[3]`.
 struct HyperConnectionWeights: Sendable {
     let fn: WeightMatrix
     let base: [Float]
     let scale: [Float]
 }
 
-/// A token-level compressor (spec §5): projections `[width, D]`, `ape` `[ratio, width]`,
+/// A token-level compressor (DeepseekV4HCACompressor / DeepseekV4CSACompressor): projections `[width, D]`, `ape` `[ratio, width]`,
 /// `norm` `[entryWidth]`, where width = entryWidth (HCA) or 2·entryWidth (CSA, overlapping).
 struct CompressorWeights: Sendable {
     let wkv: WeightMatrix
@@ -23,14 +23,14 @@ struct CompressorWeights: Sendable {
     let overlapping: Bool
 }
 
-/// Lightning Indexer (spec §6): `wqB` `[nh·ihd, qLora]`, `weightsProj` `[nh, D]`, and its compressor.
+/// Lightning Indexer (DeepseekV4Indexer): `wqB` `[nh·ihd, qLora]`, `weightsProj` `[nh, D]`, and its compressor.
 struct IndexerWeights: Sendable {
     let wqB: WeightMatrix
     let weightsProj: WeightMatrix
     let compressor: CompressorWeights
 }
 
-/// Attention block (spec §4).
+/// Attention block (DeepseekV4Attention).
 struct AttentionWeights: Sendable {
     let wqA: WeightMatrix  // [qLora, D]
     let qNorm: [Float]  // [qLora]
@@ -44,7 +44,7 @@ struct AttentionWeights: Sendable {
     let indexer: IndexerWeights?
 }
 
-/// Router and shared expert of one MoE layer (spec §8); routed experts live in the executor.
+/// Router and shared expert of one MoE layer (DeepseekV4SparseMoeBlock); routed experts live in the executor.
 struct MoEWeights: Sendable {
     let gate: WeightMatrix  // [E, D]
     let bias: [Float]?  // [E], score layers

@@ -1,4 +1,4 @@
-// RotaryEmbedding.swift: partial, interleaved RoPE on the trailing dims (spec §10).
+// RotaryEmbedding.swift: partial, interleaved RoPE on the trailing dims (transformers' modeling_deepseek_v4.py, DeepseekV4RotaryEmbedding).
 //
 // Sliding-only layers use θ = rope_theta without scaling; CSA/HCA layers use
 // compress_rope_theta with YaRN, for q, kv, compressed entries, the output de-rotation and

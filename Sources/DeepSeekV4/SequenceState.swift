@@ -1,5 +1,5 @@
 // SequenceState.swift: where each layer's running state and history live inside the
-// engine's cache units (spec §5.4, §12), and a self-contained state for single sequences.
+// engine's cache units (transformers' modeling_deepseek_v4.py, DeepseekV4HCACache / DeepseekV4CSACache), and a self-contained state for single sequences.
 //
 // State buffer, per layer: the sliding-window ring `[window, headDim]` (position p in slot
 // p mod window), then for each compressor its slot values and scores `[slots, width]`

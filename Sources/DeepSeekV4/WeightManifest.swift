@@ -19,7 +19,7 @@ public enum TensorRole: Sendable, Equatable {
     case hashTable
 }
 
-/// How DeepSeek's released checkpoints store a tensor (spec §11.1).
+/// How DeepSeek's released checkpoints store a tensor (the released model.safetensors.index.json and dtypes).
 public enum ReleasedFormat: Sendable, Equatable {
     /// BF16, or F32 for hc_*, ape, attn_sink, gate.bias; I64 for tid2eid.
     case dense

@@ -1,4 +1,4 @@
-// WeightNames.swift: the one place that spells checkpoint tensor names (spec §11.3).
+// WeightNames.swift: the one place that spells checkpoint tensor names (released names; transformers' conversion_mapping.py, "deepseek_v4").
 //
 // Each tensor has candidate names: DeepSeek's released spelling first, then the spellings
 // transformers' `save_pretrained` writes (with the `model.` prefix, and its `.norm.` /
@@ -79,6 +79,10 @@ enum WeightNames {
         return ["layers.\(l).ffn.shared_experts.\(w).weight", "model.layers.\(l).mlp.shared_experts.\(hf).weight"]
     }
 
-    /// Prefixes of tensors that are recognised but not used by the main model.
-    static let ignoredPrefixes = ["mtp.", "model.mtp."]
+    /// Prefixes of the multi-token-prediction block's tensors (released and transformers'
+    /// spellings): recognised, not used by the main model.
+    static let mtpPrefixes = ["mtp.", "model.mtp."]
+
+    /// Whether `name` belongs to the MTP block.
+    static func isMTP(_ name: String) -> Bool { mtpPrefixes.contains { name.hasPrefix($0) } }
 }

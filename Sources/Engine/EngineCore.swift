@@ -174,9 +174,40 @@ public final class EngineCore {
 
     /// Runs one step; returns events by request id. Requests whose every choice finished are
     /// removed after their events.
+    ///
+    /// NOTE: the phases of nano-vllm's step, each a function a test can call: `closeCancelled`,
+    /// `schedule` (plan + preemption), `prepare` (open, reserve, split at page boundaries),
+    /// `run` (the forward) and `postprocess` (commit, fork, sample, finish).
     public func step() -> [(Int, EngineEvent)] {
+        var events = closeCancelled()
+        guard !requests.isEmpty else { return events }
+        let plan = schedule()
+        let batch = prepare(plan, events: &events)
+        guard !batch.steps.isEmpty else { return events }
+        guard let logits = run(batch, events: &events) else { return events }
+        events += postprocess(batch, logits: logits)
+        return events
+    }
+
+    /// One sequence's run of tokens in a step: a task's tokens up to a page boundary.
+    struct Segment {
+        let key: TaskKey
+        let tokens: [Int]
+        /// The snapshot block taken at the boundary this segment ends on, if any.
+        let snapshot: BlockID?
+        /// Whether the segment ends the sequence's known tokens (its logits are sampled).
+        let wantsLogits: Bool
+    }
+
+    /// What one step feeds the model: `steps[i]` computes `segments[i]`.
+    struct Batch {
+        var segments: [Segment] = []
+        var steps: [SequenceStep] = []
+    }
+
+    /// Cancellations free their cache before planning; returns their `finished` events.
+    func closeCancelled() -> [(Int, EngineEvent)] {
         var events: [(Int, EngineEvent)] = []
-        // Cancellations free their cache before planning.
         for r in requests.values where r.cancelled {
             for (i, c) in r.choices.enumerated() where c.finished == nil {
                 if let s = c.sequence { cache.close(s) }
@@ -186,9 +217,12 @@ public final class EngineCore {
             }
             requests[r.id] = nil
         }
-        guard !requests.isEmpty else { return events }
+        return events
+    }
 
-        // Plan.
+    /// Plans the step over every unfinished choice and applies its preemptions (their
+    /// sequences are closed; they restart from the prefix cache later).
+    func schedule() -> StepPlan {
         var tasks: [SchedulableTask] = []
         for r in requests.values {
             for (i, c) in r.choices.enumerated() where c.finished == nil {
@@ -200,10 +234,9 @@ public final class EngineCore {
         }
         let available = cache.store.budgetBytes - cache.store.usedBytes + cache.evictableBytes
         let layout = cache.layout
-        let now = clock.now
         // Cost: new pages, and a state for a sequence not yet open. Snapshots are left out:
         // they are taken only from what is left once every planned page is reserved.
-        let plan = scheduler.plan(tasks: tasks, now: now, availableBytes: available) { t, n in
+        let plan = scheduler.plan(tasks: tasks, now: clock.now, availableBytes: available) { t, n in
             let c = requests[t.key.request]!.choices[t.key.choice]
             let pagesNow = c.sequence == nil ? 0 : layout.pageCount(forPositions: c.computed)
             let pagesAfter = layout.pageCount(forPositions: c.computed + n)
@@ -216,41 +249,22 @@ public final class EngineCore {
             c.computed = 0
             counters.preemptions += 1
         }
+        return plan
+    }
 
-        // Build the batch: each task's tokens split at page boundaries, with snapshots there.
-        struct Segment {
-            let key: TaskKey
-            let tokens: [Int]
-            let snapshot: BlockID?
-            let wantsLogits: Bool
-        }
-        var segments: [Segment] = []
-        var steps: [SequenceStep] = []
-        // Open and reserve every planned task first.
+    /// Builds the batch of `plan`: opens every planned task (reporting `started` for a
+    /// request's first admission) and reserves its pages, then splits each task's tokens at
+    /// page boundaries, with a snapshot at each boundary while memory is left (after every
+    /// page of the step is reserved). A task that cannot open or reserve waits.
+    func prepare(_ plan: StepPlan, events: inout [(Int, EngineEvent)]) -> Batch {
         var reserved: [(TaskKey, SequenceID, Int)] = []
         for key in plan.order {
             guard let r = requests[key.request] else { continue }
             let c = r.choices[key.choice]
             var n = plan.run[key]!
             if c.sequence == nil {
-                do {
-                    let (seq, cached) = try cache.open(prompt: c.tokens)
-                    c.sequence = seq
-                    c.computed = cached
-                    if !r.started {
-                        r.started = true
-                        let wait = now - r.arrivalTime
-                        counters.admittedRequests += 1
-                        counters.totalQueueWait += wait
-                        counters.maxQueueWait = max(counters.maxQueueWait, wait)
-                        counters.promptTokens += r.prompt.count
-                        counters.cachedPromptTokens += cached
-                        events.append((r.id, .started(promptTokens: r.prompt.count, cachedTokens: cached)))
-                    }
-                } catch {
-                    continue  // no memory this step; it stays waiting
-                }
-                n = min(n, c.tokens.count - c.computed)
+                guard let cached = open(r, c, events: &events) else { continue }  // no memory this step
+                n = min(n, c.tokens.count - cached)
             }
             guard let seq = c.sequence, n > 0 else { continue }
             do {
@@ -260,8 +274,8 @@ public final class EngineCore {
             }
             reserved.append((key, seq, n))
         }
-        // Then split each task's tokens at page boundaries, with a snapshot at each boundary
-        // while memory is left (after every page of the step is reserved).
+        var batch = Batch()
+        let layout = cache.layout
         for (key, seq, n) in reserved {
             let c = requests[key.request]!.choices[key.choice]
             let view = cache.view(seq)
@@ -273,21 +287,43 @@ public final class EngineCore {
                 let snap = segEnd == boundary ? cache.allocateSnapshot() : nil
                 let toks = Array(c.tokens[pos..<segEnd])
                 let last = segEnd == end && end == c.tokens.count
-                segments.append(Segment(key: key, tokens: toks, snapshot: snap, wantsLogits: last))
-                steps.append(SequenceStep(
+                batch.segments.append(Segment(key: key, tokens: toks, snapshot: snap, wantsLogits: last))
+                batch.steps.append(SequenceStep(
                     tokens: toks, position: pos, state: view.state, pages: view.pages, logits: last ? .last : .none,
                     snapshot: snap.map { cache.pointer($0) }))
                 pos = segEnd
             }
         }
-        guard !steps.isEmpty else { return events }
+        return batch
+    }
 
+    /// Opens choice `c` of `r` in the cache (resuming from the prefix cache); returns the
+    /// cached tokens, or nil when memory is short. The request's first open reports `started`.
+    private func open(_ r: Request, _ c: Choice, events: inout [(Int, EngineEvent)]) -> Int? {
+        guard let (seq, cached) = try? cache.open(prompt: c.tokens) else { return nil }
+        c.sequence = seq
+        c.computed = cached
+        if !r.started {
+            r.started = true
+            let wait = clock.now - r.arrivalTime
+            counters.admittedRequests += 1
+            counters.totalQueueWait += wait
+            counters.maxQueueWait = max(counters.maxQueueWait, wait)
+            counters.promptTokens += r.prompt.count
+            counters.cachedPromptTokens += cached
+            events.append((r.id, .started(promptTokens: r.prompt.count, cachedTokens: cached)))
+        }
+        return cached
+    }
+
+    /// Runs the model over `batch`; returns its logits rows, or nil when the model failed,
+    /// which fails every request in the batch (their cache is freed, `failed` reported).
+    func run(_ batch: Batch, events: inout [(Int, EngineEvent)]) -> [[Float]]? {
         let logits: [[Float]]
         do {
-            logits = try model.forward(steps)
+            logits = try model.forward(batch.steps)
         } catch {
-            // A model failure fails every request in the batch.
-            let failed = Set(segments.map(\.key.request))
+            let failed = Set(batch.segments.map(\.key.request))
             for id in failed {
                 if let r = requests[id] {
                     for c in r.choices { if let s = c.sequence { cache.close(s) } }
@@ -295,54 +331,71 @@ public final class EngineCore {
                     requests[id] = nil
                 }
             }
-            return events
+            return nil
         }
         counters.steps += 1
-        counters.lastBatchSize = Set(segments.map(\.key)).count
-        counters.lastBatchTokens = segments.reduce(0) { $0 + $1.tokens.count }
+        counters.lastBatchSize = Set(batch.segments.map(\.key)).count
+        counters.lastBatchTokens = batch.segments.reduce(0) { $0 + $1.tokens.count }
         counters.computedTokens += counters.lastBatchTokens
+        return logits
+    }
 
-        // Commit and sample.
-        for (i, seg) in segments.enumerated() {
+    /// Commits every segment of `batch` to the cache and, for segments that end their
+    /// sequence's tokens, forks choice 0 into the other n − 1 choices (once, after the prompt),
+    /// samples each target from `logits` and finishes those that stop. Returns the events.
+    func postprocess(_ batch: Batch, logits: [[Float]]) -> [(Int, EngineEvent)] {
+        var events: [(Int, EngineEvent)] = []
+        for (i, seg) in batch.segments.enumerated() {
             guard let r = requests[seg.key.request] else { continue }
             let c = r.choices[seg.key.choice]
             cache.commit(c.sequence!, tokens: seg.tokens, snapshot: seg.snapshot)
             c.computed += seg.tokens.count
             guard seg.wantsLogits else { continue }
             var targets = [seg.key.choice]
-            if seg.key.choice == 0 && !r.forked && r.parameters.n > 1 {
-                r.forked = true
-                for k in 1..<r.parameters.n {
-                    let child = Choice(tokens: c.tokens, rng: SeededGenerator(seed: r.seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15), seen: c.seen)
-                    child.constraint = c.constraint?.copy()
-                    if let s = try? cache.fork(c.sequence!) {
-                        child.sequence = s
-                        child.computed = c.computed
-                    }
-                    r.choices.append(child)
-                    targets.append(k)
-                }
-            }
-            for k in targets {
-                let ch = r.choices[k]
-                let s = Sampler.sample(
-                    logits: logits[i], parameters: r.parameters, seen: ch.seen, generatedCounts: ch.counts, rng: &ch.rng,
-                    constraint: ch.constraint, eos: r.parameters.ignoreEOS ? [] : Set(model.eosTokenIds))
-                ch.constraint?.accept(s.token)
-                ch.tokens.append(s.token)
-                ch.generated.append(s.token)
-                ch.counts[s.token, default: 0] += 1
-                ch.seen.insert(s.token)
-                counters.generatedTokens += 1
-                events.append((r.id, .token(choice: k, s)))
-                if let (reason, stop) = finishReason(r, ch, s.token) {
-                    ch.finished = reason
-                    if let q = ch.sequence { cache.close(q) }
-                    ch.sequence = nil
-                    events.append((r.id, .finished(choice: k, reason: reason, stopString: stop)))
-                }
-            }
+            if seg.key.choice == 0 && !r.forked && r.parameters.n > 1 { targets += fork(r, from: c) }
+            for k in targets { events += sample(r, choice: k, logits: logits[i]) }
             if r.choices.count == r.parameters.n && r.choices.allSatisfy({ $0.finished != nil }) { requests[r.id] = nil }
+        }
+        return events
+    }
+
+    /// Forks choice 0 (`c`, its prompt computed) into choices 1..<n sharing its cache; returns
+    /// their indices. A child the cache cannot fork starts unopened and waits its turn.
+    private func fork(_ r: Request, from c: Choice) -> [Int] {
+        r.forked = true
+        var added: [Int] = []
+        for k in 1..<r.parameters.n {
+            let child = Choice(tokens: c.tokens, rng: SeededGenerator(seed: r.seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15), seen: c.seen)
+            child.constraint = c.constraint?.copy()
+            if let s = try? cache.fork(c.sequence!) {
+                child.sequence = s
+                child.computed = c.computed
+            }
+            r.choices.append(child)
+            added.append(k)
+        }
+        return added
+    }
+
+    /// Samples choice `k` of `r` from `logits`, appends the token and finishes the choice
+    /// when it stops; returns its `token` (and `finished`) events.
+    private func sample(_ r: Request, choice k: Int, logits: [Float]) -> [(Int, EngineEvent)] {
+        let ch = r.choices[k]
+        let s = Sampler.sample(
+            logits: logits, parameters: r.parameters, seen: ch.seen, generatedCounts: ch.counts, rng: &ch.rng,
+            constraint: ch.constraint, eos: r.parameters.ignoreEOS ? [] : Set(model.eosTokenIds))
+        ch.constraint?.accept(s.token)
+        ch.tokens.append(s.token)
+        ch.generated.append(s.token)
+        ch.counts[s.token, default: 0] += 1
+        ch.seen.insert(s.token)
+        counters.generatedTokens += 1
+        var events: [(Int, EngineEvent)] = [(r.id, .token(choice: k, s))]
+        if let (reason, stop) = finishReason(r, ch, s.token) {
+            ch.finished = reason
+            if let q = ch.sequence { cache.close(q) }
+            ch.sequence = nil
+            events.append((r.id, .finished(choice: k, reason: reason, stopString: stop)))
         }
         return events
     }

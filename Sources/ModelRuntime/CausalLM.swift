@@ -6,7 +6,7 @@
 // Pages and states are plain float buffers, addressable and serialisable, so the engine can
 // share, copy, evict or (later) tier them to disk without knowing what they hold.
 
-/// What one region of a cache unit holds (spec §12). History pages carry the first three
+/// What one region of a cache unit holds (transformers' DeepseekV4HCACache / DeepseekV4CSACache). History pages carry the first three
 /// kinds, sequence states the last two.
 public enum CacheKind: String, Sendable, CaseIterable {
     /// Compressed CSA entries (one per `csaRatio` positions per CSA layer), in history pages.
@@ -95,7 +95,7 @@ public struct SequenceStep {
     public init(
         tokens: [Int], position: Int, state: UnsafeMutablePointer<Float>, pages: [UnsafeMutablePointer<Float>],
         logits: LogitsRequest, snapshot: UnsafeMutablePointer<Float>? = nil
-    ) {
+   ) {
         self.tokens = tokens
         self.position = position
         self.state = state

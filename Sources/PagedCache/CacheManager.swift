@@ -135,11 +135,6 @@ public final class CacheManager {
         }
     }
 
-    /// Pages a sequence still needs to reach `positions`.
-    public func missingPages(_ id: SequenceID, positions: Int) -> Int {
-        max(0, layout.pageCount(forPositions: positions) - sequences[id.raw]!.pages.count)
-    }
-
     /// A fresh state block for a snapshot, or nil when memory is short (the boundary is then
     /// simply not cached).
     public func allocateSnapshot() -> BlockID? { allocate(.snapshot) }

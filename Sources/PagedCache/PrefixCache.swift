@@ -6,7 +6,7 @@
 // deepest boundary whose chain of pages is cached and that still has its snapshot.
 //
 // NOTE: snapshots are reclaimable on their own. A state is much larger than a page for V4
-// (spec §12: MBs of rings and compressor tails vs a page's compressed entries), so pinning
+// (MBs of rings and compressor tails vs a page's compressed entries), so pinning
 // one per page of every running sequence would cost more than the history itself. A
 // snapshot whose page is still in use is dropped under memory pressure; its entry stays as a
 // link of the chain, and requests resume from a shallower boundary.

@@ -1,4 +1,4 @@
-// Quantizer.swift: fp32 → the released checkpoints' formats (spec §11.2), DeepSeek's ue8m0
+// Quantizer.swift: fp32 → the released checkpoints' formats (OCP FP8 E4M3FN, OCP MX E8M0/E2M1), DeepSeek's ue8m0
 // recipe: a block's scale is 2^ceil(log2(amax / qmax)) (qmax 448 for E4M3, 6 for E2M1) and
 // values round to the nearest representable code, ties to the even code. Used to generate
 // quantized models; the kernels never need it.

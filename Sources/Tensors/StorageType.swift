@@ -9,7 +9,7 @@ public enum StorageType: String, Sendable, CaseIterable, CustomStringConvertible
     case f32 = "F32"
     case bf16 = "BF16"
     case f16 = "F16"
-    /// OCP FP8 E4M3FN, one byte per value; used with block scales (spec §11.2).
+    /// OCP FP8 E4M3FN, one byte per value; used with block scales (OCP 8-bit floating point spec, E4M3FN).
     case f8e4m3 = "F8_E4M3"
     /// FP4 E2M1, two values per byte (low nibble first); used with per-32 scales.
     case fp4e2m1 = "FP4_E2M1"

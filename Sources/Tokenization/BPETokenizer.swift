@@ -58,6 +58,7 @@ public final class BPETokenizer: @unchecked Sendable {
                 throw TokenizerError(message: "\(source): normalizers are not supported (V4 has none)")
             }
         }
+        try PreTokenizer.validate(root["pre_tokenizer"], source: source)
         var vocab: [String: Int] = [:]
         vocab.reserveCapacity(vocabObj.count + 2000)
         var maxID = -1

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 @Suite struct ConfigStrictnessTests {
-    /// Every key of spec §1 that changes the logits is required in some spelling; without it the
+    /// Every config key that changes the logits is required in some spelling; without it the
     /// error names the key (or the spelling to give). Before, these silently took defaults.
     @Test(arguments: [
         ("tiny-released", "hc_mult", "hc_mult"),
@@ -135,7 +135,7 @@ import Testing
         #expect(e?.key == "compress_rates" && e?.message.contains("heavily_compressed_attention") == true)
     }
 
-    /// The Flash config.json as released (spec §1.1, §1.2) decodes to the spec's schedule.
+    /// The Flash config.json as released decodes to the released model's layer schedule.
     @Test func releasedFlashConfigDecodes() throws {
         let c = try DeepSeekV4Config.decode(json: Data(Self.flashConfig.utf8))
         #expect(c.layerCount == 43 && c.mtpLayerCount == 1 && c.ropeDim == 64)
@@ -150,7 +150,7 @@ import Testing
         #expect(c.mainRope.theta == 10000 && c.mainRope.type == "default")
     }
 
-    /// DeepSeek-V4-Flash's config.json, the keys of spec §1.1.
+    /// DeepSeek-V4-Flash's config.json, as released.
     static let flashConfig = """
         {"architectures": ["DeepseekV4ForCausalLM"], "model_type": "deepseek_v4", "vocab_size": 129280,
          "hidden_size": 4096, "num_hidden_layers": 43, "num_attention_heads": 64, "num_key_value_heads": 1,

@@ -46,6 +46,11 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         ("tiny-hca128", nil), ("tiny-hca128", 1), ("tiny-hca128", 100),
     ]
 
+    /// max |Δlogit| allowed against transformers. Measured: 4.9e-6 to 5.6e-6 over these
+    /// fixtures and modes (scalar kernels), 3.8e-6 to 6.3e-6 on unseen fixtures (AVX-512,
+    /// bench/RESULTS.md); about 2.5× the worst of those.
+    static let tolerance: Float = 1.5e-5
+
     @Test(arguments: cases)
     func logitsMatchTransformers(name: String, chunk: Int?) throws {
         let dir = fixture(name)
@@ -57,7 +62,7 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         let ours = try run(model, ids, chunk: chunk)
         var worst: Float = 0
         for i in 0..<ours.count { worst = max(worst, abs(ours[i] - ref.logits[i])) }
-        #expect(worst <= 1e-4, "max |Δlogit| = \(worst)")
+        #expect(worst <= Self.tolerance, "max |Δlogit| = \(worst)")
     }
 
     /// Both spellings, every layer kind, both routing kinds, YaRN active: the schedule is read.

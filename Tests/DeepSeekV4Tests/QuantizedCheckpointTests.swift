@@ -36,6 +36,9 @@ import Testing
         // Every scale is used; only the MTP block is left over.
         #expect(!model.unusedTensors.isEmpty)
         #expect(model.unusedTensors.allSatisfy { $0.hasPrefix("mtp.") })
+        // The one MTP-prefix check (`dsv4 inspect` and `dsv4 logits` report these two lists).
+        #expect(model.mtpTensors == model.unusedTensors && model.mtpTensors.count == 6)
+        #expect(model.unknownTensors.isEmpty)
         let c = model.config
         #expect(c.hiddenSize > 128 && c.hiddenSize % 128 != 0, "the fixture should have partial 128-tiles")
     }

@@ -77,79 +77,68 @@ import Tokenization
         #expect(parse("r</think>garbage <｜DSML｜tool_calls> junk").content == "garbage ")
     }
 
-    typealias Case = (text: String, thinking: Bool, reasoning: String?, content: String, calls: [(String, String)])
+    /// One row of Tests/Fixtures/chat/parse_cases.jsonl: a stream, how it was fed, and what
+    /// deepseek-recipe's stream parser gave for it.
+    struct RecipeCase: Decodable {
+        struct Input: Decodable { let text: String, thinking: Bool, tools: Bool, chunk: Int }
+        struct Call: Decodable { let name: String, arguments: String }
+        struct Expected: Decodable {
+            let reasoning_content: String?, content: String?, tool_calls: [Call]
+        }
+        let group: String, input: Input, expected: Expected
+    }
 
-    /// Each case at every chunk size from 1 to 9 and all at once; the expected values are
-    /// deepseek-recipe's (tools request).
-    func expectRecipe(_ cases: [Case], sourceLocation: SourceLocation = #_sourceLocation) {
-        for c in cases {
-            for chunk in Array(1...9) + [Int.max] {
-                let got = parse(c.text, thinking: c.thinking, chunk: chunk)
-                var want = ParsedOutput(thinking: c.thinking)
-                want.reasoning = c.reasoning
-                want.content = c.content
-                want.toolCalls = c.calls.map { (name: $0.0, arguments: $0.1) }
-                #expect(got == want, "chunk \(chunk): \(c.text.debugDescription) -> \(got.reasoning.debugDescription) \(got.content.debugDescription) \(got.toolCalls)", sourceLocation: sourceLocation)
-            }
+    /// deepseek-recipe's answers for the hand-picked streams of `tools/parse_goldens.py cases`
+    /// (each stream at every chunk size 1–9 and all at once, tools requested), by group.
+    static func recipeCases(_ group: String) throws -> [RecipeCase] {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/chat/parse_cases.jsonl")
+        return try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(RecipeCase.self, from: Data($0.utf8)) }
+            .filter { $0.group == group }
+    }
+
+    /// Every stream of `group` (`count` of them) parses to exactly what deepseek-recipe gave.
+    func expectRecipe(group: String, count: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let rows = try Self.recipeCases(group)
+        #expect(rows.count == count * 10, "\(group): \(rows.count) rows", sourceLocation: sourceLocation)
+        for row in rows {
+            let (input, expected) = (row.input, row.expected)
+            let got = parse(input.text, thinking: input.thinking, tools: input.tools, chunk: input.chunk)
+            var want = ParsedOutput(thinking: input.thinking)
+            want.reasoning = expected.reasoning_content
+            want.content = expected.content
+            want.toolCalls = expected.tool_calls.map { (name: $0.name, arguments: $0.arguments) }
+            #expect(got == want, "chunk \(input.chunk): \(input.text.debugDescription) -> \(got.reasoning.debugDescription) \(got.content.debugDescription) \(got.toolCalls)", sourceLocation: sourceLocation)
         }
     }
 
     /// Regression: a stream that stopped inside a tool call had its arguments closed (`{"n2": 1}`,
     /// `{}`); the recipe leaves them as streamed so far, closing a string value only once
     /// `</｜DSML｜` has arrived, and a half-written block opener never reaches the content.
-    @Test func unterminatedToolCallKeepsArgumentsAsStreamed() {
-        expectRecipe([
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"n2\" string=\"false\">1", true, "r", "c", [("x", "{\"n2\": 1")]),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n", true, "r", "c", [("x", "")]),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" string=\"true\">ab</｜DSML｜", true, "r", "c", [("x", "{\"p\": \"ab\"")]),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" string=\"true\">ab</｜DSML", true, "r", "c", [("x", "{\"p\": \"ab</｜DSML")]),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" string=\"true\">ab</｜DSML｜parameter>\n</｜DSML｜", true, "r", "c", [("x", "{\"p\": \"ab\"}")]),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p", true, "r", "c", [("x", "{\"p")]),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p\" ", true, "r", "c", [("x", "{\"p\": ")]),
-        ("r</think>c\n\n<｜DSML｜tool_ca", true, "r", "c", []),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_w", true, "r", "c", []),
-        ])
+    @Test func unterminatedToolCallKeepsArgumentsAsStreamed() throws {
+        try expectRecipe(group: "unterminated", count: 9)
     }
 
     /// Regression: newlines before `</think>` / the tool block were all dropped, or kept, depending
     /// on where a chunk ended. The recipe keeps exactly the newline that breaks a held-back partial
-    /// marker (`</thi` + `\n`) unless the other marker's newline rule drops it.
-    @Test func newlineAfterPartialMarkerFollowsTheRecipe() {
-        expectRecipe([
-        ("r</thi\n\n</think>c", true, "r</thi\n", "c", []),
-        ("r</thi\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r</thi", "", [("f", "{}")]),
-        ("r<｜DSM\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r<｜DSM\n", "", [("f", "{}")]),
-        ("r<｜DSM\n</think>c", true, "r<｜DSM", "c", []),
-        ("r</think>c</thi\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r", "c</thi", [("f", "{}")]),
-        ("c</thi\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", false, nil, "c</thi", [("f", "{}")]),
-        ("r</think>c\n\n", true, "r", "c\n\n", []),
-        ("r</thi\n", true, "r</thi\n", "", []),
-        // `<｜DSML｜` is scanned for before `</think>`: newlines before a stray `</think>` in the
-        // content are not "newlines before the tool block".
-        ("a\n\n</think><｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", false, nil, "a\n\n", [("f", "{}")]),
-        ("r</think>a\n</think>\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", true, "r", "a\n", [("f", "{}")]),
-        ])
+    /// marker (`</thi` + `\n`) unless the other marker's newline rule drops it; `<｜DSML｜` is
+    /// scanned for before `</think>`, so newlines before a stray `</think>` in the content are not
+    /// "newlines before the tool block".
+    @Test func newlineAfterPartialMarkerFollowsTheRecipe() throws {
+        try expectRecipe(group: "partial-marker-newline", count: 10)
     }
 
     /// Leading newlines are dropped from the input of each stage (so a stray `</think>` in the
     /// content, which is removed, ends that phase), not from the output.
-    @Test func leadingNewlinesAreDroppedFromTheInput() {
-        expectRecipe([
-        ("r</think>\n\n</think>\n\nb", true, "r", "\n\nb", []),
-        ("\n\nr\n\n</think>\n\nc", true, "r", "c", []),
-        ("\n\na\n</think>\nb", false, nil, "a\n\nb", []),
-        ])
+    @Test func leadingNewlinesAreDroppedFromTheInput() throws {
+        try expectRecipe(group: "leading-newlines", count: 3)
     }
 
     /// Model deviations the recipe accepts: an invoke without the `tool_calls` wrapper, text
     /// between tags; an unknown DSML tag or a bad `string=` attribute ends the block.
-    @Test func lenientToolBlockAsTheRecipe() {
-        expectRecipe([
-        ("r<｜DSML｜invoke name=\"x\">\n</｜DSML｜invoke>", true, "r", "", [("x", "{}")]),
-        ("r</think>c<｜DSML｜tool_calls><｜DSML｜invoke name=\"x\">junk<｜DSML｜parameter name=\"a\" string=\"true\">1</｜DSML｜parameter>junk</｜DSML｜invoke>x<｜DSML｜invoke name=\"y\"></｜DSML｜invoke></｜DSML｜tool_calls>tail", true, "r", "c", [("x", "{\"a\": \"1\"}"), ("y", "{}")]),
-        ("r</think>c<｜DSML｜foo>bar", true, "r", "c", []),
-        ("r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"x\">\n<｜DSML｜parameter name=\"p0\" string=\"maybe\">1</｜DSML｜parameter></｜DSML｜invoke></｜DSML｜tool_calls>", true, "r", "c", [("x", "{\"p0\": ")]),
-        ])
+    @Test func lenientToolBlockAsTheRecipe() throws {
+        try expectRecipe(group: "lenient", count: 4)
     }
 
     /// One push releases one delta per kind, and a call's name comes before its arguments.

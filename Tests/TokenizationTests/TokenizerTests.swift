@@ -90,4 +90,42 @@ let sharedTokenizer: BPETokenizer? = v4TokenizerPath().flatMap { try? BPETokeniz
         #expect(throws: TokenizerError.self) { try BPETokenizer(json: Data(#"{"model": {"type": "Unigram"}}"#.utf8)) }
         #expect(throws: TokenizerError.self) { try BPETokenizer(path: "/nonexistent/tokenizer.json") }
     }
+
+    /// Regression: the `pre_tokenizer` section was never read, so any tokenizer.json got V4's
+    /// hand-compiled regexes. A V4 file with one part of it changed is refused, with the file
+    /// and the part named.
+    @Test func preTokenizerOtherThanV4sIsRefusedByName() throws {
+        let path = try #require(v4TokenizerPath(), "the V4 tokenizer.json was not found: run tools/setup.sh")
+        let original = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        let steps = (original["pre_tokenizer"] as! [String: Any])["pretokenizers"] as! [[String: Any]]
+        func withSteps(_ edit: (inout [[String: Any]]) -> Void) -> Any {
+            var s = steps
+            edit(&s)
+            return ["type": "Sequence", "pretokenizers": s]
+        }
+        let variants: [(section: Any?, part: String)] = [
+            (nil, "pre_tokenizer: a missing pre-tokenizer"),
+            (["type": "Whitespace"], "pre_tokenizer.type: \"Whitespace\""),
+            (withSteps { $0[0]["pattern"] = ["Regex": #"\p{N}{1,4}"#] }, #"pretokenizers[0].pattern.Regex: "\p{N}{1,4}""#),
+            (withSteps { $0[1]["behavior"] = "Removed" }, #"pretokenizers[1].behavior: "Removed""#),
+            (withSteps { $0[2] = ["type": "Metaspace"] }, #"pretokenizers[2].type: "Metaspace""#),
+            (withSteps { $0[3]["use_regex"] = true }, "pretokenizers[3].use_regex: true"),
+            (withSteps { $0.removeLast() }, "pre_tokenizer.pretokenizers: a sequence of 3 steps"),
+        ]
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dsv4-pretok-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("tokenizer.json")
+        for (section, part) in variants {
+            var json = original
+            json["pre_tokenizer"] = section
+            try JSONSerialization.data(withJSONObject: json).write(to: file)
+            let error = #expect(throws: TokenizerError.self) { try BPETokenizer(path: dir.path) }
+            #expect(error?.message.hasPrefix(file.path + ": ") == true, "\(error?.message ?? "")")
+            #expect(error?.message.contains(part) == true, "\(error?.message ?? "") lacks \(part)")
+        }
+        // V4's own section, written back unchanged, is accepted.
+        try JSONSerialization.data(withJSONObject: original).write(to: file)
+        #expect(try BPETokenizer(path: dir.path).vocabularySize == 129280)
+    }
 }

@@ -61,6 +61,8 @@ ck_impl ck_force_impl(ck_impl impl);
 const char *ck_impl_name(void);
 
 /// y[t*ldy + n] = sum_k x[t*ldx + k] * W[n][k] for t < T, n < N; W is [N, K] in `dtype`.
+/// Tolerance vs ck_ref_matmul (summation order only): |Δ| <= 1e-5·√K for inputs and weights
+/// in [-1, 1] (Tests/KernelTests/MatmulTests); the same bits for a token alone or in any batch.
 void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                float *y, size_t ldy);
 void ck_ref_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
@@ -68,6 +70,7 @@ void ck_ref_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w
 
 /// The product the model uses: ck_matmul tiled for the caches, its output features split
 /// over the thread pool when the work is large enough. Bit-identical to ck_matmul.
+/// Tolerance: bit-identical to ck_matmul (so within 1e-5·√K of ck_ref_matmul).
 void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                     float *y, size_t ldy);
 
@@ -86,6 +89,7 @@ typedef struct {
 /// Runs `count` independent products in one job over the thread pool, their row blocks
 /// interleaved as tasks, bit-identical to ck_matmul_auto / ck_matmul_scaled_auto on each.
 /// Products must not write where another reads.
+/// Tolerance: bit-identical to each product run alone.
 void ck_matmul_many(const ck_product *products, size_t count);
 
 /// A task of a parallel job.
@@ -101,6 +105,7 @@ void ck_pool_run(int tasks, ck_task_fn fn, void *ctx);
 /// One query's attention over `n` gathered keys (V = K) for `H` heads of width `d`: scores
 /// scaled by `scale`, softmax with `sinks[h]` in each head's denominator, weighted sum into
 /// `out` [H, d] (overwritten). `scratch` holds H·n floats. With n = 0 the output is 0.
+/// Tolerance vs ck_ref_attend: |Δ| <= 1e-5 for unit-scale q and keys (ParallelKernelTests).
 void ck_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks, float scale,
                float *scratch, float *out);
 void ck_ref_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks,
@@ -115,12 +120,16 @@ double ck_bench_fma_gflops(int threads, long iters);
 /// As ck_matmul, for any dtype with optional block scales (NULL = all scales 1). FP4 rows
 /// hold K/2 bytes (K even). The fast path decodes one weight row at a time through a lookup
 /// table into a K-float scratch row and reuses it for all T tokens; no copy of W is kept.
+/// Tolerance vs ck_ref_matmul_scaled, and of both vs the exact (double) sum over the decoded
+/// weights: |Δ| <= 1e-6·Σ|x·w| for unit-scale inputs (QuantizedTests; 3.4e-7·Σ|x·w| measured
+/// for the scalar twin); the same bits for a token alone or in any batch (OpsKernelTests).
 void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
                       const ck_scales *scales, size_t N, float *y, size_t ldy);
 void ck_ref_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
                           const ck_scales *scales, size_t N, float *y, size_t ldy);
 
 /// Decodes rows [r0, r0+nrows) of a [*, K] matrix (with its scales, may be NULL) into dst [nrows, K].
+/// Tolerance: exact (every stored value decodes to its one float).
 void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *scales, size_t r0, size_t nrows,
                     float *dst);
 
@@ -129,6 +138,7 @@ size_t ck_row_bytes(ck_dtype dtype, size_t K);
 
 /// ck_matmul_scaled with its output features split over the thread pool (row slices keep
 /// their scales through `row0`).
+/// Tolerance: bit-identical to ck_matmul_scaled.
 void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
                            const ck_scales *scales, size_t N, float *y, size_t ldy);
 
@@ -136,10 +146,12 @@ void ck_matmul_scaled_auto(const float *x, size_t ldx, size_t T, size_t K, const
 void ck_to_f32(const void *src, ck_dtype dtype, size_t n, float *dst);
 
 /// sum_i a[i]*b[i].
+/// Tolerance vs ck_ref_dot_f32: |Δ| <= 1e-5·√n for inputs in [-1, 1].
 float ck_dot_f32(const float *a, const float *b, size_t n);
 float ck_ref_dot_f32(const float *a, const float *b, size_t n);
 
 /// y[i] += alpha * x[i].
+/// Tolerance vs ck_ref_axpy_f32: |Δ| <= 1e-6 for |alpha·x|, |y| <= 1 (one FMA rounding).
 void ck_axpy_f32(float alpha, const float *x, float *y, size_t n);
 void ck_ref_axpy_f32(float alpha, const float *x, float *y, size_t n);
 
@@ -157,20 +169,24 @@ float ck_e2m1_to_f32(uint8_t v);
 // MARK: - the model's small operations (ops.c), each with its scalar twin
 
 /// out[i] = e^x[i] (AVX-512: within 2 ulp of expf; scalar: expf).
+/// Tolerance: within 2 ulp of expf (libm) everywhere, NaN and infinities as expf.
 void ck_exp_f32(const float *x, size_t n, float *out);
 
 /// out[i] = silu(g') · u' with g' = min(g, limit), u' = clamp(u, ±limit) (limit <= 0: no clamps).
 /// Tolerance of the fast path: 4 ulp-ish (relative 1e-6) from its vector exp.
+/// Tolerance vs ck_ref_swiglu: relative 1e-6 (OpsKernelTests).
 void ck_swiglu(const float *g, const float *u, size_t n, float limit, float *out);
 void ck_ref_swiglu(const float *g, const float *u, size_t n, float limit, float *out);
 
 /// In place: x ← w ⊙ x / sqrt(mean(x²) + eps); w may be NULL. Fast path: 32-lane sums.
+/// Tolerance vs ck_ref_rmsnorm: relative 1e-6.
 void ck_rmsnorm(float *x, size_t n, const float *w, float eps);
 void ck_ref_rmsnorm(float *x, size_t n, const float *w, float eps);
 
 /// Rotates interleaved pairs of the last `dim` of `width` values of each of `heads` vectors
 /// (`stride` floats apart) to position `pos`: angle pos·inv_freq[i], cos and sin times
 /// `factor`, sin negated when `inverse`. Bit-identical to its twin (angles computed once).
+/// Tolerance: bit-identical to ck_ref_rope.
 void ck_rope(float *x, size_t heads, size_t stride, size_t width, size_t dim, const float *inv_freq, float pos,
              float factor, int inverse);
 void ck_ref_rope(float *x, size_t heads, size_t stride, size_t width, size_t dim, const float *inv_freq, float pos,
@@ -178,11 +194,13 @@ void ck_ref_rope(float *x, size_t heads, size_t stride, size_t width, size_t dim
 
 /// The indices of the k largest of n scores, largest first, equal scores by lower index
 /// (k > n: n). Identical to its twin (a heap instead of a full sort).
+/// Tolerance: identical indices to ck_ref_topk, ties included.
 void ck_topk(const float *scores, size_t n, size_t k, int32_t *out);
 void ck_ref_topk(const float *scores, size_t n, size_t k, int32_t *out);
 
 /// Lightning-Indexer scores of one query: out[s] = Σ_h max(q_h · keys[s], 0) · scale · w[h]
 /// for `H` heads of width `d` (q is [H, d]); large problems split over the thread pool.
+/// Tolerance vs ck_ref_indexer_scores: |Δ| <= 1e-5·√(H·d) for unit-scale q, w and keys.
 void ck_indexer_scores(const float *q, size_t H, size_t d, const float *w, float scale, const float *const *keys,
                        size_t n, float *out);
 void ck_ref_indexer_scores(const float *q, size_t H, size_t d, const float *w, float scale,
@@ -213,6 +231,8 @@ void ck_ref_indexer_topk(const float *q, const float *w, size_t T, size_t H, siz
 /// `slots` slots (rows of `width` values) of `score` weighting `kv`; with `overlap`, slots
 /// >= m read column c + k, the others column k; -inf scores are skipped. Fast path: vector
 /// exp, relative tolerance 1e-6.
+/// Tolerance vs ck_ref_compress_pool: |Δ| <= 2e-6·max|kv| (absolute: the outputs are weighted
+/// means, so a relative bound fails near 0).
 void ck_compress_pool(const float *kv, const float *score, size_t slots, size_t width, size_t c, size_t m,
                       int overlap, float *entry);
 void ck_ref_compress_pool(const float *kv, const float *score, size_t slots, size_t width, size_t c, size_t m,
@@ -221,6 +241,7 @@ void ck_ref_compress_pool(const float *kv, const float *score, size_t slots, siz
 /// Sinkhorn projection, in place, of `count` row-major n×n matrices: columns normalised,
 /// then (iterations − 1) × (rows, columns), eps in every denominator. The fast path runs 16
 /// matrices per vector (n·n <= 64), bit-identical to its twin.
+/// Tolerance: bit-identical to ck_ref_sinkhorn.
 void ck_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps);
 void ck_ref_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps);
 

@@ -1,4 +1,4 @@
-// InfoCommand.swift: `dsv4 inspect`, what a model folder holds and what this machine can do
+// InspectCommand.swift: `dsv4 inspect`, what a model folder holds and what this machine can do
 // with it: config, layer schedule, parameters, bytes by dtype, cache bytes per token of
 // context, resident memory after load, and the largest context that fits in free memory.
 import ArgumentParser
@@ -7,7 +7,7 @@ import DeepSeekV4
 import Foundation
 import Tensors
 
-struct InfoCommand: ParsableCommand {
+struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Summarise a model folder: config, layer schedule, parameters, dtypes, cache and memory figures.")
@@ -50,15 +50,14 @@ struct InfoCommand: ParsableCommand {
             }
             print("  \(dt.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(String(bytes).leftPad(14)) bytes  \(String(counts[dt] ?? 0).leftPad(6)) tensors\(note)")
         }
-        let mtp = m.unusedTensors.filter { $0.hasPrefix("mtp.") || $0.hasPrefix("model.mtp.") }
-        let extra = m.unusedTensors.filter { !($0.hasPrefix("mtp.") || $0.hasPrefix("model.mtp.")) }
+        let mtp = m.mtpTensors, extra = m.unknownTensors
         if !mtp.isEmpty { print("MTP block: \(mtp.count) tensors (recognised, not used by the main model)") }
         if !extra.isEmpty { print("unused tensors: \(extra.count) (e.g. \(extra.prefix(3).joined(separator: ", ")))") }
         print("kernels: \(KernelSelection.implementationName) (cpu: \(KernelSelection.cpuFeatures.joined(separator: " ")))")
 
-        // Decode state per sequence (spec §12).
-        let engine = c.cacheFootprint(elementBytes: 4)
-        let bf16 = c.cacheFootprint(elementBytes: 2)
+        // Decode state per sequence (DecodeStateFootprint).
+        let engine = c.decodeStateFootprint(elementBytes: 4)
+        let bf16 = c.decodeStateFootprint(elementBytes: 2)
         print(String(format: "cache per token of context: %.1f B as this engine stores it (fp32), %.1f B in bf16", engine.bytesPerToken, bf16.bytesPerToken))
         print("cache constant part per sequence: \(formatBytes(Double(engine.constantBytes))) (fp32; bf16 windows: \(formatBytes(Double(bf16.constantBytes))))")
         print("cache at 1M tokens: \(formatBytes(engine.bytes(tokens: 1 << 20))) (fp32), \(formatBytes(bf16.bytes(tokens: 1 << 20))) (bf16)")

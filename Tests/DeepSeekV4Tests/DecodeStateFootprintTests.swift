@@ -1,10 +1,10 @@
-// CacheFootprintTests.swift: the decode-state bytes `dsv4 inspect` reports, against spec §12's
-// worked figures for DeepSeek-V4-Flash and against what SequenceState really allocates.
+// DecodeStateFootprintTests.swift: the decode-state bytes `dsv4 inspect` reports, against figures
+// worked out by hand for DeepSeek-V4-Flash's schedule (41 compressed layers, 43 windows) and against what SequenceState really allocates.
 import DeepSeekV4
 import Foundation
 import Testing
 
-@Suite struct CacheFootprintTests {
+@Suite struct DecodeStateFootprintTests {
     /// Flash's attention schedule and widths on top of the tiny released config.
     @Test func flashBytesPerTokenMatchTheSpec() throws {
         var obj = try configJSON(fixture("tiny-released"))
@@ -15,16 +15,16 @@ import Testing
         obj["sliding_window"] = 128
         let c = try DeepSeekV4Config.decode(json: try JSONSerialization.data(withJSONObject: obj))
         #expect(c.attentionKinds.filter { $0 == .csa }.count == 21 && c.attentionKinds.filter { $0 == .hca }.count == 20)
-        #expect(c.cacheFootprint(elementBytes: 2).bytesPerToken == 6880)  // spec §12: Flash, bf16
-        #expect(c.cacheFootprint(elementBytes: 4).bytesPerToken == 13760)  // spec §12: Flash, fp32
+        #expect(c.decodeStateFootprint(elementBytes: 2).bytesPerToken == 6880)  // Flash, bf16: 21 × (512 + 128) × 2 / 4 + 20 × 512 × 2 / 128
+        #expect(c.decodeStateFootprint(elementBytes: 4).bytesPerToken == 13760)  // Flash, fp32: twice that
         // Constant part: windows 43 × 128 × 512 × 2 B = 5.5 MB, plus fp32 compressor states (64 + 16 KiB per CSA, 512 KiB per HCA).
-        #expect(c.cacheFootprint(elementBytes: 2).constantBytes == 43 * 128 * 512 * 2 + 21 * (64 + 16) * 1024 + 20 * 512 * 1024)
+        #expect(c.decodeStateFootprint(elementBytes: 2).constantBytes == 43 * 128 * 512 * 2 + 21 * (64 + 16) * 1024 + 20 * 512 * 1024)
     }
 
     /// The constant part equals a fresh SequenceState's allocation.
     @Test func constantPartIsWhatTheEngineAllocates() throws {
         let model = try DeepSeekV4Model(directory: fixture("tiny-fp8"))
-        let f = model.config.cacheFootprint(elementBytes: 4)
+        let f = model.config.decodeStateFootprint(elementBytes: 4)
         let state = model.makeState()
         #expect(state.byteCount == f.constantBytes)
         let ids = Array(try readIds(fixture("tiny-fp8")).prefix(256))

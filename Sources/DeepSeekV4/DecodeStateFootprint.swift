@@ -1,5 +1,5 @@
-// CacheFootprint.swift: how many bytes one sequence's decode state takes, from the config
-// alone (spec §12): what grows with the context and what stays constant.
+// DecodeStateFootprint.swift: how many bytes one sequence's decode state takes, from the config
+// alone (what transformers' modeling_deepseek_v4.py's DeepseekV4HCACache / DeepseekV4CSACache keep): what grows with the context and what stays constant.
 //
 // Per token of context: a CSA layer stores one main entry (headDim) and one indexer key
 // (indexHeadDim) every csaRatio tokens; an HCA layer one entry every hcaRatio tokens.
@@ -7,7 +7,7 @@
 // (kv + score rows awaiting compression, always fp32, as in `SequenceState`).
 
 /// Bytes of the decode state of one sequence.
-public struct CacheFootprint: Sendable, Equatable {
+public struct DecodeStateFootprint: Sendable, Equatable {
     /// Bytes per element of stored entries and window rings (4: fp32, 2: bf16).
     public let elementBytes: Int
     /// Bytes added per token of context (averaged over the compression ratios).
@@ -28,7 +28,7 @@ public struct CacheFootprint: Sendable, Equatable {
 extension DeepSeekV4Config {
     /// The decode-state footprint with entries and windows stored in `elementBytes`-byte
     /// elements (the engine stores fp32 today: 4; a bf16 cache would use 2).
-    public func cacheFootprint(elementBytes: Int) -> CacheFootprint {
+    public func decodeStateFootprint(elementBytes: Int) -> DecodeStateFootprint {
         var perToken = 0.0
         var constant = 0
         let d = headDim, ihd = indexHeadDim
@@ -46,6 +46,6 @@ extension DeepSeekV4Config {
                 constant += 2 * hcaRatio * d * 4
             }
         }
-        return CacheFootprint(elementBytes: elementBytes, bytesPerToken: perToken, constantBytes: constant)
+        return DecodeStateFootprint(elementBytes: elementBytes, bytesPerToken: perToken, constantBytes: constant)
     }
 }
