@@ -1,7 +1,7 @@
 // APIError.swift: every failure the HTTP layer reports, as OpenAI's error JSON
 // {"error": {"message", "type", "param", "code"}} with the matching HTTP status.
 import Hummingbird
-import Tokenization
+import OpenAIAPI
 
 public struct APIError: Error, HTTPResponseError {
     public let status: HTTPResponse.Status

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Hummingbird
 import NIOCore
+import OpenAIAPI
 import Tokenization
 
 /// What one choice accumulates (non-streaming), or tracks (streaming).

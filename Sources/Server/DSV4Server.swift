@@ -8,6 +8,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import OpenAIAPI
 import ServiceLifecycle
 import UnixSignals
 import Tokenization

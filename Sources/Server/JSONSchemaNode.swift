@@ -1,7 +1,7 @@
 // JSONSchemaNode.swift: the subset of JSON Schema that `response_format: json_schema`
 // enforces while decoding: type (one or several), properties / required /
 // additionalProperties, items, enum and const. Other keywords are accepted and not enforced.
-import Tokenization
+import OpenAIAPI
 
 final class SchemaNode: @unchecked Sendable {
     /// Allowed JSON types ("object", "array", "string", "number", "integer", "boolean", "null"); nil: any.

@@ -4,6 +4,7 @@
 // the start when thinking is off).
 import Engine
 import Foundation
+import OpenAIAPI
 import Tokenization
 
 /// An incremental JSON syntax checker over bytes (RFC 8259), top level an object.

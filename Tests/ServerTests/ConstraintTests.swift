@@ -3,6 +3,7 @@
 import Engine
 import Foundation
 @testable import Server
+import OpenAIAPI
 import Testing
 import Tokenization
 

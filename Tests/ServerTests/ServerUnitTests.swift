@@ -1,5 +1,6 @@
 // ServerUnitTests.swift: request mapping and error bodies without a network.
 import Foundation
+import OpenAIAPI
 import Server
 import Testing
 import Tokenization
