@@ -96,3 +96,54 @@ import Tokenization
         #expect(!DSV4Server.constantTimeEqual([0, 0, 0, 0], Array("".utf8)))
     }
 }
+
+/// `response_format: json_schema` keywords the decoder cannot enforce are refused, named,
+/// with their location; the supported subset parses.
+@Suite struct SchemaKeywordTests {
+    func rejection(_ schema: String) -> APIError? {
+        do {
+            _ = try SchemaNode.parse(try JSONValue.parse(schema))
+            return nil
+        } catch let e as APIError {
+            return e
+        } catch {
+            return nil
+        }
+    }
+
+    /// Regression: `pattern`, `minimum`, `format` and the like were silently ignored.
+    @Test func unenforceableKeywordsAreRefusedWithTheirLocation() {
+        let root = "response_format.json_schema.schema"
+        let cases: [(String, String)] = [
+            (#"{"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}"#, "\(root).properties.age.minimum"),
+            (#"{"type": "object", "properties": {"id": {"type": "string", "pattern": "^[a-z]+$"}}}"#, "\(root).properties.id.pattern"),
+            (#"{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}"#, "\(root).properties.d.format"),
+            (#"{"type": "object", "properties": {"s": {"type": "string", "minLength": 2}}}"#, "\(root).properties.s.minLength"),
+            (#"{"type": "object", "properties": {"n": {"type": "number", "multipleOf": 3}}}"#, "\(root).properties.n.multipleOf"),
+            (#"{"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string", "maxLength": 3}}}}"#, "\(root).properties.a.items.maxLength"),
+            (#"{"type": "object", "properties": {"a": {"type": "array", "maxItems": 3}}}"#, "\(root).properties.a.maxItems"),
+            (#"{"type": "object", "maxProperties": 3}"#, "\(root).maxProperties"),
+            (#"{"type": "object", "additionalProperties": {"type": "string"}}"#, "\(root).additionalProperties"),
+            (##"{"type": "object", "properties": {"x": {"$ref": "#/$defs/x"}}}"##, "\(root).properties.x.$ref"),
+            (#"{"anyOf": [{"type": "object"}]}"#, "\(root).anyOf"),
+            (#"{"type": "object", "properties": {"t": {"type": "date"}}}"#, "\(root).properties.t.type"),
+        ]
+        for (schema, param) in cases {
+            let e = rejection(schema)
+            #expect(e?.status.code == 400, "\(schema)")
+            #expect(e?.param == param, "\(schema)")
+            let keyword = String(param.split(separator: ".").last!)
+            #expect(e?.message.contains(keyword) == true, "\(e?.message ?? "accepted")")
+        }
+    }
+
+    @Test func theSupportedSubsetParses() throws {
+        let schema = #"""
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "T", "description": "d", "type": "object",
+             "properties": {"ok": {"type": "boolean", "description": "x"}, "n": {"type": ["integer", "null"]},
+                            "c": {"enum": ["r", "g"]}, "k": {"const": 1}, "tags": {"type": "array", "items": {"type": "string"}}},
+             "required": ["ok"], "additionalProperties": false}
+            """#
+        #expect(rejection(schema) == nil)
+    }
+}
