@@ -10,7 +10,8 @@ enum GenerationUpdate: Sendable {
     case started(promptTokens: Int, cachedTokens: Int)
     /// New visible text of a choice, and the token that produced it (for logprobs).
     case text(choice: Int, String, token: SampledToken?)
-    case finished(choice: Int, reason: FinishReason, completionTokens: Int)
+    /// `stopString`: the stop string that ended the choice, if one did.
+    case finished(choice: Int, reason: FinishReason, completionTokens: Int, stopString: String?)
     case keepAlive
     case failed(EngineError)
 }
@@ -105,7 +106,7 @@ final class GenerationRun: @unchecked Sendable {
                         tail = String(tail[..<r.lowerBound])
                     }
                     if !tail.isEmpty { continuation.yield(.text(choice: k, tail, token: nil)) }
-                    continuation.yield(.finished(choice: k, reason: reason, completionTokens: st.tokens))
+                    continuation.yield(.finished(choice: k, reason: reason, completionTokens: st.tokens, stopString: stop))
                     choices[k] = nil
                 case .failed(let err):
                     continuation.yield(.failed(err))
