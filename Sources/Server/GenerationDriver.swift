@@ -37,7 +37,7 @@ struct GenerationUsage: Sendable {
 /// One API's side of a generation: how its text and finishes become that API's JSON (a
 /// whole response) or SSE events (a stream). The driver calls the `stream…` methods only
 /// when streaming, and `response` only when not.
-protocol GenerationEncoder {
+protocol GenerationEncoder: SendableMetatype {
     /// The histogram of whole-request seconds this API reports (nil: none).
     static var latencyMetric: String? { get }
     /// SSE sent before any generation event (Anthropic's message_start); "" for none.
@@ -79,7 +79,7 @@ extension DSV4Server {
                 _ = apply(u, to: &encoder, &tally, record: record, streaming: false)
             }
         } onCancel: { run.cancel() }
-        account(tally.usage, E.self, since: record.received)
+        account(tally.usage, latencyMetric: E.latencyMetric, since: record.received)
         return json(encoder.response(usage: tally.usage, timings: record.timingsJSON))
     }
 
@@ -87,7 +87,7 @@ extension DSV4Server {
     private func streamed<E: GenerationEncoder>(_ run: GenerationRun, _ job: GenerationJob, _ encoder: E, _ record: RequestRecord) -> Response {
         nonisolated(unsafe) let initial = encoder
         let keepAlive = Duration.seconds(options.keepAliveSeconds)
-        let promptTokens = job.prompt.count, choices = job.parameters.n
+        let promptTokens = job.prompt.count, choices = job.parameters.n, latencyMetric = E.latencyMetric
         let body = ResponseBody { [self] writer in
             defer { finish(record) }
             var encoder = initial
@@ -101,7 +101,7 @@ extension DSV4Server {
                 }
                 try await writer.write(ByteBuffer(string: encoder.streamClosing(usage: tally.usage, timings: record.timingsJSON)))
                 try await writer.finish(nil)
-                account(tally.usage, E.self, since: record.received)
+                account(tally.usage, latencyMetric: latencyMetric, since: record.received)
             } catch {
                 // The client went away: stop generating and free the cache now.
                 run.cancel()
@@ -142,9 +142,9 @@ extension DSV4Server {
     }
 
     /// Counts a completed generation's tokens and (for APIs that report one) its latency.
-    private func account<E: GenerationEncoder>(_ usage: GenerationUsage, _: E.Type, since start: ContinuousClock.Instant) {
+    private func account(_ usage: GenerationUsage, latencyMetric: String?, since start: ContinuousClock.Instant) {
         metrics.tokens(prompt: usage.promptTokens, completion: usage.completionTokens, cached: usage.cachedTokens)
-        if let name = E.latencyMetric { metrics.observe(name, seconds: (ContinuousClock.now - start).seconds) }
+        if let name = latencyMetric { metrics.observe(name, seconds: (ContinuousClock.now - start).seconds) }
     }
 }
 
