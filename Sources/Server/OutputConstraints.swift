@@ -22,6 +22,10 @@ struct JSONAutomaton {
     var integerOnly = false
     /// Right after '[': ']' may close the (empty) array.
     var arrayJustOpened = false
+    /// Inside a string: continuation bytes the current UTF-8 character still needs, and the
+    /// range the next one must fall in (RFC 3629: no overlong forms, no surrogates).
+    var utf8Needed = 0
+    var utf8Next: ClosedRange<UInt8> = 0x80...0xBF
 
     // MARK: schema (response_format json_schema)
     /// Schema of each open container (parallel to `stack`); nil entries: unconstrained.
@@ -76,9 +80,32 @@ struct JSONAutomaton {
 
     static func isWS(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
 
+    /// A complete JSON number whose value is a finite double (so every JSON parser reads it).
     static func validNumber(_ t: [UInt8]) -> Bool {
-        guard let s = String(bytes: t, encoding: .utf8) else { return false }
-        return (try? JSONValue.parse(s)) != nil
+        guard let s = String(bytes: t, encoding: .utf8), (try? JSONValue.parse(s)) != nil else { return false }
+        return Double(s)?.isFinite == true
+    }
+
+    /// Feeds one byte of a string's text as UTF-8; false if it cannot be valid UTF-8.
+    mutating func feedUTF8(_ b: UInt8) -> Bool {
+        if utf8Needed > 0 {
+            guard utf8Next.contains(b) else { return false }
+            utf8Needed -= 1
+            utf8Next = 0x80...0xBF
+            return true
+        }
+        switch b {
+        case 0x00...0x7F: return true
+        case 0xC2...0xDF: utf8Needed = 1
+        case 0xE0: utf8Needed = 2; utf8Next = 0xA0...0xBF
+        case 0xED: utf8Needed = 2; utf8Next = 0x80...0x9F
+        case 0xE1...0xEF: utf8Needed = 2
+        case 0xF0: utf8Needed = 3; utf8Next = 0x90...0xBF
+        case 0xF4: utf8Needed = 3; utf8Next = 0x80...0x8F
+        case 0xF1...0xF3: utf8Needed = 3
+        default: return false
+        }
+        return true
     }
 
     /// After a value ends.
@@ -164,6 +191,7 @@ struct JSONAutomaton {
             lex = isKey ? .key(escape: 0) : .string(escape: 0)
             return true
         }
+        if utf8Needed > 0 { return feedUTF8(b) && (!isKey || keyAccepts(b)) }
         if b == UInt8(ascii: "\\") {
             if isKey, allowedKeys != nil { return false }  // schema keys are plain text
             lex = isKey ? .key(escape: 1) : .string(escape: 1)
@@ -180,7 +208,7 @@ struct JSONAutomaton {
             expect = .colon
             return true
         }
-        guard b >= 0x20 else { return false }
+        guard b >= 0x20, feedUTF8(b) else { return false }
         return !isKey || keyAccepts(b)
     }
 
