@@ -29,6 +29,11 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // Already in the graph through Hummingbird; named because Server imports them directly.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // Hot loops in C, AVX-512 paths chosen at run time, each next to a scalar twin.
@@ -44,17 +49,25 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["CKernels"], swiftSettings: swiftSettings),
         .target(name: "Checkpoint", dependencies: ["Tensors"], swiftSettings: swiftSettings),
         .target(name: "ModelRuntime", dependencies: ["Tensors", "CKernels"], swiftSettings: swiftSettings),
-        .target(name: "Tokenization", swiftSettings: swiftSettings),
+        // Wire types of the HTTP APIs (JSON values, chat requests, error bodies): Foundation only.
+        .target(name: "OpenAIAPI", swiftSettings: swiftSettings),
+        .target(name: "Tokenization", dependencies: ["OpenAIAPI"], swiftSettings: swiftSettings),
         .target(name: "PagedCache", dependencies: ["ModelRuntime"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
         .target(
             name: "Server",
             dependencies: [
-                "Engine", "Tokenization", "ModelRuntime",
+                "Engine", "OpenAIAPI", "Tokenization",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -66,19 +79,19 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "CKernels", "Tensors", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine", "Tokenization", "Server",
+                "CKernels", "Tensors", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine", "OpenAIAPI", "Tokenization", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"], swiftSettings: swiftSettings),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "OpenAIAPI"], swiftSettings: swiftSettings),
         .testTarget(name: "PagedCacheTests", dependencies: ["PagedCache", "ModelRuntime"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "PagedCache", "ModelRuntime", "DeepSeekV4"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "ServerTests", dependencies: ["Server", "Engine", "Tokenization", "ModelRuntime"],
+            name: "ServerTests", dependencies: ["Server", "Engine", "OpenAIAPI", "Tokenization", "ModelRuntime"],
             swiftSettings: swiftSettings),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelTests", dependencies: ["Tensors", "CKernels"], swiftSettings: swiftSettings),

@@ -1,6 +1,7 @@
 // TokenizeCommands.swift: `dsv4 tokenize` and `dsv4 detokenize`.
 import ArgumentParser
 import Foundation
+import OpenAIAPI
 import Tokenization
 
 /// Reads all of stdin as UTF-8, failing clearly on invalid bytes.

@@ -85,6 +85,7 @@ public final class EngineCore {
         var counts: [Int: Int] = [:]
         var seen: Set<Int>
         var constraint: (any TokenConstraint)?
+        var stops = StopMatcher()
 
         init(tokens: [Int], rng: SeededGenerator, seen: Set<Int>) {
             self.tokens = tokens
@@ -403,10 +404,7 @@ public final class EngineCore {
     private func finishReason(_ r: Request, _ c: Choice, _ token: Int) -> (FinishReason, String?)? {
         let p = r.parameters
         if p.stopTokenIds.contains(token) || (!p.ignoreEOS && model.eosTokenIds.contains(token)) { return (.stop, nil) }
-        if !p.stop.isEmpty, let detokenize {
-            let text = detokenize(c.generated)
-            if let s = p.stop.first(where: { text.contains($0) }) { return (.stop, s) }
-        }
+        if let detokenize, let s = c.stops.match(p.stop, in: c.generated, detokenize: detokenize) { return (.stop, s) }
         if c.generated.count >= p.maxTokens { return (.length, nil) }
         return nil
     }

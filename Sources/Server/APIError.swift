@@ -1,7 +1,8 @@
-// APIError.swift: every failure the HTTP layer reports, as OpenAI's error JSON
-// {"error": {"message", "type", "param", "code"}} with the matching HTTP status.
+// APIError.swift: every failure the HTTP layer reports, with its HTTP status, rendered in
+// the dialect of the route that failed: OpenAI's {"error": {"message", "type", "param",
+// "code"}} or Anthropic's {"type": "error", "error": {"type", "message"}}.
 import Hummingbird
-import Tokenization
+import OpenAIAPI
 
 public struct APIError: Error, HTTPResponseError {
     public let status: HTTPResponse.Status
@@ -10,6 +11,8 @@ public struct APIError: Error, HTTPResponseError {
     public let param: String?
     public let code: String?
     public var retryAfterSeconds: Int?
+    /// What went wrong inside the server (500s): logged with the request id, never sent.
+    public private(set) var internalDetail: String?
 
     public init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
         self.status = status
@@ -23,25 +26,55 @@ public struct APIError: Error, HTTPResponseError {
         APIError(.badRequest, message, param: param, code: code)
     }
 
+    /// A failure inside the server: the client sees a generic message with the request id;
+    /// `detail` goes to the log only.
+    public static func `internal`(_ detail: String) -> APIError {
+        var e = APIError(.internalServerError, "The server had an error while processing your request.", type: "server_error")
+        e.internalDetail = detail
+        return e
+    }
+
+    /// The message a client sees: for internal errors, a generic one naming the request id.
+    public func publicMessage(requestID: String?) -> String {
+        guard internalDetail != nil, let requestID else { return message }
+        return message + " Quote request id \(requestID) if you report it."
+    }
+
     /// The OpenAI error body.
-    public var body: String {
-        JSONValue.object([
-            ("error", .object([
-                ("message", .string(message)), ("type", .string(type)),
-                ("param", param.map { .string($0) } ?? .null), ("code", code.map { .string($0) } ?? .null),
-            ])),
-        ]).promptJSON()
+    public var body: String { body(requestID: nil, dialect: .openAI) }
+
+    /// The error body in `dialect`.
+    public func body(requestID: String?, dialect: APIDialect) -> String {
+        let message = publicMessage(requestID: requestID)
+        switch dialect {
+        case .openAI:
+            return OpenAIErrorBody(message: message, type: type, param: param, code: code).json.promptJSON()
+        case .anthropic:
+            return AnthropicErrorBody(type: AnthropicErrorBody.errorType(status: Int(status.code)), message: message, requestID: requestID)
+                .json.promptJSON()
+        }
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        response(requestID: nil)
+        response(requestID: nil, dialect: APIDialect(path: request.uri.path))
     }
 
     /// The error as an HTTP response (with Retry-After when set).
-    func response(requestID: String?) -> Response {
+    func response(requestID: String?, dialect: APIDialect) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let r = retryAfterSeconds { headers[.retryAfter] = "\(r)" }
         if let requestID { headers[RequestMiddleware.requestIDField] = requestID }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        let text = body(requestID: requestID, dialect: dialect)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// Whose error shape a route speaks.
+public enum APIDialect: Sendable {
+    case openAI, anthropic
+
+    /// Anthropic's for /v1/messages (and anything below it), OpenAI's elsewhere.
+    public init(path: String) {
+        self = path == "/v1/messages" || path.hasPrefix("/v1/messages/") ? .anthropic : .openAI
     }
 }

@@ -1,17 +1,33 @@
 // DSV4Server+Completions.swift: POST /v1/completions: a raw prompt (text or token ids),
-// with vLLM's `return_token_ids` extension so clients can check exact tokens.
+// with vLLM's `return_token_ids` extension so clients can check exact tokens, generated
+// through the driver with `CompletionEncoder`.
 import Engine
 import Foundation
 import Hummingbird
-import NIOCore
+import OpenAIAPI
 import Tokenization
 
 extension DSV4Server {
     func completions(_ body: JSONValue, _ call: Call) async throws -> Response {
         try checkModel(body)
         let r = FieldReader(body: body)
-        // Fill-in-the-middle: DeepSeek's layout BOS <｜fim▁begin｜>PREFIX<｜fim▁hole｜>SUFFIX<｜fim▁end｜>
-        // (the DeepSeek-Coder/V3 convention; V4's own is not published), when the vocabulary has the tokens.
+        if try r.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
+        let prompt = try completionPrompt(body)
+        let params = try r.sampling(defaultMaxTokens: min(16, max(1, options.maxModelLen - prompt.count)), logprobsAsCount: true)
+        try checkContext(promptTokens: prompt.count, maxTokens: params.maxTokens)
+        let job = GenerationJob(prompt: prompt, parameters: params, constraint: nil, stream: try r.bool("stream") ?? false)
+        let encoder = CompletionEncoder(
+            id: Self.requestID("cmpl-"), model: modelName, created: Int(Date().timeIntervalSince1970), logprobs: LogprobText(tokenizer: tokenizer),
+            n: params.n, wantLogprobs: params.logprobs, promptIDs: try r.bool("return_token_ids") == true ? prompt : nil,
+            includeUsage: try r.includeUsage())
+        return try await drive(job, encoder, call: call)
+    }
+
+    /// The prompt's token ids: text, token ids, or one of those in a one-element array; with
+    /// `suffix`, fill-in-the-middle in DeepSeek's layout
+    /// BOS <｜fim▁begin｜>PREFIX<｜fim▁hole｜>SUFFIX<｜fim▁end｜> (the DeepSeek-Coder/V3
+    /// convention; V4's own is not published), when the vocabulary has the tokens.
+    func completionPrompt(_ body: JSONValue) throws -> [Int] {
         var fimSuffix: String?
         if let s = body["suffix"], !s.isNull {
             guard let text = s.stringValue else { throw APIError.badRequest("'suffix' must be a string", param: "suffix") }
@@ -20,7 +36,6 @@ extension DSV4Server {
             }
             fimSuffix = text
         }
-        if try r.bool("echo") == true { throw APIError.badRequest("'echo' is not supported", param: "echo") }
         guard let p = body["prompt"], !p.isNull else { throw APIError.badRequest("'prompt' is required", param: "prompt") }
         var prompt: [Int]
         switch p {
@@ -45,132 +60,120 @@ extension DSV4Server {
         if let bad = prompt.firstIndex(where: { $0 < 0 || $0 >= engine.model.vocabSize }) {
             throw APIError.badRequest("prompt token \(prompt[bad]) at index \(bad) is outside the vocabulary (0..<\(engine.model.vocabSize))", param: "prompt")
         }
-        let params = try r.sampling(defaultMaxTokens: min(16, max(1, options.maxModelLen - prompt.count)), logprobsAsCount: true)
-        try checkContext(promptTokens: prompt.count, maxTokens: params.maxTokens)
-        let stream = try r.bool("stream") ?? false
-        let returnIDs = try r.bool("return_token_ids") ?? false
-        let includeUsage = try r.includeUsage()
-        let record = call.record
-        let run = try GenerationRun(
-            engine: engine, tokenizer: tokenizer, prompt: prompt, parameters: params, hiddenTokens: hiddenTokens, record: record)
-        if stream { record.update { $0.stream = true } }
-        call.onClientGone(self) { run.cancel() }
-        let id = Self.requestID("cmpl-")
-        let n = params.n
-        let wantLogprobs = params.logprobs
+        return prompt
+    }
+}
 
-        @Sendable func reason(_ f: FinishReason) -> String { f == .length ? "length" : "stop" }
-        @Sendable func logprobEntry(_ s: SampledToken) -> (token: JSONValue, lp: JSONValue, top: JSONValue) {
-            let text = String(decoding: tokenizer.bytes(of: s.token), as: UTF8.self)
-            let top: JSONValue = .object(s.top.map { (String(decoding: tokenizer.bytes(of: $0.token), as: UTF8.self), .f($0.logprob)) })
-            return (.s(text), .f(s.logprob), top)
-        }
-        struct Acc {
-            var text = ""
-            var ids: [Int] = []
-            var tokens: [JSONValue] = []
-            var lps: [JSONValue] = []
-            var tops: [JSONValue] = []
-            var finish = "stop"
-        }
-        @Sendable func usage(_ p: Int, _ c: Int, _ cached: Int) -> JSONValue {
-            .object([("prompt_tokens", .n(p)), ("completion_tokens", .n(c)), ("total_tokens", .n(p + c)),
-                     ("prompt_tokens_details", .object([("cached_tokens", .n(cached))]))])
-        }
+/// Completions answers: `text_completion` objects, whole or as SSE chunks.
+struct CompletionEncoder: GenerationEncoder {
+    struct Choice {
+        var text = ""
+        var ids: [Int] = []
+        var tokens: [JSONValue] = []
+        var logprobs: [JSONValue] = []
+        var tops: [JSONValue] = []
+        var finish = "stop"
+    }
 
-        if !stream {
-            var accs = [Acc](repeating: Acc(), count: n)
-            var cached = 0, completion = 0
-            let updates = run.updates()
-            try await withTaskCancellationHandler {
-                for await u in updates {
-                    switch u {
-                    case .started(_, let c): cached = c
-                    case .text(let k, let t, let token):
-                        accs[k].text += t
-                        if let token {
-                            accs[k].ids.append(token.token)
-                            if wantLogprobs {
-                                let e = logprobEntry(token)
-                                accs[k].tokens.append(e.token); accs[k].lps.append(e.lp); accs[k].tops.append(e.top)
-                            }
-                        }
-                    case .finished(let k, let f, let t):
-                        accs[k].finish = reason(f)
-                        record.finished(accs[k].finish)
-                        completion += t
-                    case .keepAlive: break
-                    case .failed(let e): throw Self.map(e)
-                    }
-                }
-            } onCancel: { run.cancel() }
-            metrics.tokens(prompt: prompt.count, completion: completion, cached: cached)
-            let choices: [JSONValue] = accs.enumerated().map { k, a in
-                var c: [(String, JSONValue)] = [("index", .n(k)), ("text", .s(a.text))]
-                c.append(("logprobs", wantLogprobs ? .object([("tokens", .array(a.tokens)), ("token_logprobs", .array(a.lps)), ("top_logprobs", .array(a.tops))]) : .null))
-                c.append(("finish_reason", .s(a.finish)))
-                if returnIDs { c.append(("token_ids", .array(a.ids.map { .n($0) }))) }
-                return .object(c)
-            }
-            var resp: [(String, JSONValue)] = [
-                ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(modelName)),
-                ("choices", .array(choices)), ("usage", usage(prompt.count, completion, cached)), ("timings", record.timingsJSON),
-            ]
-            if returnIDs { resp.append(("prompt_token_ids", .array(prompt.map { .n($0) }))) }
-            return json(.object(resp))
-        }
+    let id: String
+    let model: String
+    let created: Int
+    let logprobs: LogprobText
+    let wantLogprobs: Bool
+    /// The prompt's ids when the request asked for token ids (`return_token_ids`).
+    let promptIDs: [Int]?
+    let includeUsage: Bool
+    var choices: [Choice]
 
-        let promptIDs = prompt
-        let keepAlive = Duration.seconds(options.keepAliveSeconds)
-        let body = ResponseBody { [self] writer in
-            defer { finish(record) }
-            var cached = 0, completion = 0, finishedCount = 0
-            @Sendable func chunk(_ k: Int, _ text: String, _ token: SampledToken?, finish: String?, extra: [(String, JSONValue)] = []) -> String {
-                var c: [(String, JSONValue)] = [("index", .n(k)), ("text", .s(text))]
-                if wantLogprobs, let token {
-                    let e = logprobEntry(token)
-                    c.append(("logprobs", .object([("tokens", .array([e.token])), ("token_logprobs", .array([e.lp])), ("top_logprobs", .array([e.top]))])))
-                } else {
-                    c.append(("logprobs", .null))
-                }
-                c.append(("finish_reason", finish.map { .s($0) } ?? .null))
-                if returnIDs { c.append(("token_ids", .array(token.map { [.n($0.token)] } ?? []))) }
-                var v: [(String, JSONValue)] = [("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)),
-                                                ("model", .s(modelName)), ("choices", .array([.object(c)]))]
-                if returnIDs { v.append(("prompt_token_ids", .array(promptIDs.map { .n($0) }))) }
-                return "data: " + JSONValue.object(v + extra).promptJSON() + "\n\n"
-            }
-            do {
-                for await u in run.updates(keepAliveEvery: keepAlive) {
-                    var out = ""
-                    switch u {
-                    case .started(_, let c): cached = c
-                    case .keepAlive: out = ": keep-alive\n\n"
-                    case .text(let k, let t, let token): if !t.isEmpty || token != nil { out = chunk(k, t, token, finish: nil) }
-                    case .finished(let k, let f, let t):
-                        completion += t
-                        finishedCount += 1
-                        record.finished(reason(f))
-                        out = chunk(k, "", nil, finish: reason(f), extra: finishedCount == n ? [("timings", record.timingsJSON)] : [])
-                    case .failed(let e): out = "data: " + Self.map(e).body + "\n\n"
-                    }
-                    if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
-                }
-                if includeUsage {
-                    let v: JSONValue = .object([("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)),
-                                                ("model", .s(modelName)), ("choices", .array([])), ("usage", usage(promptIDs.count, completion, cached)),
-                                                ("timings", record.timingsJSON)])
-                    try await writer.write(ByteBuffer(string: "data: " + v.promptJSON() + "\n\n"))
-                }
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-                metrics.tokens(prompt: promptIDs.count, completion: completion, cached: cached)
-            } catch {
-                run.cancel()
-                if record.clientGone() { metrics.clientCancelled() }
-                throw error
+    static let latencyMetric: String? = nil
+
+    init(id: String, model: String, created: Int, logprobs: LogprobText, n: Int, wantLogprobs: Bool, promptIDs: [Int]?, includeUsage: Bool) {
+        self.id = id
+        self.model = model
+        self.created = created
+        self.logprobs = logprobs
+        self.wantLogprobs = wantLogprobs
+        self.promptIDs = promptIDs
+        self.includeUsage = includeUsage
+        choices = Array(repeating: Choice(), count: n)
+    }
+
+    func streamOpening(usage: GenerationUsage) -> String { "" }
+
+    mutating func text(_ text: String, token: SampledToken?, choice k: Int, streaming: Bool) -> String {
+        if streaming { return text.isEmpty && token == nil ? "" : chunk(k, text, token, finish: nil) }
+        choices[k].text += text
+        if let token {
+            choices[k].ids.append(token.token)
+            if wantLogprobs {
+                let e = logprobs.completionEntry(token)
+                choices[k].tokens.append(e.token)
+                choices[k].logprobs.append(e.logprob)
+                choices[k].tops.append(e.top)
             }
         }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+        return ""
+    }
+
+    mutating func finish(
+        choice k: Int, reason: FinishReason, stopString: String?, streaming: Bool, timings: JSONValue?
+    ) -> (reason: String, events: String) {
+        let name = reason == .length ? "length" : "stop"
+        choices[k].finish = name
+        guard streaming else { return (name, "") }
+        return (name, chunk(k, "", nil, finish: name, extra: timings.map { [("timings", $0)] } ?? []))
+    }
+
+    func streamKeepAlive() -> String { ": keep-alive\n\n" }
+
+    func streamError(_ error: APIError, requestID: String) -> String {
+        "data: " + error.body(requestID: requestID, dialect: .openAI) + "\n\n"
+    }
+
+    func streamClosing(usage: GenerationUsage, timings: JSONValue) -> String {
+        var out = ""
+        if includeUsage {
+            out += event([
+                ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)),
+                ("choices", .array([])), ("usage", usage.openAIJSON), ("timings", timings),
+            ])
+        }
+        return out + "data: [DONE]\n\n"
+    }
+
+    func chunk(_ k: Int, _ text: String, _ token: SampledToken?, finish: String?, extra: [(String, JSONValue)] = []) -> String {
+        var c: [(String, JSONValue)] = [("index", .n(k)), ("text", .s(text))]
+        if wantLogprobs, let token {
+            let e = logprobs.completionEntry(token)
+            c.append(("logprobs", .object([("tokens", .array([e.token])), ("token_logprobs", .array([e.logprob])), ("top_logprobs", .array([e.top]))])))
+        } else {
+            c.append(("logprobs", .null))
+        }
+        c.append(("finish_reason", finish.map { .s($0) } ?? .null))
+        if promptIDs != nil { c.append(("token_ids", .array(token.map { [.n($0.token)] } ?? []))) }
+        var v: [(String, JSONValue)] = [
+            ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)), ("choices", .array([.object(c)])),
+        ]
+        if let promptIDs { v.append(("prompt_token_ids", .array(promptIDs.map { .n($0) }))) }
+        return event(v + extra)
+    }
+
+    func event(_ fields: [(String, JSONValue)]) -> String { "data: " + JSONValue.object(fields).promptJSON() + "\n\n" }
+
+    func response(usage: GenerationUsage, timings: JSONValue) -> JSONValue {
+        let list: [JSONValue] = choices.enumerated().map { k, a in
+            var c: [(String, JSONValue)] = [("index", .n(k)), ("text", .s(a.text))]
+            c.append(("logprobs", wantLogprobs
+                ? .object([("tokens", .array(a.tokens)), ("token_logprobs", .array(a.logprobs)), ("top_logprobs", .array(a.tops))]) : .null))
+            c.append(("finish_reason", .s(a.finish)))
+            if promptIDs != nil { c.append(("token_ids", .array(a.ids.map { .n($0) }))) }
+            return .object(c)
+        }
+        var fields: [(String, JSONValue)] = [
+            ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)),
+            ("choices", .array(list)), ("usage", usage.openAIJSON), ("timings", timings),
+        ]
+        if let promptIDs { fields.append(("prompt_token_ids", .array(promptIDs.map { .n($0) }))) }
+        return .object(fields)
     }
 }

@@ -1,9 +1,10 @@
 // DSV4Server+Messages.swift: POST /v1/messages, the Anthropic Messages API (what
-// Claude-Code-style agents speak), mapped onto the same V4 prompt and output parser.
+// Claude-Code-style agents speak): the request mapped onto the equivalent Chat Completions
+// body (the same V4 prompt), generated through the driver with `MessagesEncoder`.
 import Engine
 import Foundation
 import Hummingbird
-import NIOCore
+import OpenAIAPI
 import Tokenization
 
 extension DSV4Server {
@@ -109,135 +110,11 @@ extension DSV4Server {
     func messages(_ body: JSONValue, _ call: Call) async throws -> Response {
         try checkModel(body)
         guard body["max_tokens"]?.intValue != nil else { throw APIError.badRequest("'max_tokens' is required", param: "max_tokens") }
-        let chat = try Self.chatBody(fromMessages: body)
-        let plan = try planChat(chat)
+        let plan = try planChat(try Self.chatBody(fromMessages: body))
         let stream = try FieldReader(body: body).bool("stream") ?? false
-        let record = call.record
-        let run = try GenerationRun(
-            engine: engine, tokenizer: tokenizer, prompt: plan.prompt, parameters: plan.parameters, hiddenTokens: hiddenTokens,
-            constraint: plan.constraint, record: record)
-        let id = Self.requestID("msg_")
-        let thinking = plan.conversation.thinking
-        let tools = plan.parseToolCalls
-        let stops = plan.parameters.stop
-        if stream { record.update { $0.stream = true } }
-        call.onClientGone(self) { run.cancel() }
-
-        @Sendable func stopReason(_ f: FinishReason, _ acc: ChoiceAccumulator, _ text: String) -> String {
-            if f == .length { return "max_tokens" }
-            if acc.parser.sawToolCalls { return "tool_use" }
-            return "end_turn"
-        }
-        _ = stops
-
-        if !stream {
-            var acc = ChoiceAccumulator(thinking: thinking, tools: tools)
-            var promptTokens = plan.prompt.count, cached = 0, completion = 0
-            var reason = "end_turn"
-            try await withTaskCancellationHandler {
-                for await u in run.updates() {
-                    switch u {
-                    case .started(let p, let c): promptTokens = p; cached = c
-                    case .text(_, let t, _): for d in acc.parser.push(t) { acc.output.apply(d) }
-                    case .finished(_, let f, let t):
-                        for d in acc.parser.finish() { acc.output.apply(d) }
-                        completion = t
-                        reason = stopReason(f, acc, acc.output.content ?? "")
-                        record.finished(reason)
-                    case .keepAlive: break
-                    case .failed(let e): throw Self.map(e)
-                    }
-                }
-            } onCancel: { run.cancel() }
-            metrics.tokens(prompt: promptTokens, completion: completion, cached: cached)
-            var content: [JSONValue] = []
-            if thinking, let r = acc.output.reasoning, !r.isEmpty { content.append(.object([("type", .s("thinking")), ("thinking", .s(r)), ("signature", .s(""))])) }
-            if let c = acc.output.content, !c.isEmpty { content.append(.object([("type", .s("text")), ("text", .s(c))])) }
-            for c in acc.output.toolCalls {
-                let input = (try? JSONValue.parse(c.arguments)) ?? .object([("arguments", .s(c.arguments))])
-                content.append(.object([("type", .s("tool_use")), ("id", .s(Self.requestID("toolu_"))), ("name", .s(c.name)), ("input", input)]))
-            }
-            return json(.object([
-                ("id", .s(id)), ("type", .s("message")), ("role", .s("assistant")), ("model", .s(modelName)),
-                ("content", .array(content)), ("stop_reason", .s(reason)), ("stop_sequence", .null),
-                ("usage", .object([("input_tokens", .n(promptTokens - cached)), ("cache_read_input_tokens", .n(cached)), ("output_tokens", .n(completion))])),
-            ]))
-        }
-
-        let promptCount = plan.prompt.count
-        let keepAlive = Duration.seconds(options.keepAliveSeconds)
-        let body = ResponseBody { [self] writer in
-            defer { finish(record) }
-            func event(_ name: String, _ v: JSONValue) -> String { "event: \(name)\ndata: \(v.promptJSON())\n\n" }
-            var acc = ChoiceAccumulator(thinking: thinking, tools: tools)
-            var blockIndex = -1
-            var openBlock: String?  // "thinking", "text", "tool_use"
-            var completion = 0, cached = 0
-            func open(_ kind: String, extra: [(String, JSONValue)] = []) -> String {
-                var s = ""
-                if openBlock != nil { s += event("content_block_stop", .object([("type", .s("content_block_stop")), ("index", .n(blockIndex))])) }
-                blockIndex += 1
-                openBlock = kind
-                var block: [(String, JSONValue)] = [("type", .s(kind))]
-                switch kind {
-                case "thinking": block.append(("thinking", .s("")))
-                case "text": block.append(("text", .s("")))
-                default: block += extra + [("input", .object([]))]
-                }
-                s += event("content_block_start", .object([("type", .s("content_block_start")), ("index", .n(blockIndex)), ("content_block", .object(block))]))
-                return s
-            }
-            func delta(_ d: OutputDelta) -> String {
-                var s = ""
-                switch d {
-                case .reasoning(let t) where !t.isEmpty:
-                    if openBlock != "thinking" { s += open("thinking") }
-                    s += event("content_block_delta", .object([("type", .s("content_block_delta")), ("index", .n(blockIndex)), ("delta", .object([("type", .s("thinking_delta")), ("thinking", .s(t))]))]))
-                case .content(let t) where !t.isEmpty:
-                    if openBlock != "text" { s += open("text") }
-                    s += event("content_block_delta", .object([("type", .s("content_block_delta")), ("index", .n(blockIndex)), ("delta", .object([("type", .s("text_delta")), ("text", .s(t))]))]))
-                case .toolCall(_, let name):
-                    s += open("tool_use", extra: [("id", .s(Self.requestID("toolu_"))), ("name", .s(name))])
-                case .toolArguments(_, let t):
-                    s += event("content_block_delta", .object([("type", .s("content_block_delta")), ("index", .n(blockIndex)), ("delta", .object([("type", .s("input_json_delta")), ("partial_json", .s(t))]))]))
-                default: break
-                }
-                return s
-            }
-            do {
-                try await writer.write(ByteBuffer(string: event("message_start", .object([("type", .s("message_start")), ("message", .object([
-                    ("id", .s(id)), ("type", .s("message")), ("role", .s("assistant")), ("model", .s(modelName)), ("content", .array([])),
-                    ("stop_reason", .null), ("stop_sequence", .null), ("usage", .object([("input_tokens", .n(promptCount)), ("output_tokens", .n(0))])),
-                ]))]))))
-                var reason = "end_turn"
-                for await u in run.updates(keepAliveEvery: keepAlive) {
-                    var out = ""
-                    switch u {
-                    case .started(_, let c): cached = c
-                    case .keepAlive: out = event("ping", .object([("type", .s("ping"))]))
-                    case .text(_, let t, _): for d in acc.parser.push(t) { acc.output.apply(d); out += delta(d) }
-                    case .finished(_, let f, let t):
-                        for d in acc.parser.finish() { acc.output.apply(d); out += delta(d) }
-                        completion = t
-                        reason = stopReason(f, acc, "")
-                        record.finished(reason)
-                    case .failed(let e): out = event("error", .object([("type", .s("error")), ("error", .object([("type", .s("api_error")), ("message", .s(e.description))]))]))
-                    }
-                    if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
-                }
-                var tail = ""
-                if openBlock != nil { tail += event("content_block_stop", .object([("type", .s("content_block_stop")), ("index", .n(blockIndex))])) }
-                tail += event("message_delta", .object([("type", .s("message_delta")), ("delta", .object([("stop_reason", .s(reason)), ("stop_sequence", .null)])),
-                                                        ("usage", .object([("output_tokens", .n(completion)), ("cache_read_input_tokens", .n(cached))]))]))
-                tail += event("message_stop", .object([("type", .s("message_stop"))]))
-                try await writer.write(ByteBuffer(string: tail))
-                try await writer.finish(nil)
-            } catch {
-                run.cancel()
-                if record.clientGone() { metrics.clientCancelled() }
-                throw error
-            }
-        }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+        let job = GenerationJob(prompt: plan.prompt, parameters: plan.parameters, constraint: plan.job.constraint, stream: stream)
+        let encoder = MessagesEncoder(
+            id: Self.requestID("msg_"), model: modelName, thinking: plan.conversation.thinking, parseToolCalls: plan.parseToolCalls)
+        return try await drive(job, encoder, call: call)
     }
 }

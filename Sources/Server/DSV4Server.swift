@@ -8,6 +8,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import OpenAIAPI
 import ServiceLifecycle
 import UnixSignals
 import Tokenization
@@ -160,9 +161,29 @@ public final class DSV4Server: Sendable {
         var presented: String?
         if let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") { presented = String(auth.dropFirst(7)) }
         if presented == nil, let key = request.headers.first(where: { $0.name.canonicalName == "x-api-key" })?.value { presented = key }
-        guard let key = presented, options.apiKeys.contains(key) else {
+        guard let key = presented, Self.keyMatches(key, options.apiKeys) else {
             throw APIError(.unauthorized, "Incorrect API key provided.", type: "authentication_error", code: "invalid_api_key")
         }
+    }
+
+    /// Whether `presented` is one of `keys`, compared in constant time: every key is
+    /// compared, every byte of each, so the time taken says nothing about how much of a key
+    /// a guess got right, nor which key matched.
+    static func keyMatches(_ presented: String, _ keys: [String]) -> Bool {
+        let p = Array(presented.utf8)
+        var matched: UInt8 = 0
+        for key in keys { matched |= constantTimeEqual(p, Array(key.utf8)) ? 1 : 0 }
+        return matched == 1
+    }
+
+    /// Byte equality whose time depends only on `secret`'s length.
+    static func constantTimeEqual(_ guess: [UInt8], _ secret: [UInt8]) -> Bool {
+        var diff = UInt64(truncatingIfNeeded: guess.count ^ secret.count)
+        for i in secret.indices {
+            let g = i < guess.count ? guess[i] : 0
+            diff |= UInt64(g ^ secret[i])
+        }
+        return diff == 0
     }
 
     static func map(_ e: EngineError) -> APIError {
@@ -173,8 +194,14 @@ public final class DSV4Server: Sendable {
         case .contextTooLong: APIError.badRequest(e.description, param: "messages", code: "context_length_exceeded")
         case .exceedsCache: APIError.badRequest(e.description, code: "context_length_exceeded")
         case .shuttingDown: APIError(.serviceUnavailable, e.description, type: "server_error")
-        case .modelFailure: APIError(.internalServerError, e.description, type: "server_error")
+        case .modelFailure: APIError.internal(e.description)
         }
+    }
+
+    /// Logs an internal error's detail with the request id (the client sees neither).
+    func logInternal(_ e: APIError, requestID: String) {
+        guard let detail = e.internalDetail else { return }
+        logger.error("internal error", metadata: ["request_id": .string(requestID), "error": .string(detail)])
     }
 
     /// The model named in the request must be one we serve (no name: the default).

@@ -1,7 +1,7 @@
 // GenerationRun.swift: one request's trip through the engine, as text: incremental
 // UTF-8-safe detokenization per choice, end-of-sequence and stop tokens kept out of the
-// text, stop strings cut (with hold-back so a partial stop string is never sent), and
-// keep-alive ticks while the prompt is still being prefilled.
+// text, text cut at the stop string the engine found (with hold-back so a partial stop
+// string is never sent), and keep-alive ticks while the prompt is still being prefilled.
 import Engine
 import Foundation
 import Tokenization
@@ -10,7 +10,8 @@ enum GenerationUpdate: Sendable {
     case started(promptTokens: Int, cachedTokens: Int)
     /// New visible text of a choice, and the token that produced it (for logprobs).
     case text(choice: Int, String, token: SampledToken?)
-    case finished(choice: Int, reason: FinishReason, completionTokens: Int)
+    /// `stopString`: the stop string that ended the choice, if one did.
+    case finished(choice: Int, reason: FinishReason, completionTokens: Int, stopString: String?)
     case keepAlive
     case failed(EngineError)
 }
@@ -42,9 +43,23 @@ final class GenerationRun: @unchecked Sendable {
 
     struct ChoiceState {
         var decoder = IncrementalDecoder()
+        /// Text not sent yet.
         var pending = ""
-        var emittedCount = 0
         var tokens = 0
+
+        /// Adds a token's text and returns what may be sent now. The engine, not this, looks
+        /// for stop strings; a stop string it finds ends inside the newest token's text and
+        /// starts at most `holdBack` characters before it, so that much stays pending until
+        /// the next token (or the finish, which cuts at the stop string).
+        mutating func release(adding text: String, holdBack: Int, stops: Bool) -> String {
+            pending += text
+            guard stops else { defer { pending = "" }; return pending }
+            let keep = text.count + holdBack
+            guard pending.count > keep else { return "" }
+            let cut = pending.index(pending.endIndex, offsetBy: -keep)
+            defer { pending = String(pending[cut...]) }
+            return String(pending[..<cut])
+        }
     }
 
     /// The request's updates; ends after every choice finished or on failure.
@@ -78,26 +93,20 @@ final class GenerationRun: @unchecked Sendable {
                     record?.token()
                     var st = choices[k] ?? ChoiceState()
                     st.tokens += 1
-                    if !hidden.contains(s.token) { st.pending += st.decoder.push(s.token, tokenizer: tokenizer) }
-                    // Release all but what could be the start of a stop string.
-                    var release = ""
-                    if !stops.contains(where: { st.pending.contains($0) }), st.pending.count > holdBack {
-                        let cut = st.pending.index(st.pending.endIndex, offsetBy: -holdBack)
-                        release = String(st.pending[..<cut])
-                        st.pending = String(st.pending[cut...])
-                    }
+                    let text = hidden.contains(s.token) ? "" : st.decoder.push(s.token, tokenizer: tokenizer)
+                    let release = st.release(adding: text, holdBack: holdBack, stops: !stops.isEmpty)
                     choices[k] = st
                     continuation.yield(.text(choice: k, release, token: s))
                 case .finished(let k, let reason, let stop):
                     var st = choices[k] ?? ChoiceState()
                     st.pending += st.decoder.finish()
                     var tail = st.pending
-                    if let stop {
-                        // The engine saw `stop` in the text: cut there (it may span the held-back part).
-                        if let r = tail.range(of: stop) { tail = String(tail[..<r.lowerBound]) }
+                    if let stop, let r = tail.range(of: stop) {
+                        // The engine found `stop` ending in the last token: the text ends before it.
+                        tail = String(tail[..<r.lowerBound])
                     }
                     if !tail.isEmpty { continuation.yield(.text(choice: k, tail, token: nil)) }
-                    continuation.yield(.finished(choice: k, reason: reason, completionTokens: st.tokens))
+                    continuation.yield(.finished(choice: k, reason: reason, completionTokens: st.tokens, stopString: stop))
                     choices[k] = nil
                 case .failed(let err):
                     continuation.yield(.failed(err))

@@ -4,6 +4,7 @@
 // the start when thinking is off).
 import Engine
 import Foundation
+import OpenAIAPI
 import Tokenization
 
 /// An incremental JSON syntax checker over bytes (RFC 8259), top level an object.
@@ -21,6 +22,10 @@ struct JSONAutomaton {
     var integerOnly = false
     /// Right after '[': ']' may close the (empty) array.
     var arrayJustOpened = false
+    /// Inside a string: continuation bytes the current UTF-8 character still needs, and the
+    /// range the next one must fall in (RFC 3629: no overlong forms, no surrogates).
+    var utf8Needed = 0
+    var utf8Next: ClosedRange<UInt8> = 0x80...0xBF
 
     // MARK: schema (response_format json_schema)
     /// Schema of each open container (parallel to `stack`); nil entries: unconstrained.
@@ -75,9 +80,32 @@ struct JSONAutomaton {
 
     static func isWS(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
 
+    /// A complete JSON number whose value is a finite double (so every JSON parser reads it).
     static func validNumber(_ t: [UInt8]) -> Bool {
-        guard let s = String(bytes: t, encoding: .utf8) else { return false }
-        return (try? JSONValue.parse(s)) != nil
+        guard let s = String(bytes: t, encoding: .utf8), (try? JSONValue.parse(s)) != nil else { return false }
+        return Double(s)?.isFinite == true
+    }
+
+    /// Feeds one byte of a string's text as UTF-8; false if it cannot be valid UTF-8.
+    mutating func feedUTF8(_ b: UInt8) -> Bool {
+        if utf8Needed > 0 {
+            guard utf8Next.contains(b) else { return false }
+            utf8Needed -= 1
+            utf8Next = 0x80...0xBF
+            return true
+        }
+        switch b {
+        case 0x00...0x7F: return true
+        case 0xC2...0xDF: utf8Needed = 1
+        case 0xE0: utf8Needed = 2; utf8Next = 0xA0...0xBF
+        case 0xED: utf8Needed = 2; utf8Next = 0x80...0x9F
+        case 0xE1...0xEF: utf8Needed = 2
+        case 0xF0: utf8Needed = 3; utf8Next = 0x90...0xBF
+        case 0xF4: utf8Needed = 3; utf8Next = 0x80...0x8F
+        case 0xF1...0xF3: utf8Needed = 3
+        default: return false
+        }
+        return true
     }
 
     /// After a value ends.
@@ -85,74 +113,11 @@ struct JSONAutomaton {
 
     /// Feeds one byte; false if the text can no longer be valid JSON.
     mutating func feed(_ b: UInt8) -> Bool {
-        if var cands = literalCandidates {
-            // Inside an enum/const value: follow the remaining candidates byte by byte.
-            cands = cands.filter { literalMatched < $0.count && $0[literalMatched] == b }
-            if cands.isEmpty {
-                // A complete candidate followed by a structural byte ends the value.
-                let done = (literalCandidates ?? []).contains { $0.count == literalMatched }
-                guard done else { return false }
-                literalCandidates = nil
-                valueDone()
-                return feed(b)
-            }
-            literalMatched += 1
-            literalCandidates = cands
-            if cands.count == 1, cands[0].count == literalMatched, stack.isEmpty {
-                literalCandidates = nil
-                valueDone()
-            }
-            return true
-        }
+        if literalCandidates != nil { return feedLiteralCandidate(b) }
         switch lex {
-        case .string(let esc), .key(let esc):
-            let isKey: Bool = { if case .key = lex { return true } else { return false } }()
-            if esc > 0 {
-                if esc == 1 {  // the char after a backslash
-                    if b == UInt8(ascii: "u") { lex = isKey ? .key(escape: 2) : .string(escape: 2); return true }
-                    guard "\"\\/bfnrt".utf8.contains(b) else { return false }
-                } else {  // hex digits of \uXXXX: esc counts 2…5
-                    guard (0x30...0x39).contains(b) || (0x41...0x46).contains(b) || (0x61...0x66).contains(b) else { return false }
-                    if esc < 5 { lex = isKey ? .key(escape: esc + 1) : .string(escape: esc + 1); return true }
-                }
-                lex = isKey ? .key(escape: 0) : .string(escape: 0)
-                return true
-            }
-            if b == UInt8(ascii: "\\") {
-                if isKey, allowedKeys != nil { return false }  // schema keys are plain text
-                lex = isKey ? .key(escape: 1) : .string(escape: 1)
-                return true
-            }
-            if b == UInt8(ascii: "\"") {
-                lex = .none
-                if isKey {
-                    let key = String(decoding: keyBytes, as: UTF8.self)
-                    if let allowed = allowedKeys, !allowed.contains(key) { return false }
-                    if seenKeys.last?.contains(key) == true { return false }
-                    seenKeys[seenKeys.count - 1].insert(key)
-                    pendingSchema = (schemas.last ?? nil)?.property(key)
-                    expect = .colon
-                } else {
-                    valueDone()
-                }
-                return true
-            }
-            guard b >= 0x20 else { return false }
-            if isKey {
-                keyBytes.append(b)
-                if let allowed = allowedKeys, !allowed.contains(where: { $0.utf8.starts(with: keyBytes) }) { return false }
-            }
-            return true
-        case .number:
-            if (0x30...0x39).contains(b) || b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-") {
-                if integerOnly, !(0x30...0x39).contains(b) { return false }
-                numberText.append(b)
-                return numberText.count < 64 && Self.numberPrefixOK(numberText)
-            }
-            guard Self.validNumber(numberText) else { return false }
-            lex = .none
-            valueDone()
-            return feed(b)
+        case .string(let esc): return feedString(b, escape: esc, isKey: false)
+        case .key(let esc): return feedString(b, escape: esc, isKey: true)
+        case .number: return feedNumber(b)
         case .literal(let word, let i):
             let w = Array(word.utf8)
             guard b == w[i] else { return false }
@@ -172,51 +137,7 @@ struct JSONAutomaton {
         case .done:
             return false
         case .value:
-            if !started {  // json_object: the top level is an object
-                guard b == UInt8(ascii: "{") else { return false }
-            }
-            started = true
-            if b == UInt8(ascii: "]") {
-                // An empty array closes right after '['.
-                guard emptyArrayOK, case .array? = stack.last else { return false }
-                close()
-                return true
-            }
-            if let lits = pendingSchema?.literals {
-                // enum / const: the value is one of these texts.
-                let cands = lits.filter { $0.first == b }
-                guard !cands.isEmpty else { return false }
-                literalCandidates = cands
-                literalMatched = 1
-                if stack.isEmpty, cands.count == 1, cands[0].count == 1 { literalCandidates = nil; valueDone() }
-                return true
-            }
-            switch b {
-            case UInt8(ascii: "{"):
-                guard typeAllowed("object") else { return false }
-                open(.object); expect = .keyOrClose
-            case UInt8(ascii: "["):
-                guard typeAllowed("array") else { return false }
-                open(.array); expect = .value; arrayJustOpened = true
-            case UInt8(ascii: "\""):
-                guard typeAllowed("string") else { return false }
-                lex = .string(escape: 0)
-            case UInt8(ascii: "t"), UInt8(ascii: "f"):
-                guard typeAllowed("boolean") else { return false }
-                lex = b == UInt8(ascii: "t") ? .literal("true", 1) : .literal("false", 1)
-            case UInt8(ascii: "n"):
-                guard typeAllowed("null") else { return false }
-                lex = .literal("null", 1)
-            case UInt8(ascii: "-"), 0x30...0x39:
-                guard typeAllowed("number") || typeAllowed("integer") else { return false }
-                integerOnly = pendingSchema?.types.map { $0.contains("integer") && !$0.contains("number") } ?? false
-                lex = .number; numberText = [b]
-            default: return false
-            }
-            if case .array? = stack.last, b != UInt8(ascii: "[") || stack.count > 1 {
-                // Each array element gets the items schema back after a nested value.
-            }
-            return true
+            return feedValueStart(b, emptyArrayOK: emptyArrayOK)
         case .keyOrClose, .key:
             if b == UInt8(ascii: "}"), expect == .keyOrClose {
                 guard objectCanClose else { return false }
@@ -232,25 +153,151 @@ struct JSONAutomaton {
             expect = .value
             return true
         case .commaOrClose:
-            guard let top = stack.last else { return false }
-            if b == UInt8(ascii: ",") {
-                if top == .object {
-                    guard allowedKeys?.isEmpty != true else { return false }  // every allowed key is used
-                    expect = .key
-                } else {
-                    expect = .value
-                    pendingSchema = (schemas.last ?? nil)?.items
-                }
-                return true
-            }
-            if b == UInt8(ascii: "}"), top == .object {
-                guard objectCanClose else { return false }
-                close()
-                return true
-            }
-            if b == UInt8(ascii: "]"), top == .array { close(); return true }
-            return false
+            return feedAfterValue(b)
         }
+    }
+
+    /// Inside an enum/const value: follows the remaining candidates byte by byte.
+    mutating func feedLiteralCandidate(_ b: UInt8) -> Bool {
+        let cands = (literalCandidates ?? []).filter { literalMatched < $0.count && $0[literalMatched] == b }
+        if cands.isEmpty {
+            // A complete candidate followed by a structural byte ends the value.
+            let done = (literalCandidates ?? []).contains { $0.count == literalMatched }
+            guard done else { return false }
+            literalCandidates = nil
+            valueDone()
+            return feed(b)
+        }
+        literalMatched += 1
+        literalCandidates = cands
+        if cands.count == 1, cands[0].count == literalMatched, stack.isEmpty {
+            literalCandidates = nil
+            valueDone()
+        }
+        return true
+    }
+
+    /// Inside a string value or an object key (`escape`: 0 plain, 1 after a backslash,
+    /// 2…5 the hex digits of \uXXXX).
+    mutating func feedString(_ b: UInt8, escape esc: Int, isKey: Bool) -> Bool {
+        if esc > 0 {
+            if esc == 1 {  // the char after a backslash
+                if b == UInt8(ascii: "u") { lex = isKey ? .key(escape: 2) : .string(escape: 2); return true }
+                guard "\"\\/bfnrt".utf8.contains(b) else { return false }
+            } else {  // hex digits of \uXXXX: esc counts 2…5
+                guard (0x30...0x39).contains(b) || (0x41...0x46).contains(b) || (0x61...0x66).contains(b) else { return false }
+                if esc < 5 { lex = isKey ? .key(escape: esc + 1) : .string(escape: esc + 1); return true }
+            }
+            lex = isKey ? .key(escape: 0) : .string(escape: 0)
+            return true
+        }
+        if utf8Needed > 0 { return feedUTF8(b) && (!isKey || keyAccepts(b)) }
+        if b == UInt8(ascii: "\\") {
+            if isKey, allowedKeys != nil { return false }  // schema keys are plain text
+            lex = isKey ? .key(escape: 1) : .string(escape: 1)
+            return true
+        }
+        if b == UInt8(ascii: "\"") {
+            lex = .none
+            guard isKey else { valueDone(); return true }
+            let key = String(decoding: keyBytes, as: UTF8.self)
+            if let allowed = allowedKeys, !allowed.contains(key) { return false }
+            if seenKeys.last?.contains(key) == true { return false }
+            seenKeys[seenKeys.count - 1].insert(key)
+            pendingSchema = (schemas.last ?? nil)?.property(key)
+            expect = .colon
+            return true
+        }
+        guard b >= 0x20, feedUTF8(b) else { return false }
+        return !isKey || keyAccepts(b)
+    }
+
+    /// Adds a byte to the key being read; false if no allowed key starts so.
+    mutating func keyAccepts(_ b: UInt8) -> Bool {
+        keyBytes.append(b)
+        if let allowed = allowedKeys, !allowed.contains(where: { $0.utf8.starts(with: keyBytes) }) { return false }
+        return true
+    }
+
+    /// Inside a number.
+    mutating func feedNumber(_ b: UInt8) -> Bool {
+        if (0x30...0x39).contains(b) || b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-") {
+            if integerOnly, !(0x30...0x39).contains(b) { return false }
+            numberText.append(b)
+            return numberText.count < 64 && Self.numberPrefixOK(numberText)
+        }
+        guard Self.validNumber(numberText) else { return false }
+        lex = .none
+        valueDone()
+        return feed(b)
+    }
+
+    /// The first byte of a value (or ']' closing an empty array).
+    mutating func feedValueStart(_ b: UInt8, emptyArrayOK: Bool) -> Bool {
+        if !started {  // json_object: the top level is an object
+            guard b == UInt8(ascii: "{") else { return false }
+        }
+        started = true
+        if b == UInt8(ascii: "]") {
+            // An empty array closes right after '['.
+            guard emptyArrayOK, case .array? = stack.last else { return false }
+            close()
+            return true
+        }
+        if let lits = pendingSchema?.literals {
+            // enum / const: the value is one of these texts.
+            let cands = lits.filter { $0.first == b }
+            guard !cands.isEmpty else { return false }
+            literalCandidates = cands
+            literalMatched = 1
+            if stack.isEmpty, cands.count == 1, cands[0].count == 1 { literalCandidates = nil; valueDone() }
+            return true
+        }
+        switch b {
+        case UInt8(ascii: "{"):
+            guard typeAllowed("object") else { return false }
+            open(.object); expect = .keyOrClose
+        case UInt8(ascii: "["):
+            guard typeAllowed("array") else { return false }
+            open(.array); expect = .value; arrayJustOpened = true
+        case UInt8(ascii: "\""):
+            guard typeAllowed("string") else { return false }
+            lex = .string(escape: 0)
+        case UInt8(ascii: "t"), UInt8(ascii: "f"):
+            guard typeAllowed("boolean") else { return false }
+            lex = b == UInt8(ascii: "t") ? .literal("true", 1) : .literal("false", 1)
+        case UInt8(ascii: "n"):
+            guard typeAllowed("null") else { return false }
+            lex = .literal("null", 1)
+        case UInt8(ascii: "-"), 0x30...0x39:
+            guard typeAllowed("number") || typeAllowed("integer") else { return false }
+            integerOnly = pendingSchema?.types.map { $0.contains("integer") && !$0.contains("number") } ?? false
+            lex = .number; numberText = [b]
+        default: return false
+        }
+        return true
+    }
+
+    /// After a value inside a container: ',' or the container's closing bracket.
+    mutating func feedAfterValue(_ b: UInt8) -> Bool {
+        guard let top = stack.last else { return false }
+        if b == UInt8(ascii: ",") {
+            if top == .object {
+                guard allowedKeys?.isEmpty != true else { return false }  // every allowed key is used
+                expect = .key
+            } else {
+                expect = .value
+                pendingSchema = (schemas.last ?? nil)?.items
+            }
+            return true
+        }
+        if b == UInt8(ascii: "}"), top == .object {
+            guard objectCanClose else { return false }
+            close()
+            return true
+        }
+        if b == UInt8(ascii: "]"), top == .array { close(); return true }
+        return false
     }
 
     /// Whether `t` can still grow into a JSON number.

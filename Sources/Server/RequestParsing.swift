@@ -1,21 +1,7 @@
 // RequestParsing.swift: sampling parameters and other request fields, read strictly from
 // JSON with OpenAI-style located errors.
 import Engine
-import Tokenization
-
-extension JSONValue {
-    /// A finite number, or nil.
-    var doubleValue: Double? { if case .number(let n) = self { return Double(n) } else { return nil } }
-    /// An exact integer, or nil.
-    var intValue: Int? {
-        guard case .number(let n) = self, let d = Double(n), d == d.rounded(), abs(d) < 9e15 else { return nil }
-        return Int(d)
-    }
-
-    static func s(_ v: String) -> JSONValue { .string(v) }
-    static func n(_ v: Int) -> JSONValue { .number(String(v)) }
-    static func f(_ v: Float) -> JSONValue { .number(v.isFinite ? "\(v)" : "-9999.0") }
-}
+import OpenAIAPI
 
 struct FieldReader {
     let body: JSONValue

@@ -3,8 +3,8 @@
 // completes (exactly once), its structured log line.
 import Foundation
 import Logging
+import OpenAIAPI
 import Synchronization
-import Tokenization
 
 /// One API request's facts, shared by the handler, its generation pump and its stream.
 final class RequestRecord: Sendable {

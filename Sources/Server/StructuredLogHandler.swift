@@ -2,7 +2,7 @@
 // as logfmt (`ts=… level=info msg=request request_id=… status=200`) or as a JSON object.
 import Foundation
 import Logging
-import Tokenization
+import OpenAIAPI
 import Synchronization
 
 /// How log lines are written.

@@ -22,6 +22,7 @@
 //   verbatim); `}` (or `{}`) at `</｜DSML｜` of the invoke. A stream that stops inside a call
 //   leaves the arguments as streamed so far (`{"n": 1`, or `` before the first parameter),
 //   like the recipe: no closing is invented here (the server decides what to do with it).
+import OpenAIAPI
 
 /// One piece of parsed output.
 public enum OutputDelta: Equatable, Sendable {

@@ -14,6 +14,7 @@
 //   otherwise history turns open with `</think>`;
 // * the prompt always ends with a generation opener, unless the last message is an
 //   assistant prefix, which is continued without EOS.
+import OpenAIAPI
 
 public enum PromptRenderer {
     public static let bos = "<｜begin▁of▁sentence｜>"

@@ -58,6 +58,36 @@ import Testing
         #expect(tokens[id]![1]!.count <= 3)
     }
 
+    /// Regression: the engine decoded the whole generated text again after every token to
+    /// look for stop strings, so a choice of N tokens decoded N(N+1)/2 tokens.
+    @Test func stopStringsDecodeAWindowNotTheWholeOutput() throws {
+        final class Counter { var tokens = 0 }
+        let decoded = Counter()
+        let core = EngineCore(model: FakeModel(), configuration: EngineConfiguration(), detokenize: { tokens in
+            decoded.tokens += tokens.count
+            return Self.text(tokens)
+        })
+        var p = greedy(400)
+        p.stop = ["never-matches"]  // 13 bytes: about four tokens of text
+        let id = try core.add(prompt: [3, 1, 4], parameters: p)
+        let (tokens, _) = drain(core)
+        #expect(tokens[id]![0]!.count == 400)
+        // Quadratic decoding would be 80,200 tokens; a window of a few tokens is linear.
+        #expect(decoded.tokens <= 400 * 40)
+    }
+
+    @Test func matcherFindsAStopInACharacterSplitAcrossTokens() {
+        // Tokens are single bytes: "é" is two tokens, and the stop "xxaé" spans five.
+        let bytes: [UInt8] = Array("xxxxxxxxxxxxxxxxaébb".utf8)
+        let decode: ([Int]) -> String = { ids in String(decoding: ids.map { bytes[$0] }, as: UTF8.self) }
+        var m = StopMatcher()
+        var found: (Int, String)?
+        for k in bytes.indices {
+            if let s = m.match(["xxaé", "zzz"], in: Array(0...k), detokenize: decode) { found = (k, s); break }
+        }
+        #expect(found?.0 == 18 && found?.1 == "xxaé")  // the token that completes "é"
+    }
+
     @Test func stopTokenIdEndsTheChoiceAndIsTheLastToken() throws {
         let free = try probe([9, 9, 9], 8)
         var p = greedy(8)

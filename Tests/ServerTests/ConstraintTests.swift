@@ -1,10 +1,18 @@
-// ConstraintTests.swift: the JSON automaton against the JSON parser, and constrained
-// sampling that can only produce what the constraint allows.
+// ConstraintTests.swift: the JSON automaton against an independent JSON parser (Foundation's
+// JSONSerialization), and constrained sampling whose outputs that parser judges.
 import Engine
 import Foundation
 @testable import Server
+import OpenAIAPI
 import Testing
 import Tokenization
+
+/// The independent judge: Foundation's JSONSerialization, on a top-level object written
+/// without leading whitespace (what `response_format` asks of the model).
+func isJSONObject(_ s: String) -> Bool {
+    guard s.hasPrefix("{"), let data = s.data(using: .utf8) else { return false }
+    return (try? JSONSerialization.jsonObject(with: data)) is [String: Any]
+}
 
 func feedAll(_ s: String) -> JSONAutomaton? {
     var a = JSONAutomaton()
@@ -14,14 +22,17 @@ func feedAll(_ s: String) -> JSONAutomaton? {
 
 @Suite struct ConstraintTests {
     @Test func automatonAcceptsExactlyJSONObjects() {
-        for good in [#"{}"#, #"{"a": 1}"#, #"{"a": [1, 2.5e-3, -0, true, null, {"b": "x\"\u00e9"}], "c": []}"#, "{\n \"k\" : \"v\"}"] {
-            let a = feedAll(good)
-            #expect(a != nil && a!.isComplete, "\(good)")
+        let texts = [
+            #"{}"#, #"{"a": 1}"#, #"{"a": [1, 2.5e-3, -0, true, null, {"b": "x\"\u00e9"}], "c": []}"#, "{\n \"k\" : \"v\"}",
+            #"[1]"#, #"{"a" 1}"#, #"{"a": 01}"#, #"{"a": tru}"#, #"{,}"#, #"{"a": 1}}"#, #"{"a": "\x"}"#, "  {}",
+            #"{"a": 1e5, "b": -0.5E-2, "c": "\ud83d\ude00"}"#, #"{"a": .5}"#, #"{"a": 1.}"#, #"{"a": "tab\there"}"#, #"{"a": nul}"#,
+        ]
+        for text in texts {
+            let a = feedAll(text)
+            #expect((a?.isComplete == true) == isJSONObject(text), "\(text)")
         }
-        for bad in [#"[1]"#, #"{"a" 1}"#, #"{"a": 01}"#, #"{"a": [1,]}"#, #"{"a": tru}"#, #"{,}"#, #"{"a": 1}}"#, #"{"a": "\x"}"#, "  {}"] {
-            let a = feedAll(bad)
-            #expect(a == nil || !a!.isComplete, "\(bad)")
-        }
+        // JSONSerialization accepts a trailing comma; RFC 8259 (and the automaton) do not.
+        #expect(feedAll(#"{"a": [1,]}"#) == nil)
         // Prefixes of valid JSON are alive but not complete.
         let p = feedAll(#"{"a": [1, 2"#)
         #expect(p != nil && !p!.isComplete)
@@ -31,25 +42,29 @@ func feedAll(_ s: String) -> JSONAutomaton? {
         let tokenizer = try #require(v4Tokenizer())
         let factory = ConstraintFactory.json(tokenizer, thinking: false)
         var rng = SeededGenerator(seed: 9)
+        let closers = ["}", "]", "\"", "0", "e"].compactMap { tokenizer.id(of: $0) }
         for trial in 0..<3 {
             let c = factory.make()
             var out: [Int] = []
             var p = SamplingParameters()
             p.temperature = trial == 0 ? 0 : 1
-            for _ in 0..<60 {
-                // Random logits that favour closing braces late, so some runs complete.
+            var ended = false
+            for _ in 0..<400 {
+                // Random logits; after 30 tokens, closing tokens win so every run ends.
                 // Most tokens negligible; a random 3,000 in play (keeps the debug build fast).
                 var logits = [Float](repeating: -100, count: tokenizer.vocabularySize)
                 for _ in 0..<3000 { logits[Int(rng.next() % UInt64(tokenizer.vocabularySize))] = Float(rng.unit() * 8) }
-                if out.count > 30, let close = tokenizer.id(of: "}") { logits[close] += 20 }
+                if out.count > 30 { for t in closers { logits[t] += 50 }; logits[1] += 200 }
                 let s = Sampler.sample(logits: logits, parameters: p, seen: [], generatedCounts: [:], rng: &rng, constraint: c, eos: [1])
-                if s.token == 1 { break }
+                if s.token == 1 { ended = true; break }
                 c.accept(s.token)
                 out.append(s.token)
             }
+            // The constraint let the run end (end-of-sequence), so the text must be a whole
+            // JSON object by JSONSerialization's judgement, not the automaton's.
             let text = tokenizer.decode(out)
-            #expect(feedAll(text) != nil, "trial \(trial): \(text.debugDescription)")
-            #expect(text.hasPrefix("{"))
+            #expect(ended, "trial \(trial) never ended: \(text.debugDescription)")
+            #expect(isJSONObject(text), "trial \(trial): \(text.debugDescription)")
         }
     }
 
@@ -90,7 +105,7 @@ func v4Tokenizer() -> BPETokenizer? {
 
     @Test func schemaIsEnforced() {
         for good in [#"{"ok": true, "n": 3, "color": "red"}"#, #"{"color": "green", "n": -12, "ok": false, "tags": ["a", "b"], "inner": {"x": 1.5}}"#] {
-            #expect(run(good)?.isComplete == true, "\(good)")
+            #expect(isJSONObject(good) && run(good)?.isComplete == true, "\(good)")
         }
         for bad in [
             #"{"ok": 1, "n": 3, "color": "red"}"#,  // wrong type

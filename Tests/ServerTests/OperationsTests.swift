@@ -3,6 +3,7 @@
 import Foundation
 import Logging
 @testable import Server
+import OpenAIAPI
 import Synchronization
 import Testing
 import Tokenization

@@ -1,6 +1,7 @@
 // OutputParserTests.swift: streamed output split into reasoning, content and tool calls,
 // compared with deepseek-recipe's stream parser (tools/parse_goldens.py), plus exact replay.
 import Foundation
+import OpenAIAPI
 import Testing
 import Tokenization
 

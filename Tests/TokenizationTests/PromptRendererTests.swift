@@ -1,6 +1,7 @@
 // PromptRendererTests.swift: prompts byte-identical to deepseek-recipe (golden requests from
 // tools/render_goldens.py), and request errors located by JSON path.
 import Foundation
+import OpenAIAPI
 import Testing
 import Tokenization
 

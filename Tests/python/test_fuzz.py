@@ -1,5 +1,7 @@
-"""Generated bad input over every POST endpoint: every answer is a 4xx with an OpenAI error
-body (or a closed connection), the server keeps serving, and its memory stays bounded."""
+"""Generated bad input over every POST endpoint: every well-formed request with bad values gets
+the right 4xx and an error body in its route's shape (Anthropic's on /v1/messages, OpenAI's
+elsewhere); only malformed HTTP may end in a closed connection. The server keeps serving, and
+its memory stays bounded."""
 import http.client, json, socket
 
 import pytest
@@ -125,12 +127,33 @@ def send(server, path, body, headers, method="POST"):
         c.close()
 
 
-def check_error(status, payload, what):
-    if status is None:
-        return  # a closed connection is an acceptable answer to garbage
+ANTHROPIC_TYPES = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error", "request_too_large",
+                   "rate_limit_error", "api_error", "overloaded_error"}
+
+
+def expected_status(path, body, headers, what):
+    """The status a well-formed request with this bad input must get."""
+    if not headers.get("Content-Type", "").startswith("application/json"):
+        return 415
+    if what == "model='gpt-4'":
+        return 404
+    return 400
+
+
+def check_error(status, payload, what, path="/v1/chat/completions", want=None):
+    """A 4xx (exactly `want` when given) with an error body in the route's shape."""
+    assert status is not None, (what, "the server closed the connection on a well-formed request")
+    if want is not None:
+        assert status == want, (what, status, payload[:300])
     assert 400 <= status < 500, (what, status, payload[:300])
-    err = json.loads(payload)["error"]
-    assert set(err) >= {"message", "type", "param", "code"}, (what, err)
+    body = json.loads(payload)
+    if path.rstrip("/") == "/v1/messages":
+        assert body.get("type") == "error" and set(body["error"]) == {"type", "message"}, (what, body)
+        err = body["error"]
+        assert err["type"] in ANTHROPIC_TYPES, (what, err)
+    else:
+        err = body["error"]
+        assert set(err) >= {"message", "type", "param", "code"}, (what, err)
     assert isinstance(err["message"], str) and err["message"] and isinstance(err["type"], str), (what, err)
 
 
@@ -141,7 +164,7 @@ def test_generated_bad_requests_get_openai_errors_and_memory_stays_bounded(serve
     for round_ in range(3):
         for path, body, headers, what in all_cases:
             status, payload = send(server, path, body, headers)
-            check_error(status, payload, f"{path} {what}")
+            check_error(status, payload, f"{path} {what}", path, expected_status(path, body, headers, what))
         assert server.request("GET", "/health")[0] == 200
         rss.append(server.rss_kb())
     # Rounds 2 and 3 repeat round 1: memory that grows with every round is a leak.
@@ -151,16 +174,18 @@ def test_generated_bad_requests_get_openai_errors_and_memory_stays_bounded(serve
 
 def test_unknown_routes_and_methods_are_openai_shaped(server):
     for method, path, want in [("GET", "/v1/chat/completions", 405), ("GET", "/v1/completions", 405), ("POST", "/v1/models", 405),
+                               ("GET", "/v1/messages", 405), ("GET", "/v1/messages/", 405),
                                ("DELETE", "/health", 405), ("PUT", "/tokenize", 405), ("GET", "/nope", 404), ("POST", "/v2/chat/completions", 404),
                                ("GET", "/v1/models/extra", 404)]:
         status, headers, payload = server.request(method, path, b"{}" if method != "GET" else None, {"Content-Type": "application/json"})
         assert status == want, (method, path, status)
-        check_error(status, payload, f"{method} {path}")
+        check_error(status, payload, f"{method} {path}", path, want)
         if want == 405:
             assert headers["allow"] in ("GET", "POST")
 
 
 def test_malformed_http_gets_400_or_a_closed_connection(server):
+    # The one place a closed connection is a fair answer: bytes that are not HTTP.
     for garbage in [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, b"GET / HTTP/9.9\r\n\r\n", b"POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
                     b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"NOT-A-METHOD\r\n\r\n", b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n",
                     b"GET /health HTTP/1.1\r\nX: " + b"a" * 100_000 + b"\r\n\r\n"]:

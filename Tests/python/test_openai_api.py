@@ -1,11 +1,133 @@
 """The official `openai` client (and raw HTTP) against `dsv4 serve`."""
-import json, socket, threading, time, urllib.request
+import json, re, socket, threading, time, urllib.request
 
+import jsonschema  # not the server's automaton: an independent judge of schema outputs
 import pytest
 from openai import OpenAI, APIStatusError, AuthenticationError, BadRequestError, NotFoundError
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
           "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "days": {"type": "integer"}}, "required": ["location"]}}}]
+
+
+NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def json_prefix_ok(text):
+    """Whether `text` is a prefix of some JSON document (RFC 8259): an independent pushdown
+    recognizer, so a truncated constrained output can be judged without the server's code."""
+    stack, state, i, n = [], "value", 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\r\n" and state != "done":
+            i += 1
+            continue
+        if state == "done":
+            return c in " \t\r\n" and json_prefix_ok_rest(text[i:])
+        if state in ("value", "value_or_close"):
+            if state == "value_or_close" and c == "]":
+                stack.pop()
+                state, i = ("comma_or_close" if stack else "done"), i + 1
+                continue
+            if c in "{[":
+                stack.append(c)
+                state, i = ("key_or_close" if c == "{" else "value_or_close"), i + 1
+                continue
+            if c == '"':
+                end = scan_string(text, i)
+                if end is None:
+                    return False
+                if end == n:
+                    return True  # an open string
+                state, i = ("comma_or_close" if stack else "done"), end
+                continue
+            for word in ("true", "false", "null"):
+                if word.startswith(text[i:i + len(word)]) and text[i] == word[0]:
+                    if n - i < len(word):
+                        return True  # a partial literal at the end
+                    state, i = ("comma_or_close" if stack else "done"), i + len(word)
+                    break
+            else:
+                j = i
+                while j < n and text[j] in "+-.eE0123456789":
+                    j += 1
+                run = text[i:j]
+                if not run:
+                    return False
+                if j == n:
+                    return any(NUMBER.fullmatch(run + tail) for tail in ("", "0", "e0", "0e0"))
+                if not NUMBER.fullmatch(run):
+                    return False
+                state, i = ("comma_or_close" if stack else "done"), j
+            continue
+        if state in ("key_or_close", "key"):
+            if state == "key_or_close" and c == "}":
+                stack.pop()
+                state, i = ("comma_or_close" if stack else "done"), i + 1
+                continue
+            if c != '"':
+                return False
+            end = scan_string(text, i)
+            if end is None:
+                return False
+            if end == n:
+                return True
+            state, i = "colon", end
+            continue
+        if state == "colon":
+            if c != ":":
+                return False
+            state, i = "value", i + 1
+            continue
+        if state == "comma_or_close":
+            if c == ",":
+                state, i = ("key" if stack[-1] == "{" else "value"), i + 1
+            elif (c == "}" and stack[-1] == "{") or (c == "]" and stack[-1] == "["):
+                stack.pop()
+                state, i = ("comma_or_close" if stack else "done"), i + 1
+            else:
+                return False
+    return True
+
+
+def json_prefix_ok_rest(rest):
+    return rest.strip(" \t\r\n") == ""
+
+
+def scan_string(text, i):
+    """Index after the string starting at text[i] (a quote); len(text) if it is still open
+    and valid so far; None if invalid."""
+    n, i = len(text), i + 1
+    while i < n:
+        c = text[i]
+        if c == '"':
+            return i + 1
+        if ord(c) < 0x20:
+            return None
+        if c == "\\":
+            if i + 1 == n:
+                return n
+            e = text[i + 1]
+            if e == "u":
+                digits = text[i + 2:i + 6]
+                if not all(d in "0123456789abcdefABCDEF" for d in digits):
+                    return None
+                if len(digits) < 4:
+                    return n
+                i += 6
+                continue
+            if e not in '"\\/bfnrt':
+                return None
+            i += 2
+            continue
+        i += 1
+    return n
+
+
+def test_json_prefix_checker_itself():
+    for good in ["", "{", '{"a', '{"a": [1, 2.', '{"a": tr', '{"a": "x\\u00', '{"a": -', '{"a": 1e', '{"a": {}}', '[]', '{"a": [ ]', '{"k": 1, "']:
+        assert json_prefix_ok(good), good
+    for bad in ["}", '{"a" 1', '{"a": 01', '{"a": [1,]', '{"a": tru}', "{,", '{"a": 1}}', '{"a": "\\x"}', '{"a": 1} x', "{'a'"]:
+        assert not json_prefix_ok(bad), bad
 
 
 def client(s, key="x"):
@@ -169,6 +291,25 @@ def test_anthropic_messages(scripted):
     assert events[0] == "message_start" and events[-1] == "message_stop" and "content_block_delta" in events
 
 
+def test_anthropic_errors_are_anthropic_shaped(scripted):
+    """Every error of /v1/messages: {"type": "error", "error": {"type", "message"}}."""
+    ok = {"model": "dsv4-tiny", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    auth = {"Content-Type": "application/json", "x-api-key": "sk-test"}
+    for body, headers, status, kind in [
+        (json.dumps(ok).encode(), {"Content-Type": "application/json", "x-api-key": "wrong"}, 401, "authentication_error"),
+        (b'{"model": ', auth, 400, "invalid_request_error"),
+        (json.dumps({**ok, "model": "claude-9"}).encode(), auth, 404, "not_found_error"),
+        (json.dumps({**ok, "max_tokens": None}).encode(), auth, 400, "invalid_request_error"),
+        (json.dumps({**ok, "temperature": -3}).encode(), auth, 400, "invalid_request_error"),
+        (b" " * (17 << 20), auth, 413, "request_too_large"),
+    ]:
+        got, payload = raw(scripted, "POST", "/v1/messages", body, headers)
+        assert got == status, (status, got, payload[:200])
+        err = json.loads(payload)
+        assert err["type"] == "error" and err["error"]["type"] == kind and err["error"]["message"], err
+        assert set(err["error"]) == {"type", "message"} and "param" not in err, err
+
+
 def test_many_idle_connections_and_concurrent_streams(server):
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(1000)]
     try:
@@ -268,14 +409,23 @@ def test_constrained_decoding(server):
     r = c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Reply in JSON."}], max_tokens=24,
                                   temperature=0, response_format={"type": "json_object"}, extra_body={"thinking": {"type": "disabled"}})
     text = r.choices[0].message.content
-    assert text.startswith("{"), text
+    assert text.startswith("{") and json_prefix_ok(text), (r.choices[0].finish_reason, text)
     if r.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(text), dict)
     # Random weights rarely close the object by themselves: force it with a bias on "}" later on.
     r = c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "JSON please"}], max_tokens=64,
                                   temperature=0, response_format={"type": "json_object"}, logit_bias={"95": 100},
                                   extra_body={"thinking": {"type": "disabled"}})
+    assert json_prefix_ok(r.choices[0].message.content), r.choices[0].message.content
     assert r.choices[0].finish_reason == "stop" and isinstance(json.loads(r.choices[0].message.content), dict), r.choices[0].message.content
+    # Truncated by max_tokens, streamed or not: what was written is a valid prefix.
+    for max_tokens in (3, 7, 12):
+        kw = dict(model="dsv4-tiny", messages=[{"role": "user", "content": "JSON please"}], max_tokens=max_tokens, temperature=0.8, seed=max_tokens,
+                  response_format={"type": "json_object"}, extra_body={"thinking": {"type": "disabled"}})
+        r = c.chat.completions.create(**kw)
+        assert json_prefix_ok(r.choices[0].message.content), (max_tokens, r.choices[0].message.content)
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(stream=True, **kw) if ch.choices)
+        assert json_prefix_ok(streamed), (max_tokens, streamed)
     r = c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS, max_tokens=30,
                                   tool_choice={"type": "function", "function": {"name": "get_weather"}}, extra_body={"thinking": {"type": "disabled"}})
     assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
@@ -302,6 +452,30 @@ def test_json_schema(server):
     r = client(server).chat.completions.create(
         model="dsv4-tiny", messages=[{"role": "user", "content": "Describe it."}], max_tokens=120, temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "thing", "schema": schema}}, extra_body={"thinking": {"type": "disabled"}})
+    assert json_prefix_ok(r.choices[0].message.content), r.choices[0].message.content
     out = json.loads(r.choices[0].message.content)
+    jsonschema.validate(out, schema)
     assert set(out) == {"ok", "color", "n"} and isinstance(out["ok"], bool) and out["color"] in ("red", "green") and isinstance(out["n"], int)
     assert r.choices[0].finish_reason == "stop"
+    # Cut short, the output is still a valid prefix.
+    for max_tokens in (2, 5, 9):
+        r = client(server).chat.completions.create(
+            model="dsv4-tiny", messages=[{"role": "user", "content": "Describe it."}], max_tokens=max_tokens, temperature=1, seed=max_tokens,
+            response_format={"type": "json_schema", "json_schema": {"name": "thing", "schema": schema}}, extra_body={"thinking": {"type": "disabled"}})
+        text = r.choices[0].message.content
+        assert json_prefix_ok(text), (max_tokens, text)
+        if r.choices[0].finish_reason == "stop":
+            jsonschema.validate(json.loads(text), schema)
+
+
+def test_json_schema_keywords_it_cannot_enforce_are_refused(server):
+    c = client(server)
+    for schema, param in [
+        ({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}, "response_format.json_schema.schema.properties.age.minimum"),
+        ({"type": "object", "properties": {"id": {"type": "string", "pattern": "^a"}}}, "response_format.json_schema.schema.properties.id.pattern"),
+        ({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}, "response_format.json_schema.schema.properties.d.format"),
+    ]:
+        with pytest.raises(BadRequestError) as e:
+            c.chat.completions.create(model="dsv4-tiny", messages=[{"role": "user", "content": "x"}], max_tokens=5,
+                                      response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}})
+        assert e.value.body["param"] == param and param.rsplit(".", 1)[1] in e.value.body["message"], e.value.body

@@ -1,0 +1,179 @@
+// GenerationDriver.swift: the one generation driver behind every API handler. A handler
+// parses its request into a `GenerationJob` and an encoder of its API's responses; the
+// driver submits the job, follows the generation (one JSON answer, or SSE as it goes),
+// cancels it when the client goes away, and keeps usage, finish reasons, timings and
+// metrics. Chat Completions, Completions and Messages are encoders; so will be Responses.
+import Engine
+import Foundation
+import Hummingbird
+import NIOCore
+import OpenAIAPI
+import Tokenization
+
+/// What a handler asks the driver to generate.
+struct GenerationJob: Sendable {
+    let prompt: [Int]
+    let parameters: SamplingParameters
+    let constraint: ConstraintFactory?
+    let stream: Bool
+}
+
+/// Token counts of one request.
+struct GenerationUsage: Sendable {
+    var promptTokens: Int
+    var cachedTokens = 0
+    var completionTokens = 0
+
+    /// OpenAI's `usage` object (chat and completions).
+    var openAIJSON: JSONValue {
+        .object([
+            ("prompt_tokens", .n(promptTokens)), ("completion_tokens", .n(completionTokens)),
+            ("total_tokens", .n(promptTokens + completionTokens)),
+            ("prompt_tokens_details", .object([("cached_tokens", .n(cachedTokens))])),
+        ])
+    }
+}
+
+/// One API's side of a generation: how its text and finishes become that API's JSON (a
+/// whole response) or SSE events (a stream). The driver calls the `stream…` methods only
+/// when streaming, and `response` only when not.
+protocol GenerationEncoder: SendableMetatype {
+    /// The histogram of whole-request seconds this API reports (nil: none).
+    static var latencyMetric: String? { get }
+    /// SSE sent before any generation event (Anthropic's message_start); "" for none.
+    mutating func streamOpening(usage: GenerationUsage) -> String
+    /// New visible text of `choice`, and the token behind it (nil for a finishing flush).
+    /// Returns the SSE text to send (ignored when not streaming).
+    mutating func text(_ text: String, token: SampledToken?, choice: Int, streaming: Bool) -> String
+    /// `choice` finished. Returns the API's name for the reason (for the log) and the SSE
+    /// text to send; `timings` is set on the request's last finish.
+    mutating func finish(
+        choice: Int, reason: FinishReason, stopString: String?, streaming: Bool, timings: JSONValue?
+    ) -> (reason: String, events: String)
+    /// SSE sent while the prompt is still being prefilled.
+    func streamKeepAlive() -> String
+    /// SSE that reports a failure after the stream began.
+    func streamError(_ error: APIError, requestID: String) -> String
+    /// SSE that ends the stream (usage, `[DONE]`, message_stop…).
+    mutating func streamClosing(usage: GenerationUsage, timings: JSONValue) -> String
+    /// The whole answer (not streaming).
+    func response(usage: GenerationUsage, timings: JSONValue) -> JSONValue
+}
+
+extension DSV4Server {
+    /// Runs `job` for the request of `call`, answering through `encoder`.
+    func drive<E: GenerationEncoder>(_ job: GenerationJob, _ encoder: E, call: Call) async throws -> Response {
+        let record = call.record
+        let run = try GenerationRun(
+            engine: engine, tokenizer: tokenizer, prompt: job.prompt, parameters: job.parameters, hiddenTokens: hiddenTokens,
+            constraint: job.constraint, record: record)
+        if job.stream { record.update { $0.stream = true } }
+        call.onClientGone(self) { run.cancel() }
+        if job.stream { return streamed(run, job, encoder, record) }
+        var encoder = encoder
+        var tally = GenerationTally(usage: GenerationUsage(promptTokens: job.prompt.count), choices: job.parameters.n)
+        let updates = run.updates()
+        try await withTaskCancellationHandler {
+            for await u in updates {
+                if case .failed(let e) = u { throw Self.map(e) }
+                _ = apply(u, to: &encoder, &tally, record: record, streaming: false)
+            }
+        } onCancel: { run.cancel() }
+        account(tally.usage, latencyMetric: E.latencyMetric, since: record.received)
+        return json(encoder.response(usage: tally.usage, timings: record.timingsJSON))
+    }
+
+    /// The SSE response: the encoder's events as the generation goes.
+    private func streamed<E: GenerationEncoder>(_ run: GenerationRun, _ job: GenerationJob, _ encoder: E, _ record: RequestRecord) -> Response {
+        nonisolated(unsafe) let initial = encoder
+        let keepAlive = Duration.seconds(options.keepAliveSeconds)
+        let promptTokens = job.prompt.count, choices = job.parameters.n, latencyMetric = E.latencyMetric
+        let body = ResponseBody { [self] writer in
+            defer { finish(record) }
+            var encoder = initial
+            var tally = GenerationTally(usage: GenerationUsage(promptTokens: promptTokens), choices: choices)
+            do {
+                let opening = encoder.streamOpening(usage: tally.usage)
+                if !opening.isEmpty { try await writer.write(ByteBuffer(string: opening)) }
+                for await u in run.updates(keepAliveEvery: keepAlive) {
+                    let out = apply(u, to: &encoder, &tally, record: record, streaming: true)
+                    if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
+                }
+                try await writer.write(ByteBuffer(string: encoder.streamClosing(usage: tally.usage, timings: record.timingsJSON)))
+                try await writer.finish(nil)
+                account(tally.usage, latencyMetric: latencyMetric, since: record.received)
+            } catch {
+                // The client went away: stop generating and free the cache now.
+                run.cancel()
+                if record.clientGone() { metrics.clientCancelled() }
+                throw error
+            }
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// One update into the encoder and the tally; returns the SSE text it makes.
+    private func apply<E: GenerationEncoder>(
+        _ u: GenerationUpdate, to encoder: inout E, _ tally: inout GenerationTally, record: RequestRecord, streaming: Bool
+    ) -> String {
+        switch u {
+        case .started(let p, let c):
+            tally.usage.promptTokens = p
+            tally.usage.cachedTokens = c
+            return ""
+        case .keepAlive:
+            return streaming ? encoder.streamKeepAlive() : ""
+        case .text(let k, let text, let token):
+            return encoder.text(text, token: token, choice: k, streaming: streaming)
+        case .finished(let k, let reason, let tokens, let stop):
+            tally.usage.completionTokens += tokens
+            tally.finished += 1
+            let last = tally.finished == tally.choices
+            let (name, events) = encoder.finish(
+                choice: k, reason: reason, stopString: stop, streaming: streaming, timings: last ? record.timingsJSON : nil)
+            record.finished(name)
+            return events
+        case .failed(let e):
+            let error = Self.map(e)
+            record.update { $0.errorCode = error.code ?? error.type }
+            logInternal(error, requestID: record.requestID)
+            return encoder.streamError(error, requestID: record.requestID)
+        }
+    }
+
+    /// Counts a completed generation's tokens and (for APIs that report one) its latency.
+    private func account(_ usage: GenerationUsage, latencyMetric: String?, since start: ContinuousClock.Instant) {
+        metrics.tokens(prompt: usage.promptTokens, completion: usage.completionTokens, cached: usage.cachedTokens)
+        if let name = latencyMetric { metrics.observe(name, seconds: (ContinuousClock.now - start).seconds) }
+    }
+}
+
+/// What the driver counts while a request runs.
+struct GenerationTally {
+    var usage: GenerationUsage
+    /// Choices the request generates, and how many have finished.
+    let choices: Int
+    var finished = 0
+}
+
+/// A token's log-probability entries, shared by the APIs that report them.
+struct LogprobText {
+    let tokenizer: BPETokenizer
+
+    /// The token's text (its bytes, decoded leniently).
+    func text(_ token: Int) -> String { String(decoding: tokenizer.bytes(of: token), as: UTF8.self) }
+
+    /// Chat Completions' entry: token, logprob, bytes and top_logprobs.
+    func chatEntry(_ s: SampledToken) -> JSONValue {
+        func entry(_ token: Int, _ lp: Float) -> [(String, JSONValue)] {
+            let bytes = tokenizer.bytes(of: token)
+            return [("token", .s(String(decoding: bytes, as: UTF8.self))), ("logprob", .f(lp)), ("bytes", .array(bytes.map { .n(Int($0)) }))]
+        }
+        return .object(entry(s.token, s.logprob) + [("top_logprobs", .array(s.top.map { .object(entry($0.token, $0.logprob)) }))])
+    }
+
+    /// Completions' entry: the token's text, its logprob, and {text: logprob} of the top ones.
+    func completionEntry(_ s: SampledToken) -> (token: JSONValue, logprob: JSONValue, top: JSONValue) {
+        (.s(text(s.token)), .f(s.logprob), .object(s.top.map { (text($0.token), .f($0.logprob)) }))
+    }
+}
