@@ -132,8 +132,13 @@ IDX_TILE_SCORES(tile_scores_avx2, __attribute__((target("avx2,fma"))), __m256, _
         size_t a = seg * j->tiles_per_segment;                                                           \
         size_t b = a + j->tiles_per_segment < j->tile_count ? a + j->tiles_per_segment : j->tile_count;  \
         float sc[TILE];                                                                                  \
+        size_t tile_bytes = j->d * TILE * sizeof(float);                                                 \
         for (size_t tile = a; tile < b; tile++) {                                                        \
             size_t e0 = tile * TILE;                                                                     \
+            /* The next tile into L2 while this one is scored (decode reads each tile once). */         \
+            if (tile + 1 < b)                                                                            \
+                for (size_t off = 0; off < tile_bytes; off += 64)                                        \
+                    _mm_prefetch((const char *)j->tiles[tile + 1] + off, _MM_HINT_T1);                   \
             for (size_t t = t0; t < t1; t++) {                                                           \
                 size_t vis = (size_t)j->visible[t];                                                      \
                 if (vis <= j->k || e0 >= vis) continue;                                                  \

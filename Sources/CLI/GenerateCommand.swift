@@ -11,6 +11,8 @@ struct GenerateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Generate tokens for a prompt through the engine; tokens on stdout, timing on stderr.")
+    /// Prompts at least this long show a prefill progress line on stderr.
+    static let progressThreshold = 4096
 
     @Option(help: "Model folder.")
     var model: String
@@ -124,6 +126,7 @@ struct GenerateCommand: AsyncParsableCommand {
         var firstToken: Date?
         var generated = 0
         var cached = 0
+        var progressShown = false
         let stream: AsyncStream<EngineEvent>
         do { stream = try engine.submit(prompt: ids, parameters: p).events } catch { fail("\(error)") }
         // Text not yet printed: the tail that could be the start of a stop string is held
@@ -138,7 +141,20 @@ struct GenerateCommand: AsyncParsableCommand {
         for await event in stream {
             switch event {
             case .started(_, let c): cached = c
+            case .prefill(let done, let total, _):
+                // A progress line for long prompts, rewritten in place.
+                if total >= Self.progressThreshold {
+                    let secs = Date().timeIntervalSince(start)
+                    FileHandle.standardError.write(Data(String(
+                        format: "\rdsv4: prefill %d / %d tokens (%.0f%%), %.0f s, %.0f tok/s", done, total,
+                        100 * Double(done) / Double(total), secs, Double(done - cached) / max(secs, 1e-9)).utf8))
+                    progressShown = true
+                }
             case .token(let choice, let s):
+                if progressShown {
+                    FileHandle.standardError.write(Data("\n".utf8))
+                    progressShown = false
+                }
                 if firstToken == nil { firstToken = Date() }
                 generated += 1
                 if p.logprobs {

@@ -26,6 +26,9 @@ public enum EngineEvent: Sendable, Equatable {
     case finished(choice: Int, reason: FinishReason, stopString: String?)
     /// The request failed before or while running.
     case failed(EngineError)
+    /// After a step that computed part of the prompt (and not all of it): `processed` of the
+    /// prompt's `total` tokens are in the cache, `cached` of them from the prefix cache.
+    case prefill(processed: Int, total: Int, cached: Int)
 }
 
 /// Engine settings.
@@ -104,6 +107,8 @@ public final class EngineCore {
         let seed: UInt64
         var choices: [Choice]
         var started = false
+        /// Prompt tokens the first open found in the prefix cache.
+        var cachedPromptTokens = 0
         var forked = false
         var cancelled = false
 
@@ -312,6 +317,7 @@ public final class EngineCore {
             counters.maxQueueWait = max(counters.maxQueueWait, wait)
             counters.promptTokens += r.prompt.count
             counters.cachedPromptTokens += cached
+            r.cachedPromptTokens = cached
             events.append((r.id, .started(promptTokens: r.prompt.count, cachedTokens: cached)))
         }
         return cached
@@ -357,7 +363,25 @@ public final class EngineCore {
             for k in targets { events += sample(r, choice: k, logits: logits[i]) }
             if r.choices.count == r.parameters.n && r.choices.allSatisfy({ $0.finished != nil }) { requests[r.id] = nil }
         }
+        // Prompts still being prefilled report how far they are, once per request.
+        var reported = Set<Int>()
+        for seg in batch.segments where seg.key.choice == 0 && !reported.contains(seg.key.request) {
+            guard let r = requests[seg.key.request], let c = r.choices.first, c.computed < r.prompt.count else { continue }
+            reported.insert(r.id)
+            events.append((r.id, .prefill(processed: c.computed, total: r.prompt.count, cached: r.cachedPromptTokens)))
+        }
         return events
+    }
+
+    /// Prompt tokens computed and still to compute, over requests whose prompt is not done.
+    public var prefillTokens: (done: Int, remaining: Int) {
+        var done = 0, remaining = 0
+        for r in requests.values {
+            guard let c = r.choices.first, c.computed < r.prompt.count else { continue }
+            done += c.computed
+            remaining += r.prompt.count - c.computed
+        }
+        return (done, remaining)
     }
 
     /// Forks choice 0 (`c`, its prompt computed) into choices 1..<n sharing its cache; returns

@@ -31,6 +31,9 @@ public struct EngineMetrics: Sendable {
     public var cacheBlockBytes: [String: Int]
     /// Every cache kind the model's layout carries.
     public var cacheKinds: [CacheKindMetrics]
+    /// Prompt tokens computed and still to compute, over requests still prefilling.
+    public var prefillDoneTokens: Int
+    public var prefillRemainingTokens: Int
 
     /// The engine's figures as of now (call on the thread that drives `core`).
     public init(core: EngineCore) {
@@ -47,6 +50,7 @@ public struct EngineMetrics: Sendable {
         stateBytes = core.cache.layout.stateBytes
         cacheBlocks = Dictionary(uniqueKeysWithValues: usage.blocks.map { ($0.key.rawValue, $0.value) })
         cacheBlockBytes = Dictionary(uniqueKeysWithValues: usage.bytesByBlockKind.map { ($0.key.rawValue, $0.value) })
+        (prefillDoneTokens, prefillRemainingTokens) = core.prefillTokens
         cacheKinds = usage.kinds.map {
             CacheKindMetrics(
                 kind: $0.kind.rawValue, usedBytes: $0.usedBytes, capacityBytes: $0.capacityBytes, prefixQueriedBytes: $0.prefixQueriedBytes,

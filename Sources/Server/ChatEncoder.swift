@@ -108,6 +108,13 @@ struct ChatEncoder: GenerationEncoder {
 
     func streamKeepAlive() -> String { ": keep-alive\n\n" }
 
+    func streamProgress(_ progress: PromptProgress) -> String {
+        event([
+            ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(created)), ("model", .s(model)),
+            ("choices", .array([])), ("prompt_progress", progress.json),
+        ])
+    }
+
     func streamError(_ error: APIError, requestID: String) -> String {
         "data: " + error.body(requestID: requestID, dialect: .openAI) + "\n\n"
     }

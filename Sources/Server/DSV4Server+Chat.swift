@@ -85,6 +85,8 @@ extension DSV4Server {
             id: Self.requestID("chatcmpl-"), model: modelName, created: Int(Date().timeIntervalSince1970), logprobs: LogprobText(tokenizer: tokenizer),
             thinking: plan.conversation.thinking, parseToolCalls: plan.parseToolCalls, n: plan.parameters.n,
             wantLogprobs: plan.parameters.logprobs, includeUsage: plan.includeUsage)
-        return try await drive(plan.job, encoder, call: call)
+        var job = plan.job
+        job.returnProgress = try FieldReader(body: body).bool("return_progress") ?? false
+        return try await drive(job, encoder, call: call)
     }
 }

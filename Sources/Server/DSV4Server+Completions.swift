@@ -15,7 +15,9 @@ extension DSV4Server {
         let prompt = try completionPrompt(body)
         let params = try r.sampling(defaultMaxTokens: min(16, max(1, options.maxModelLen - prompt.count)), logprobsAsCount: true)
         try checkContext(promptTokens: prompt.count, maxTokens: params.maxTokens)
-        let job = GenerationJob(prompt: prompt, parameters: params, constraint: nil, stream: try r.bool("stream") ?? false)
+        let job = GenerationJob(
+            prompt: prompt, parameters: params, constraint: nil, stream: try r.bool("stream") ?? false,
+            returnProgress: try r.bool("return_progress") ?? false)
         let encoder = CompletionEncoder(
             id: Self.requestID("cmpl-"), model: modelName, created: Int(Date().timeIntervalSince1970), logprobs: LogprobText(tokenizer: tokenizer),
             n: params.n, wantLogprobs: params.logprobs, promptIDs: try r.bool("return_token_ids") == true ? prompt : nil,
@@ -125,6 +127,13 @@ struct CompletionEncoder: GenerationEncoder {
     }
 
     func streamKeepAlive() -> String { ": keep-alive\n\n" }
+
+    func streamProgress(_ progress: PromptProgress) -> String {
+        event([
+            ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)),
+            ("choices", .array([])), ("prompt_progress", progress.json),
+        ])
+    }
 
     func streamError(_ error: APIError, requestID: String) -> String {
         "data: " + error.body(requestID: requestID, dialect: .openAI) + "\n\n"

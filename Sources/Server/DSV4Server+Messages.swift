@@ -112,7 +112,9 @@ extension DSV4Server {
         guard body["max_tokens"]?.intValue != nil else { throw APIError.badRequest("'max_tokens' is required", param: "max_tokens") }
         let plan = try planChat(try Self.chatBody(fromMessages: body))
         let stream = try FieldReader(body: body).bool("stream") ?? false
-        let job = GenerationJob(prompt: plan.prompt, parameters: plan.parameters, constraint: plan.job.constraint, stream: stream)
+        let job = GenerationJob(
+            prompt: plan.prompt, parameters: plan.parameters, constraint: plan.job.constraint, stream: stream,
+            returnProgress: try FieldReader(body: body).bool("return_progress") ?? false)
         let encoder = MessagesEncoder(
             id: Self.requestID("msg_"), model: modelName, thinking: plan.conversation.thinking, parseToolCalls: plan.parseToolCalls)
         return try await drive(job, encoder, call: call)

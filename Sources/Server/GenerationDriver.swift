@@ -16,6 +16,22 @@ struct GenerationJob: Sendable {
     let parameters: SamplingParameters
     let constraint: ConstraintFactory?
     let stream: Bool
+    /// llama-server's `return_progress`: stream `prompt_progress` while the prompt is prefilled.
+    var returnProgress = false
+}
+
+/// How far a prompt's prefill is (llama-server's `prompt_progress`): `processed` of `total`
+/// prompt tokens are in the cache, `cache` of them from the prefix cache, `timeMs` since the
+/// request arrived.
+struct PromptProgress: Sendable {
+    let total: Int
+    let cache: Int
+    let processed: Int
+    let timeMs: Double
+
+    var json: JSONValue {
+        .object([("total", .n(total)), ("cache", .n(cache)), ("processed", .n(processed)), ("time_ms", .number(String(format: "%.1f", timeMs)))])
+    }
 }
 
 /// Token counts of one request.
@@ -52,6 +68,8 @@ protocol GenerationEncoder: SendableMetatype {
     ) -> (reason: String, events: String)
     /// SSE sent while the prompt is still being prefilled.
     func streamKeepAlive() -> String
+    /// SSE that reports prefill progress (only when the request set `return_progress`).
+    func streamProgress(_ progress: PromptProgress) -> String
     /// SSE that reports a failure after the stream began.
     func streamError(_ error: APIError, requestID: String) -> String
     /// SSE that ends the stream (usage, `[DONE]`, message_stop…).
@@ -88,6 +106,7 @@ extension DSV4Server {
         nonisolated(unsafe) let initial = encoder
         let keepAlive = Duration.seconds(options.keepAliveSeconds)
         let promptTokens = job.prompt.count, choices = job.parameters.n, latencyMetric = E.latencyMetric
+        let progress = job.returnProgress
         let body = ResponseBody { [self] writer in
             defer { finish(record) }
             var encoder = initial
@@ -96,7 +115,8 @@ extension DSV4Server {
                 let opening = encoder.streamOpening(usage: tally.usage)
                 if !opening.isEmpty { try await writer.write(ByteBuffer(string: opening)) }
                 for await u in run.updates(keepAliveEvery: keepAlive) {
-                    let out = apply(u, to: &encoder, &tally, record: record, streaming: true)
+                    var out = progress ? progressEvent(u, &tally, encoder, record) : ""
+                    out += apply(u, to: &encoder, &tally, record: record, streaming: true)
                     if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
                 }
                 try await writer.write(ByteBuffer(string: encoder.streamClosing(usage: tally.usage, timings: record.timingsJSON)))
@@ -112,6 +132,25 @@ extension DSV4Server {
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 
+    /// The `prompt_progress` event an update implies: at admission (what the prefix cache
+    /// had), after each prefill step, and once complete before the first text.
+    private func progressEvent<E: GenerationEncoder>(
+        _ u: GenerationUpdate, _ tally: inout GenerationTally, _ encoder: E, _ record: RequestRecord
+    ) -> String {
+        let total = tally.usage.promptTokens
+        let processed: Int
+        switch u {
+        case .started(_, let c): processed = c
+        case .prefill(let done, _, _): processed = done
+        case .text where !tally.prefillReported: processed = total
+        default: return ""
+        }
+        if processed >= total { tally.prefillReported = true }
+        let ms = RequestRecord.ms(record.received, .now)
+        return encoder.streamProgress(PromptProgress(
+            total: total, cache: tally.usage.cachedTokens, processed: min(processed, total), timeMs: ms))
+    }
+
     /// One update into the encoder and the tally; returns the SSE text it makes.
     private func apply<E: GenerationEncoder>(
         _ u: GenerationUpdate, to encoder: inout E, _ tally: inout GenerationTally, record: RequestRecord, streaming: Bool
@@ -123,6 +162,8 @@ extension DSV4Server {
             return ""
         case .keepAlive:
             return streaming ? encoder.streamKeepAlive() : ""
+        case .prefill:
+            return ""
         case .text(let k, let text, let token):
             return encoder.text(text, token: token, choice: k, streaming: streaming)
         case .finished(let k, let reason, let tokens, let stop):
@@ -154,6 +195,13 @@ struct GenerationTally {
     /// Choices the request generates, and how many have finished.
     let choices: Int
     var finished = 0
+    /// A complete `prompt_progress` was sent.
+    var prefillReported = false
+}
+
+extension GenerationEncoder {
+    /// No progress events (APIs without them).
+    func streamProgress(_ progress: PromptProgress) -> String { "" }
 }
 
 /// A token's log-probability entries, shared by the APIs that report them.

@@ -13,6 +13,8 @@ enum GenerationUpdate: Sendable {
     /// `stopString`: the stop string that ended the choice, if one did.
     case finished(choice: Int, reason: FinishReason, completionTokens: Int, stopString: String?)
     case keepAlive
+    /// The prompt is partly prefilled (see `EngineEvent.prefill`).
+    case prefill(processed: Int, total: Int, cached: Int)
     case failed(EngineError)
 }
 
@@ -110,6 +112,8 @@ final class GenerationRun: @unchecked Sendable {
                     choices[k] = nil
                 case .failed(let err):
                     continuation.yield(.failed(err))
+                case .prefill(let done, let total, let cached):
+                    continuation.yield(.prefill(processed: done, total: total, cached: cached))
                 }
             }
             ticker?.cancel()

@@ -67,6 +67,11 @@ struct MessagesEncoder: GenerationEncoder {
 
     func streamKeepAlive() -> String { event("ping", [("type", .s("ping"))]) }
 
+    /// Not an Anthropic event: sent only to clients that ask with `return_progress`.
+    func streamProgress(_ progress: PromptProgress) -> String {
+        event("prompt_progress", [("type", .s("prompt_progress")), ("prompt_progress", progress.json)])
+    }
+
     func streamError(_ error: APIError, requestID: String) -> String {
         "event: error\ndata: \(error.body(requestID: requestID, dialect: .anthropic))\n\n"
     }

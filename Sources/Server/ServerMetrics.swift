@@ -84,6 +84,9 @@ public final class ServerMetrics: Sendable {
         line("dsv4_engine_steps_total", "Model steps.", "counter", [("", Double(e.counters.steps))])
         line("dsv4_engine_preemptions_total", "Sequences preempted under memory pressure.", "counter", [("", Double(e.counters.preemptions))])
         line("dsv4_engine_generated_tokens_total", "Tokens sampled.", "counter", [("", Double(e.counters.generatedTokens))])
+        line("dsv4_prefill_tokens", "Prompt tokens of requests still prefilling: computed, and still to compute.", "gauge", [
+            ("{state=\"done\"}", Double(e.prefillDoneTokens)), ("{state=\"remaining\"}", Double(e.prefillRemainingTokens)),
+        ])
         line("dsv4_cache_bytes", "KV/state cache bytes by use.", "gauge", [
             ("{kind=\"used\"}", Double(e.cacheUsedBytes)), ("{kind=\"budget\"}", Double(e.cacheBudgetBytes)),
         ])
