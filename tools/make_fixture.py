@@ -11,7 +11,7 @@ Usage
         [--experts 8] [--topk-experts 2] [--moe-inter 32] [--hash-layers 2]
         [--swiglu-limit X] [--yarn-orig 64]
         [--layer-types sliding,csa,hca,csa,hca,sliding]
-        [--spelling hf|released] [--dtype f32|bf16]
+        [--spelling hf|native|released] [--dtype f32|bf16]
 
 Needs python3 with torch (CPU is enough), transformers >= 5.24 (DeepseekV4*),
 safetensors and numpy.
@@ -29,6 +29,12 @@ What it writes into DIR
     ``model.embed_tokens.weight`` / ``model.hc_head.hc_{fn,base,scale}``, and write the main
     attention's kv_norm as ``...attn.norm.weight``. The config is transformers' own
     (``layer_types`` / ``mlp_layer_types`` / ``compress_rates`` / nested ``rope_parameters``).
+  - ``--spelling native``: what ``model.save_pretrained(DIR, save_original_format=False)``
+    writes: transformers' own module names, none of its reverse renames
+    (``model.layers.L.self_attn.q_a_proj.weight``, ``...self_attn.sinks``,
+    ``...self_attn.compressor.indexer.q_b_proj.weight``, fused
+    ``model.layers.L.mlp.experts.gate_up_proj`` [E, 2I, D] and ``...experts.down_proj``
+    [E, D, I], ``model.layers.L.attn_hc.fn``, ``lm_head.weight``, ...). The config is the hf one.
   - ``--spelling released``: names exactly as in DeepSeek's released checkpoints (no
     ``model.`` prefix, ``embed.weight``, ``head.weight``, ``hc_head_fn``,
     ``layers.L.attn.kv_norm.weight``, per-expert ``w1``/``w2``/``w3``, ...), and a
@@ -128,7 +134,7 @@ def parse_args(argv=None):
                    help="YaRN original_max_position_embeddings; max_position_embeddings = 16x this "
                         "(default 64 -> 1024, which covers the default 640 tokens)")
     p.add_argument("--layer-types", default="sliding,csa,hca,csa,hca,sliding")
-    p.add_argument("--spelling", choices=["hf", "released"], default="hf")
+    p.add_argument("--spelling", choices=["hf", "native", "released"], default="hf")
     p.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     a = p.parse_args(argv)
     if a.swiglu_limit is None:
@@ -201,7 +207,7 @@ def build_config(a):
         hidden_act="silu",
         bos_token_id=0,
         eos_token_id=1,
-    )
+   )
     # check that transformers kept what we asked for
     if cfg.layer_types != layer_types:
         fail(f"config.layer_types {cfg.layer_types} != {layer_types}")
@@ -463,7 +469,7 @@ TOP_LEVEL = {
 
 
 def to_released(sd, inter):
-    """transformers state_dict -> {released name: tensor} (spec §11.3)."""
+    """transformers state_dict -> {released name: tensor} (transformers' conversion_mapping.py, "deepseek_v4")."""
     out = {}
 
     def put(k, v):
@@ -729,7 +735,19 @@ def main():
         with safe_open(os.path.join(hf_dir, "model.safetensors"), "pt") as f:
             hf_names = {k: f.get_slice(k).get_dtype() for k in f.keys()}
 
-        if a.spelling == "hf":
+        if a.spelling == "native":
+            native_dir = os.path.join(tmp, "native")
+            save_model.save_pretrained(native_dir, safe_serialization=True, save_original_format=False)
+            with safe_open(os.path.join(native_dir, "model.safetensors"), "pt") as f:
+                native = set(f.keys())
+            if native != set(sd_f32):
+                fail(f"native names differ from the state_dict: only-file {sorted(native - set(sd_f32))[:8]}, "
+                     f"only-model {sorted(set(sd_f32) - native)[:8]}")
+            if not any(k.endswith("mlp.experts.gate_up_proj") for k in native):
+                fail("save_original_format=False wrote no fused mlp.experts.gate_up_proj")
+            for fn in os.listdir(native_dir):
+                shutil.copy(os.path.join(native_dir, fn), os.path.join(a.out, fn))
+        elif a.spelling == "hf":
             for fn in os.listdir(hf_dir):
                 shutil.copy(os.path.join(hf_dir, fn), os.path.join(a.out, fn))
         else:
@@ -757,7 +775,7 @@ def main():
                       "embed_tokens/hc_head.hc_*, attn.norm->attn.kv_norm): ok")
 
     # ---------------- reload checks ----------------
-    if a.spelling == "hf":
+    if a.spelling in ("hf", "native"):
         re_model = DeepseekV4ForCausalLM.from_pretrained(a.out, dtype=torch.float32).eval()
         how = "from_pretrained(DIR)"
     else:

@@ -61,7 +61,7 @@ fi
 # nothing), and `pipefail` makes a failed build fail this script with its errors shown, so an
 # older binary left in .build is never taken for a fresh one.
 log "building dsv4 (release)"
-swift build -c release --product dsv4 2>&1 | { grep -E -A3 "error:|warning: unre|Build complete" || true; }
+swift build -c release --product dsv4 2>&1 | { grep -E -A3 "error:|warning: unre|complete!" || true; }
 BIN="$(swift build -c release --show-bin-path)/dsv4"
 [ -x "$BIN" ] || { log "build failed: no $BIN"; exit 1; }
 

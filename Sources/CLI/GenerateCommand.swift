@@ -75,26 +75,8 @@ struct GenerateCommand: AsyncParsableCommand {
         return out
     }
 
-    func run() async throws {
-        guard (prompt == nil) != (promptIds == nil) else { fail("give exactly one of --prompt TEXT or --prompt-ids JSON") }
-        var tokenizer: BPETokenizer?
-        let ids: [Int]
-        if let prompt {
-            do { tokenizer = try BPETokenizer(path: model) } catch { fail("\(error)") }
-            ids = tokenizer!.encode(prompt)
-            guard !ids.isEmpty else { fail("--prompt is empty") }
-        } else {
-            guard let data = promptIds!.data(using: .utf8), let parsed = try? JSONDecoder().decode([Int].self, from: data) else {
-                fail("--prompt-ids must be a JSON array of integers")
-            }
-            ids = parsed
-            // Stop strings match text: the tokenizer decodes the generated ids for them.
-            if !stop.isEmpty {
-                do { tokenizer = try BPETokenizer(path: model) } catch { fail("--stop needs the model's tokenizer.json to read the generated text: \(error)") }
-            }
-        }
-        let printText = promptIds == nil
-        var decoders = [IncrementalDecoder](repeating: IncrementalDecoder(), count: max(n, 1))
+    /// The sampling parameters the options ask for (bad values exit with the option named).
+    func samplingParameters() -> SamplingParameters {
         var p = SamplingParameters()
         p.maxTokens = maxTokens
         p.temperature = temperature
@@ -117,6 +99,30 @@ struct GenerateCommand: AsyncParsableCommand {
             p.topLogprobs = logprobs
         }
         if let logitBias { p.logitBias = Self.parseLogitBias(logitBias) }
+        return p
+    }
+
+    func run() async throws {
+        guard (prompt == nil) != (promptIds == nil) else { fail("give exactly one of --prompt TEXT or --prompt-ids JSON") }
+        var tokenizer: BPETokenizer?
+        let ids: [Int]
+        if let prompt {
+            do { tokenizer = try BPETokenizer(path: model) } catch { fail("\(error)") }
+            ids = tokenizer!.encode(prompt)
+            guard !ids.isEmpty else { fail("--prompt is empty") }
+        } else {
+            guard let data = promptIds!.data(using: .utf8), let parsed = try? JSONDecoder().decode([Int].self, from: data) else {
+                fail("--prompt-ids must be a JSON array of integers")
+            }
+            ids = parsed
+            // Stop strings match text: the tokenizer decodes the generated ids for them.
+            if !stop.isEmpty {
+                do { tokenizer = try BPETokenizer(path: model) } catch { fail("--stop needs the model's tokenizer.json to read the generated text: \(error)") }
+            }
+        }
+        let printText = promptIds == nil
+        var decoders = [IncrementalDecoder](repeating: IncrementalDecoder(), count: max(n, 1))
+        let p = samplingParameters()
 
         let m: DeepSeekV4Model
         do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }

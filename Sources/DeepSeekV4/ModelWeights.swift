@@ -129,103 +129,14 @@ extension ModelWeights {
         let w = WeightLoader(store: store)
         let D = c.hiddenSize
         let N = c.hcMult
-        let d = c.headDim
-        let H = c.headCount
-        let inter = c.moeIntermediateSize
-        let E = c.routedExpertCount
-
-        func hc(_ l: Int, _ block: String) throws -> HyperConnectionWeights {
-            HyperConnectionWeights(
-                fn: try w.matrix(WeightNames.hc(l, block, "fn"), [c.hcMixCount, N * D]),
-                base: try w.floats(WeightNames.hc(l, block, "base"), [c.hcMixCount]),
-                scale: try w.floats(WeightNames.hc(l, block, "scale"), [3]))
-        }
-
-        func compressor(_ l: Int, indexer: Bool, entryWidth: Int, ratio: Int, overlapping: Bool) throws -> CompressorWeights {
-            let width = overlapping ? 2 * entryWidth : entryWidth
-            return CompressorWeights(
-                wkv: try w.matrix(WeightNames.compressor(l, indexer: indexer, "wkv.weight"), [width, D]),
-                wgate: try w.matrix(WeightNames.compressor(l, indexer: indexer, "wgate.weight"), [width, D]),
-                ape: try w.floats(WeightNames.compressor(l, indexer: indexer, "ape"), [ratio, width]),
-                norm: try w.floats(WeightNames.compressor(l, indexer: indexer, "norm.weight"), [entryWidth]),
-                ratio: ratio, entryWidth: entryWidth, overlapping: overlapping)
-        }
-
         var layers: [LayerWeights] = []
         var experts: [[ExpertWeights]] = []
         for l in 0..<c.layerCount {
-            let kind = c.attentionKinds[l]
-            var comp: CompressorWeights?
-            var idx: IndexerWeights?
-            switch kind {
-            case .sliding:
-                break
-            case .hca:
-                comp = try compressor(l, indexer: false, entryWidth: d, ratio: c.hcaRatio, overlapping: false)
-            case .csa:
-                comp = try compressor(l, indexer: false, entryWidth: d, ratio: c.csaRatio, overlapping: true)
-                idx = IndexerWeights(
-                    wqB: try w.matrix(WeightNames.indexerQB(l), [c.indexHeadCount * c.indexHeadDim, c.qLoraRank]),
-                    weightsProj: try w.matrix(WeightNames.indexerWeightsProj(l), [c.indexHeadCount, D]),
-                    compressor: try compressor(l, indexer: true, entryWidth: c.indexHeadDim, ratio: c.csaRatio, overlapping: true))
-            }
-            let attn = AttentionWeights(
-                wqA: try w.matrix(WeightNames.attn(l, "wq_a.weight"), [c.qLoraRank, D]),
-                qNorm: try w.floats(WeightNames.attn(l, "q_norm.weight"), [c.qLoraRank]),
-                wqB: try w.matrix(WeightNames.attn(l, "wq_b.weight"), [H * d, c.qLoraRank]),
-                wkv: try w.matrix(WeightNames.attn(l, "wkv.weight"), [d, D]),
-                kvNorm: try w.floats(WeightNames.attn(l, "kv_norm.weight"), [d]),
-                woA: try w.matrix(WeightNames.attn(l, "wo_a.weight"), [c.outputGroups * c.outputLoraRank, H * d / c.outputGroups]),
-                woB: try w.matrix(WeightNames.attn(l, "wo_b.weight"), [D, c.outputGroups * c.outputLoraRank]),
-                sinks: try w.floats(WeightNames.attn(l, "attn_sink"), [H]),
-                compressor: comp, indexer: idx)
-
-            var bias: [Float]?
-            var tid2eid: [Int32]?
-            switch c.routingKinds[l] {
-            case .score:
-                bias = try w.floats(WeightNames.gateBias(l), [E])
-            case .hash:
-                let t = try w.find(WeightNames.tid2eid(l), shape: [c.vocabSize, c.expertsPerToken])
-                let ids = try t.integers()
-                if let bad = ids.first(where: { $0 < 0 || $0 >= E }) {
-                    throw CheckpointError.invalidValue(tensor: t.name, path: t.file.path, reason: "expert id \(bad) outside 0..<\(E)")
-                }
-                tid2eid = ids.map { Int32($0) }
-            }
-            var shared: ExpertWeights?
-            if c.sharedExpertCount > 0 {
-                shared = ExpertWeights(
-                    w1: try w.matrix(WeightNames.shared(l, "w1"), [inter, D]),
-                    w3: try w.matrix(WeightNames.shared(l, "w3"), [inter, D]),
-                    w2: try w.matrix(WeightNames.shared(l, "w2"), [D, inter]))
-            }
-            let moe = MoEWeights(gate: try w.matrix(WeightNames.gate(l), [E, D]), bias: bias, tid2eid: tid2eid, shared: shared)
-
-            // Routed experts: released per-expert matrices, or transformers' fused 3-D tensors.
-            var layerExperts: [ExpertWeights] = []
-            if w.resolve([WeightNames.expert(l, 0, "w1")]) != nil {
-                for e in 0..<E {
-                    layerExperts.append(ExpertWeights(
-                        w1: try w.matrix([WeightNames.expert(l, e, "w1")], [inter, D]),
-                        w3: try w.matrix([WeightNames.expert(l, e, "w3")], [inter, D]),
-                        w2: try w.matrix([WeightNames.expert(l, e, "w2")], [D, inter])))
-                }
-            } else {
-                let gateUp = try w.find([WeightNames.fusedGateUp(l), WeightNames.expert(l, 0, "w1")], shape: [E, 2 * inter, D])
-                let down = try w.find([WeightNames.fusedDown(l)], shape: [E, D, inter])
-                let gu = try gateUp.matrix()  // [E, 2I·D] viewed as rows of experts
-                let dn = try down.matrix()
-                for e in 0..<E {
-                    let guE = WeightMatrix(rows: 2 * inter, cols: D, type: gu.type, base: gu.base + e * gu.type.byteCount(elements: 2 * inter * D), owner: gu.owner)
-                    let dnE = WeightMatrix(rows: D, cols: inter, type: dn.type, base: dn.base + e * dn.type.byteCount(elements: D * inter), owner: dn.owner)
-                    layerExperts.append(ExpertWeights(w1: guE.rows(0..<inter), w3: guE.rows(inter..<(2 * inter)), w2: dnE))
-                }
-            }
-            experts.append(layerExperts)
-
+            let attn = try w.attention(c, layer: l)
+            let moe = try w.moe(c, layer: l)
+            experts.append(try w.routedExperts(c, layer: l))
             layers.append(LayerWeights(
-                attentionHC: try hc(l, "attn"), ffnHC: try hc(l, "ffn"),
+                attentionHC: try w.hyperConnection(c, layer: l, "attn"), ffnHC: try w.hyperConnection(c, layer: l, "ffn"),
                 attentionNorm: try w.floats(WeightNames.attnNorm(l), [D]),
                 ffnNorm: try w.floats(WeightNames.ffnNorm(l), [D]),
                 attention: attn, moe: moe))
@@ -241,5 +152,112 @@ extension ModelWeights {
             layers: layers, experts: experts,
             unusedTensors: store.names.filter { !w.used.contains($0) })
         return model
+    }
+}
+
+// MARK: - One layer's parts
+
+extension WeightLoader {
+    /// Hyper-connection tensors of `block` ("attn" or "ffn") of layer `l`.
+    func hyperConnection(_ c: DeepSeekV4Config, layer l: Int, _ block: String) throws -> HyperConnectionWeights {
+        let D = c.hiddenSize, N = c.hcMult
+        return HyperConnectionWeights(
+            fn: try matrix(WeightNames.hc(l, block, "fn"), [c.hcMixCount, N * D]),
+            base: try floats(WeightNames.hc(l, block, "base"), [c.hcMixCount]),
+            scale: try floats(WeightNames.hc(l, block, "scale"), [3]))
+    }
+
+    /// A compressor of layer `l` (the indexer's own with `indexer`).
+    func compressor(_ c: DeepSeekV4Config, layer l: Int, indexer: Bool, entryWidth: Int, ratio: Int, overlapping: Bool) throws -> CompressorWeights {
+        let D = c.hiddenSize
+        let width = overlapping ? 2 * entryWidth : entryWidth
+        return CompressorWeights(
+            wkv: try matrix(WeightNames.compressor(l, indexer: indexer, "wkv.weight"), [width, D]),
+            wgate: try matrix(WeightNames.compressor(l, indexer: indexer, "wgate.weight"), [width, D]),
+            ape: try floats(WeightNames.compressor(l, indexer: indexer, "ape"), [ratio, width]),
+            norm: try floats(WeightNames.compressor(l, indexer: indexer, "norm.weight"), [entryWidth]),
+            ratio: ratio, entryWidth: entryWidth, overlapping: overlapping)
+    }
+
+    /// Layer `l`'s attention block, with its compressor and indexer for its kind.
+    func attention(_ c: DeepSeekV4Config, layer l: Int) throws -> AttentionWeights {
+        let D = c.hiddenSize, d = c.headDim, H = c.headCount
+        var comp: CompressorWeights?
+        var idx: IndexerWeights?
+        switch c.attentionKinds[l] {
+        case .sliding:
+            break
+        case .hca:
+            comp = try compressor(c, layer: l, indexer: false, entryWidth: d, ratio: c.hcaRatio, overlapping: false)
+        case .csa:
+            comp = try compressor(c, layer: l, indexer: false, entryWidth: d, ratio: c.csaRatio, overlapping: true)
+            idx = IndexerWeights(
+                wqB: try matrix(WeightNames.indexerQB(l), [c.indexHeadCount * c.indexHeadDim, c.qLoraRank]),
+                weightsProj: try matrix(WeightNames.indexerWeightsProj(l), [c.indexHeadCount, D]),
+                compressor: try compressor(c, layer: l, indexer: true, entryWidth: c.indexHeadDim, ratio: c.csaRatio, overlapping: true))
+        }
+        return AttentionWeights(
+            wqA: try matrix(WeightNames.attn(l, "wq_a.weight"), [c.qLoraRank, D]),
+            qNorm: try floats(WeightNames.attn(l, "q_norm.weight"), [c.qLoraRank]),
+            wqB: try matrix(WeightNames.attn(l, "wq_b.weight"), [H * d, c.qLoraRank]),
+            wkv: try matrix(WeightNames.attn(l, "wkv.weight"), [d, D]),
+            kvNorm: try floats(WeightNames.attn(l, "kv_norm.weight"), [d]),
+            woA: try matrix(WeightNames.attn(l, "wo_a.weight"), [c.outputGroups * c.outputLoraRank, H * d / c.outputGroups]),
+            woB: try matrix(WeightNames.attn(l, "wo_b.weight"), [D, c.outputGroups * c.outputLoraRank]),
+            sinks: try floats(WeightNames.attn(l, "attn_sink"), [H]),
+            compressor: comp, indexer: idx)
+    }
+
+    /// Layer `l`'s router (score bias or hash table) and shared expert.
+    func moe(_ c: DeepSeekV4Config, layer l: Int) throws -> MoEWeights {
+        let D = c.hiddenSize, E = c.routedExpertCount, inter = c.moeIntermediateSize
+        var bias: [Float]?
+        var tid2eid: [Int32]?
+        switch c.routingKinds[l] {
+        case .score:
+            bias = try floats(WeightNames.gateBias(l), [E])
+        case .hash:
+            let t = try find(WeightNames.tid2eid(l), shape: [c.vocabSize, c.expertsPerToken])
+            let ids = try t.integers()
+            if let bad = ids.first(where: { $0 < 0 || $0 >= E }) {
+                throw CheckpointError.invalidValue(tensor: t.name, path: t.file.path, reason: "expert id \(bad) outside 0..<\(E)")
+            }
+            tid2eid = ids.map { Int32($0) }
+        }
+        var shared: ExpertWeights?
+        if c.sharedExpertCount > 0 {
+            shared = ExpertWeights(
+                w1: try matrix(WeightNames.shared(l, "w1"), [inter, D]),
+                w3: try matrix(WeightNames.shared(l, "w3"), [inter, D]),
+                w2: try matrix(WeightNames.shared(l, "w2"), [D, inter]))
+        }
+        return MoEWeights(gate: try matrix(WeightNames.gate(l), [E, D]), bias: bias, tid2eid: tid2eid, shared: shared)
+    }
+
+    /// Layer `l`'s routed experts: released per-expert matrices, or transformers' fused 3-D
+    /// tensors (`gate_up_proj` [E, 2I, D]: w1 is its first I rows, w3 the next I; `down_proj`
+    /// [E, D, I]), viewed in place.
+    func routedExperts(_ c: DeepSeekV4Config, layer l: Int) throws -> [ExpertWeights] {
+        let D = c.hiddenSize, E = c.routedExpertCount, inter = c.moeIntermediateSize
+        var layerExperts: [ExpertWeights] = []
+        if resolve([WeightNames.expert(l, 0, "w1")]) != nil {
+            for e in 0..<E {
+                layerExperts.append(ExpertWeights(
+                    w1: try matrix([WeightNames.expert(l, e, "w1")], [inter, D]),
+                    w3: try matrix([WeightNames.expert(l, e, "w3")], [inter, D]),
+                    w2: try matrix([WeightNames.expert(l, e, "w2")], [D, inter])))
+            }
+            return layerExperts
+        }
+        let gateUp = try find([WeightNames.fusedGateUp(l), WeightNames.expert(l, 0, "w1")], shape: [E, 2 * inter, D])
+        let down = try find([WeightNames.fusedDown(l)], shape: [E, D, inter])
+        let gu = try gateUp.matrix()  // [E, 2I·D] viewed as rows of experts
+        let dn = try down.matrix()
+        for e in 0..<E {
+            let guE = WeightMatrix(rows: 2 * inter, cols: D, type: gu.type, base: gu.base + e * gu.type.byteCount(elements: 2 * inter * D), owner: gu.owner)
+            let dnE = WeightMatrix(rows: D, cols: inter, type: dn.type, base: dn.base + e * dn.type.byteCount(elements: D * inter), owner: dn.owner)
+            layerExperts.append(ExpertWeights(w1: guE.rows(0..<inter), w3: guE.rows(inter..<(2 * inter)), w2: dnE))
+        }
+        return layerExperts
     }
 }

@@ -21,10 +21,18 @@ func tinyModelWithByteTokenizer() throws -> String {
         if !printable { n += 1 }
         vocab[String(Character(scalar))] = b
     }
-    let json: [String: Any] = ["model": ["type": "BPE", "vocab": vocab, "merges": [String]()], "added_tokens": [[String: Any]]()]
+    // V4's pre_tokenizer section as tokenizer.json spells it (any other is refused).
+    let preTokenizer = try JSONSerialization.jsonObject(with: Data(v4PreTokenizerJSON.utf8))
+    let json: [String: Any] = [
+        "model": ["type": "BPE", "vocab": vocab, "merges": [String]()], "added_tokens": [[String: Any]](),
+        "pre_tokenizer": preTokenizer,
+    ]
     try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
     return dir
 }
+
+/// DeepSeek-V4's `pre_tokenizer` section, copied from its tokenizer.json.
+let v4PreTokenizerJSON = ##"{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"}, "behavior": "Isolated", "invert": false}, {"type": "Split", "pattern": {"Regex": "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+"}, "behavior": "Isolated", "invert": false}, {"type": "Split", "pattern": {"Regex": "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}"##
 
 @Suite(.serialized) struct GenerateCommandTests {
     /// Sampling restricted (by a +30 bias) to the letters a–h, seeded: a reproducible string.

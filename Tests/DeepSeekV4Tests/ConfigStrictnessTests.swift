@@ -121,6 +121,28 @@ import Testing
         #expect(try decode(rel).routingKinds == Array(repeating: .score, count: 6))
     }
 
+    /// Regression: the reader probed `[String: Any]` and skipped keys of an unexpected type
+    /// (`eos_token_id: "1"` gave no EOS, `tie_word_embeddings: "true"` and `hidden_act: 1`
+    /// were not checked). The Codable decoder types every key it reads and names the one at
+    /// fault, nested and indexed, with the value found.
+    @Test func everyKeyReadIsTyped() throws {
+        #expect(try configError { $0["eos_token_id"] = "1" }?.key == "eos_token_id")
+        #expect(try configError { $0["tie_word_embeddings"] = "true" }?.key == "tie_word_embeddings")
+        #expect(try configError { $0["hidden_act"] = 1 }?.key == "hidden_act")
+        #expect(try configError { $0["model_type"] = 4 }?.key == "model_type")
+        let e = try #require(try configError { $0["compress_ratios"] = [0, 4, "8", 4, 8, 4, 0] })
+        #expect(e.key == "compress_ratios[2]" && e.message == "expected an integer, got 8", "\(e)")
+        let nested = try configError({ obj in
+            var rp = obj["rope_parameters"] as! [String: Any]
+            var c = rp["compress"] as! [String: Any]
+            c["factor"] = "16"
+            rp["compress"] = c
+            obj["rope_parameters"] = rp
+        }, fixture: "tiny-hf")
+        #expect(nested?.key == "rope_parameters.compress.factor" && nested?.message == "expected a number, got 16", "\(String(describing: nested))")
+        #expect(try configError { $0["eos_token_id"] = [1, 2] } == nil)
+    }
+
     /// compress_rates is an object of positive integers keyed by compressed layer type.
     @Test func compressRatesAreChecked() throws {
         #expect(try configError({ $0["compress_rates"] = 4 }, fixture: "tiny-hf")?.key == "compress_rates")

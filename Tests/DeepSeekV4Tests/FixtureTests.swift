@@ -44,6 +44,9 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         // The release's HCA ratio 128 and window 128 over 768 tokens (6 HCA entries per layer);
         // chunks of 100 end inside and across compression windows.
         ("tiny-hca128", nil), ("tiny-hca128", 1), ("tiny-hca128", 100),
+        // transformers' own module names as save_pretrained(save_original_format=False) writes
+        // them: fused experts, self_attn.*, attn_hc.*, lm_head (the loader's alternate names).
+        ("tiny-native", nil), ("tiny-native", 1), ("tiny-native", 13),
     ]
 
     /// max |Δlogit| allowed against transformers. Measured: 4.9e-6 to 5.6e-6 over these
@@ -76,6 +79,29 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         }
         #expect(rel.attentionKinds == [.hca, .csa, .sliding, .csa, .hca, .csa])
         #expect(rel.hcaRatio == 8 && rel.mtpLayerCount == 1)
+    }
+
+    /// tiny-native was written by transformers with its native names (tools/make_fixture.py
+    /// --spelling native), so loading it takes the alternate-name branches of WeightNames:
+    /// the fused `mlp.experts.gate_up_proj` / `down_proj`, `self_attn.*`, `attn_hc.*`, the
+    /// indexer's `compressor.indexer.*` and `scorer.weights_proj`, `lm_head`; and every
+    /// tensor of the file is read.
+    @Test func nativeFixtureUsesTransformersModuleNames() throws {
+        let dir = fixture("tiny-native")
+        let names = Set(try SafetensorsFile(path: dir + "/model.safetensors").tensors.map(\.name))
+        for required in [
+            "model.layers.2.mlp.experts.gate_up_proj", "model.layers.2.mlp.experts.down_proj", "lm_head.weight",
+            "model.layers.1.self_attn.q_a_proj.weight", "model.layers.1.self_attn.sinks", "model.layers.0.attn_hc.fn",
+            "model.layers.1.self_attn.compressor.indexer.scorer.weights_proj.weight",
+            "model.layers.1.self_attn.compressor.indexer.kv_proj.weight", "model.layers.2.mlp.gate.e_score_correction_bias",
+        ] {
+            #expect(names.contains(required), "\(required)")
+        }
+        #expect(!names.contains { $0.contains(".ffn.") || $0.contains(".attn.") || $0.hasPrefix("head.") })
+        let model = try DeepSeekV4Model(directory: dir)
+        #expect(model.unusedTensors.isEmpty, "\(model.unusedTensors.prefix(5))")
+        let c = model.config
+        #expect(Set(c.attentionKinds) == [.sliding, .csa, .hca] && Set(c.routingKinds) == [.hash, .score])
     }
 
     /// tiny-hca128 has the real model's HCA ratio and window, and enough tokens for several
