@@ -1,6 +1,6 @@
-// quant.c: matrix products over quantized weights read in place (spec §11.2): FP8 E4M3 with
-// 128×128 block scales and packed FP4 E2M1 with one scale per 32 inputs, scales in E8M0 or
-// float32.
+// quant.c: matrix products over quantized weights read in place, in the released checkpoint
+// format: OCP FP8 E4M3 with 128×128 block scales and packed OCP MX FP4 E2M1 with one scale per
+// 32 inputs, scales in E8M0 or float32.
 //
 // The reference twin decodes every element as it multiplies, in index order. The fast path
 // decodes a few weight rows at a time through lookup tables into a small scratch block and

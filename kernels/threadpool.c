@@ -83,6 +83,10 @@ int ck_pool_init(int threads) {
         // multi-megabyte buffers, and fresh mmap'd pages cost a fault and a zeroing each time.
         mallopt(M_MMAP_THRESHOLD, 1 << 30);
         mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        // Heap memory is then never given back, so let threads share a few arenas: with one
+        // arena per thread (glibc's default, up to 8 per core) every server thread that once
+        // held a large request body would keep its own copy of that peak resident.
+        mallopt(M_ARENA_MAX, 4);
 #endif
         if (threads <= 0) {
             long n = sysconf(_SC_NPROCESSORS_ONLN);

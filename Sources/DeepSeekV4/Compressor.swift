@@ -1,5 +1,6 @@
 // Compressor.swift: the token-level KV compressor of CSA (overlapping, ratio 4) and HCA
-// (non-overlapping, ratio 128) layers, and of the Lightning Indexer (spec §5).
+// (non-overlapping, ratio 128) layers, and of the Lightning Indexer (DeepSeek-V4 paper, "Compressed
+// Sparse Attention" / "Heavily Compressed Attention"; transformers' modeling_deepseek_v4.py).
 //
 // Each token p contributes C_p = wkv·h_p and Z_p = wgate·h_p + ape[p mod m]. When a window
 // closes, each channel is a softmax-weighted sum over the window's slots (CSA: the previous

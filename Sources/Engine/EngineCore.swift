@@ -12,8 +12,6 @@ public enum FinishReason: String, Sendable, Equatable {
     case length
     /// The client went away or the request was cancelled.
     case cancelled
-    /// The engine failed the request.
-    case error
 }
 
 /// What a request's stream receives.

@@ -98,7 +98,7 @@ public final class ServerMetrics: Sendable {
         line("dsv4_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache.", "counter", [("", Double(e.prefixHitTokens))])
         line("dsv4_prefix_cache_hit_rate", "Hit tokens / queried tokens.", "gauge",
              [("", e.prefixQueriedTokens == 0 ? 0 : Double(e.prefixHitTokens) / Double(e.prefixQueriedTokens))])
-        // Per block kind and per cache kind (spec §12); kinds are the model layout's.
+        // Per block kind and per cache kind; kinds are the model layout's (CacheKind).
         line("dsv4_cache_blocks", "Live cache blocks by block kind.", "gauge",
              e.cacheBlocks.sorted { $0.key < $1.key }.map { ("{block=\"\($0.key)\"}", Double($0.value)) })
         line("dsv4_cache_block_used_bytes", "Bytes of live cache blocks by block kind.", "gauge",

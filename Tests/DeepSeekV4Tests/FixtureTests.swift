@@ -47,6 +47,9 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         // transformers' own module names as save_pretrained(save_original_format=False) writes
         // them: fused experts, self_attn.*, attn_hc.*, lm_head (the loader's alternate names).
         ("tiny-native", nil), ("tiny-native", 1), ("tiny-native", 13),
+        // 4,096 tokens: the indexer keeps 8 of up to 1,024 CSA entries (selecting for 4,061
+        // queries), 32 HCA entries of ratio 128, window 128; chunks of 500 cross both.
+        ("tiny-long", nil), ("tiny-long", 1), ("tiny-long", 500),
     ]
 
     /// max |Δlogit| allowed against transformers. Measured: 4.9e-6 to 5.6e-6 over these
@@ -112,6 +115,16 @@ func run(_ model: DeepSeekV4Model, _ ids: [Int], chunk: Int?) throws -> [Float] 
         #expect(c.attentionKinds == [.hca, .csa, .hca, .sliding, .csa])
         #expect(try readIds(fixture("tiny-hca128")).count / c.hcaRatio >= 6)
         #expect(c.compressRope.type == "yarn" && Set(c.routingKinds) == [.hash, .score])
+    }
+
+    /// tiny-long is the long-context oracle: ≥ 4,096 tokens, HCA ratio 128, and a CSA top-k
+    /// far smaller than what late queries see.
+    @Test func longFixtureSelectsAndCompressesHeavily() throws {
+        let c = try DeepSeekV4Config.load(directory: fixture("tiny-long"))
+        let n = try readIds(fixture("tiny-long")).count
+        #expect(n >= 4096 && c.hcaRatio == 128 && c.slidingWindow == 128)
+        #expect(c.attentionKinds.filter { $0 == .csa }.count == 2 && c.attentionKinds.contains(.hca))
+        #expect(c.indexTopK * 16 <= n / c.csaRatio)
     }
 
     /// One state fed by pieces equals a fresh full pass, bit for bit in the last row.
