@@ -155,6 +155,19 @@ IDX_TILE_SCORES(tile_scores_avx2, __attribute__((target("avx2,fma"))), __m256, _
 IDX_TASK(task_avx512, tile_scores_avx512, __attribute__((target("avx512f"))), 16)
 IDX_TASK(task_avx2, tile_scores_avx2, __attribute__((target("avx2,fma"))), 8)
 
+static size_t largest(const int32_t *v, size_t n) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) m = (size_t)v[i] > m ? (size_t)v[i] : m;
+    return m;
+}
+
+// A query that sees at most k entries takes them all, in order.
+static int takes_all(int32_t *out, size_t visible, size_t k) {
+    if (visible > k) return 0;
+    for (size_t s = 0; s < visible; s++) out[s] = (int32_t)s;
+    return 1;
+}
+
 void ck_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
                      const float *const *tiles, const int32_t *visible, size_t k, int32_t *out) {
     ck_task_fn fn = ck_use_avx512() ? task_avx512 : (ck_use_avx2() ? task_avx2 : NULL);
@@ -162,8 +175,7 @@ void ck_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t 
         ck_ref_indexer_topk(q, w, T, H, d, scale, tiles, visible, k, out);
         return;
     }
-    size_t max_visible = 0;
-    for (size_t t = 0; t < T; t++) max_visible = (size_t)visible[t] > max_visible ? (size_t)visible[t] : max_visible;
+    size_t max_visible = largest(visible, T);
     idx_job j = {.q = q, .w = w, .T = T, .H = H, .d = d, .k = k, .scale = scale, .tiles = tiles, .visible = visible};
     j.cap = 4 * k < k + 256 ? k + 256 : 4 * k;
     j.tile_count = (max_visible + TILE - 1) / TILE;
@@ -183,10 +195,7 @@ void ck_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t 
     for (size_t t = 0; t < T; t++) {
         int32_t *o = out + t * k;
         size_t vis = (size_t)visible[t];
-        if (vis <= k) {
-            for (size_t s = 0; s < vis; s++) o[s] = (int32_t)s;
-            continue;
-        }
+        if (takes_all(o, vis, k)) continue;
         cand_list *first = &j.lists[t * j.segments];
         size_t n = first->n;
         for (size_t s = 1; s < j.segments; s++) {  // segments lie back to back in `pool`
@@ -204,8 +213,7 @@ void ck_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t 
 
 void ck_ref_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
                          const float *const *tiles, const int32_t *visible, size_t k, int32_t *out) {
-    size_t max_visible = 0;
-    for (size_t t = 0; t < T; t++) max_visible = (size_t)visible[t] > max_visible ? (size_t)visible[t] : max_visible;
+    size_t max_visible = largest(visible, T);
     // Gather the keys back into rows and score them the plain way.
     float *rows = malloc((max_visible * d + 1) * sizeof(float));
     const float **keys = malloc((max_visible + 1) * sizeof(float *));
@@ -218,10 +226,7 @@ void ck_ref_indexer_topk(const float *q, const float *w, size_t T, size_t H, siz
     for (size_t t = 0; t < T; t++) {
         int32_t *o = out + t * k;
         size_t vis = (size_t)visible[t];
-        if (vis <= k) {
-            for (size_t s = 0; s < vis; s++) o[s] = (int32_t)s;
-            continue;
-        }
+        if (takes_all(o, vis, k)) continue;
         ck_ref_indexer_scores(q + t * H * d, H, d, w + t * H, scale, keys, vis, scores);
         ck_ref_topk(scores, vis, k, o);
     }

@@ -26,7 +26,8 @@ struct ChoiceAccumulator {
     }
 }
 
-struct ChatEncoder: GenerationEncoder {
+struct ChatEncoder: OpenAIStreamEncoder {
+    static let chunkObject = "chat.completion.chunk"
     let id: String
     let model: String
     let created: Int
@@ -106,41 +107,14 @@ struct ChatEncoder: GenerationEncoder {
         return (name, out)
     }
 
-    func streamKeepAlive() -> String { ": keep-alive\n\n" }
-
-    func streamProgress(_ progress: PromptProgress) -> String {
-        event([
-            ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(created)), ("model", .s(model)),
-            ("choices", .array([])), ("prompt_progress", progress.json),
-        ])
-    }
-
-    func streamError(_ error: APIError, requestID: String) -> String {
-        "data: " + error.body(requestID: requestID, dialect: .openAI) + "\n\n"
-    }
-
-    func streamClosing(usage: GenerationUsage, timings: JSONValue) -> String {
-        var out = ""
-        if includeUsage {
-            out += event([
-                ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(created)), ("model", .s(model)),
-                ("choices", .array([])), ("usage", usage.openAIJSON), ("timings", timings),
-            ])
-        }
-        return out + "data: [DONE]\n\n"
-    }
-
     /// One delta as chat.completion.chunk JSON.
     func chunk(_ k: Int, _ delta: [(String, JSONValue)], finish: String? = nil, logprobs: JSONValue = .null, extra: [(String, JSONValue)] = []) -> String {
-        event([
-            ("id", .s(id)), ("object", .s("chat.completion.chunk")), ("created", .n(created)), ("model", .s(model)),
+        event(header + [
             ("choices", .array([.object([
                 ("index", .n(k)), ("delta", .object(delta)), ("logprobs", logprobs), ("finish_reason", finish.map { .s($0) } ?? .null),
             ])])),
         ] + extra)
     }
-
-    func event(_ fields: [(String, JSONValue)]) -> String { "data: " + JSONValue.object(fields).promptJSON() + "\n\n" }
 
     /// A parser delta as the fields of a chunk's `delta` (nil: nothing to send).
     static func deltaJSON(_ d: OutputDelta, newToolID: () -> String) -> [(String, JSONValue)]? {

@@ -67,7 +67,8 @@ extension DSV4Server {
 }
 
 /// Completions answers: `text_completion` objects, whole or as SSE chunks.
-struct CompletionEncoder: GenerationEncoder {
+struct CompletionEncoder: OpenAIStreamEncoder {
+    static let chunkObject = "text_completion"
     struct Choice {
         var text = ""
         var ids: [Int] = []
@@ -126,30 +127,6 @@ struct CompletionEncoder: GenerationEncoder {
         return (name, chunk(k, "", nil, finish: name, extra: timings.map { [("timings", $0)] } ?? []))
     }
 
-    func streamKeepAlive() -> String { ": keep-alive\n\n" }
-
-    func streamProgress(_ progress: PromptProgress) -> String {
-        event([
-            ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)),
-            ("choices", .array([])), ("prompt_progress", progress.json),
-        ])
-    }
-
-    func streamError(_ error: APIError, requestID: String) -> String {
-        "data: " + error.body(requestID: requestID, dialect: .openAI) + "\n\n"
-    }
-
-    func streamClosing(usage: GenerationUsage, timings: JSONValue) -> String {
-        var out = ""
-        if includeUsage {
-            out += event([
-                ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)),
-                ("choices", .array([])), ("usage", usage.openAIJSON), ("timings", timings),
-            ])
-        }
-        return out + "data: [DONE]\n\n"
-    }
-
     func chunk(_ k: Int, _ text: String, _ token: SampledToken?, finish: String?, extra: [(String, JSONValue)] = []) -> String {
         var c: [(String, JSONValue)] = [("index", .n(k)), ("text", .s(text))]
         if wantLogprobs, let token {
@@ -160,14 +137,10 @@ struct CompletionEncoder: GenerationEncoder {
         }
         c.append(("finish_reason", finish.map { .s($0) } ?? .null))
         if promptIDs != nil { c.append(("token_ids", .array(token.map { [.n($0.token)] } ?? []))) }
-        var v: [(String, JSONValue)] = [
-            ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)), ("choices", .array([.object(c)])),
-        ]
+        var v = header + [("choices", .array([.object(c)]))]
         if let promptIDs { v.append(("prompt_token_ids", .array(promptIDs.map { .n($0) }))) }
         return event(v + extra)
     }
-
-    func event(_ fields: [(String, JSONValue)]) -> String { "data: " + JSONValue.object(fields).promptJSON() + "\n\n" }
 
     func response(usage: GenerationUsage, timings: JSONValue) -> JSONValue {
         let list: [JSONValue] = choices.enumerated().map { k, a in
@@ -178,10 +151,7 @@ struct CompletionEncoder: GenerationEncoder {
             if promptIDs != nil { c.append(("token_ids", .array(a.ids.map { .n($0) }))) }
             return .object(c)
         }
-        var fields: [(String, JSONValue)] = [
-            ("id", .s(id)), ("object", .s("text_completion")), ("created", .n(created)), ("model", .s(model)),
-            ("choices", .array(list)), ("usage", usage.openAIJSON), ("timings", timings),
-        ]
+        var fields = header + [("choices", .array(list)), ("usage", usage.openAIJSON), ("timings", timings)]
         if let promptIDs { fields.append(("prompt_token_ids", .array(promptIDs.map { .n($0) }))) }
         return .object(fields)
     }

@@ -204,6 +204,40 @@ extension GenerationEncoder {
     func streamProgress(_ progress: PromptProgress) -> String { "" }
 }
 
+/// The SSE framing Chat Completions and Completions share: `data:` chunks of one object type
+/// with the request's id, model and creation time; keep-alive comments; an optional usage
+/// chunk and `[DONE]` at the end.
+protocol OpenAIStreamEncoder: GenerationEncoder {
+    /// The chunks' `object` ("chat.completion.chunk", "text_completion").
+    static var chunkObject: String { get }
+    var id: String { get }
+    var model: String { get }
+    var created: Int { get }
+    var includeUsage: Bool { get }
+}
+
+extension OpenAIStreamEncoder {
+    /// The fields every chunk starts with.
+    var header: [(String, JSONValue)] { [("id", .s(id)), ("object", .s(Self.chunkObject)), ("created", .n(created)), ("model", .s(model))] }
+
+    func event(_ fields: [(String, JSONValue)]) -> String { "data: " + JSONValue.object(fields).promptJSON() + "\n\n" }
+
+    func streamKeepAlive() -> String { ": keep-alive\n\n" }
+
+    func streamProgress(_ progress: PromptProgress) -> String {
+        event(header + [("choices", .array([])), ("prompt_progress", progress.json)])
+    }
+
+    func streamError(_ error: APIError, requestID: String) -> String {
+        "data: " + error.body(requestID: requestID, dialect: .openAI) + "\n\n"
+    }
+
+    func streamClosing(usage: GenerationUsage, timings: JSONValue) -> String {
+        let usageChunk = includeUsage ? event(header + [("choices", .array([])), ("usage", usage.openAIJSON), ("timings", timings)]) : ""
+        return usageChunk + "data: [DONE]\n\n"
+    }
+}
+
 /// A token's log-probability entries, shared by the APIs that report them.
 struct LogprobText {
     let tokenizer: BPETokenizer
