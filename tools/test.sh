@@ -7,10 +7,12 @@ export SWIFT_DETERMINISTIC_HASHING=1
 bash tools/setup.sh
 python3 -c "import openai, pytest, jsonschema" >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check openai pytest jsonschema
 # Filters keep the output short but never decide the exit status: under `pipefail` a pipeline
-# fails when the build or the tests fail, and `|| true` sits on the filter alone (grep exits 1
+# fails when the build or the tests fail, and a filter's own status is ignored (grep exits 1
 # when it selects nothing). A failed build stops here with its errors shown, so stale test
 # binaries from an earlier build are never run.
-swift build --build-tests 2>&1 | { grep -E -A3 "error:|Build complete" || true; }
-swift test --skip-build 2>&1 | { grep -vE "^(Test Case|◇|↳)" || true; } | tail -n 30
+only() { grep -E -A3 "$1" || [ $? = 1 ]; }   # grep's "nothing selected" is not a failure
+without() { grep -vE "$1" || [ $? = 1 ]; }
+swift build --build-tests 2>&1 | only "error:|Build complete"
+swift test --skip-build 2>&1 | without "^(Test Case|◇|↳)" | tail -n 30
 # API tests: real tiny model (no --model) and a scripted model for exact tool-call outputs.
 DSV4_BIN="$(swift build --show-bin-path)/dsv4" python3 -m pytest -q Tests/python
