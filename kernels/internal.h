@@ -2,6 +2,7 @@
 #ifndef CK_INTERNAL_H
 #define CK_INTERNAL_H
 #include "include/ckernels.h"
+#include <immintrin.h>
 int ck_use_avx512(void);
 /// 1 when the AVX2+FMA paths should run (no AVX-512, not forced to the scalar twins).
 int ck_use_avx2(void);
@@ -28,4 +29,29 @@ void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, s
 /// As ck_qlanes_matmul with x already permuted (ck_bf16_permute_x; K is a multiple of 32).
 void ck_qlanes_matmul_permuted(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype,
                                const ck_scales *s, size_t N, float *y, size_t ldy);
+
+/// e^x on 8 lanes (AVX2+FMA), the arithmetic of ck_exp_f32's AVX2 path: n = round(x / ln 2),
+/// r = x − n·ln 2 (Cody–Waite), e^r by Cephes' degree-6 polynomial, 2^n as two exponent-field
+/// multiplies (so underflow into denormals rounds once). Within 2 ulp of expf; x is clamped to
+/// [−104, 89] first (NaN stays NaN), so −inf gives exactly 0 and overflow +inf.
+__attribute__((target("avx2,fma"))) static inline __m256 ck_exp256(__m256 v) {
+    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 ln2hi = _mm256_set1_ps(0.693359375f), ln2lo = _mm256_set1_ps(-2.12194440e-4f);
+    v = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), v));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, ln2hi, v);
+    r = _mm256_fnmadd_ps(k, ln2lo, r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i ki = _mm256_cvtps_epi32(k);
+    __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
 #endif

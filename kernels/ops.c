@@ -41,32 +41,15 @@ TGT static void exp_avx512(const float *x, size_t n, float *out) {
     }
 }
 
-// The same on AVX2: 2^n applied as two exponent-field multiplies (n split in halves, each a
-// normal power of two), so underflow into denormals rounds once, as scalef does.
+// The same on AVX2 (ck_exp256, internal.h): 2^n applied as two exponent-field multiplies (n
+// split in halves, each a normal power of two), so underflow into denormals rounds once, as
+// scalef does.
 __attribute__((target("avx2,fma"))) static void exp_avx2(const float *x, size_t n, float *out) {
-    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-    const __m256 ln2hi = _mm256_set1_ps(0.693359375f), ln2lo = _mm256_set1_ps(-2.12194440e-4f);
     for (size_t i = 0; i < n; i += 8) {
         float buf[8] = {0};
         size_t m = n - i < 8 ? n - i : 8;
         memcpy(buf, x + i, m * sizeof(float));
-        __m256 v = _mm256_loadu_ps(buf);
-        v = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), v));
-        __m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256 r = _mm256_fnmadd_ps(k, ln2hi, v);
-        r = _mm256_fnmadd_ps(k, ln2lo, r);
-        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-        p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-        __m256i ki = _mm256_cvtps_epi32(k);
-        __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
-        __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
-        __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
-        p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+        __m256 p = ck_exp256(_mm256_loadu_ps(buf));
         _mm256_storeu_ps(buf, p);
         memcpy(out + i, buf, m * sizeof(float));
     }

@@ -245,6 +245,27 @@ void ck_ref_compress_pool(const float *kv, const float *score, size_t slots, siz
 void ck_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps);
 void ck_ref_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps);
 
+// MARK: - attention of a block of queries over shared keys (attend_block.c)
+
+/// Attention of `T` queries (q: [T, H, d]) over one shared list of `n` keys (V = K) where
+/// query t sees the keys in [ranges[4t], ranges[4t+1]) and then [ranges[4t+2], ranges[4t+3])
+/// (either range may be empty; ranges within [0, n), the second not overlapping the first),
+/// for `H` heads of width `d`: scores scaled by `scale`, softmax with `sinks[h]` in each
+/// head's denominator, weighted sum into `out` [T, H, d] (overwritten); a query that sees no
+/// key gets 0. The same as ck_attend per query over its visible keys gathered in that order.
+/// Intended use: keys = compressed entries 0..<E, then window positions; query t's first
+/// range its visible entries, its second its window. Flash-attention style: blocks of queries
+/// (all heads) against blocks of keys from the union of their ranges, online softmax, so a key
+/// is read once per query block, not per query; threads over query blocks, and over key
+/// ranges when the queries are few (decode).
+/// Tolerance vs ck_ref_attend_ranges: |Δ| <= 1e-5 for unit-scale q and keys, large-score
+/// spikes included (AttendRangesTests).
+void ck_attend_ranges(const float *q, size_t T, size_t H, size_t d, const float *const *keys, size_t n,
+                      const int32_t *ranges, const float *sinks, float scale, float *out);
+/// Twin: per query, the visible keys gathered and ck_ref_attend.
+void ck_ref_attend_ranges(const float *q, size_t T, size_t H, size_t d, const float *const *keys, size_t n,
+                          const int32_t *ranges, const float *sinks, float scale, float *out);
+
 #ifdef __cplusplus
 }
 #endif

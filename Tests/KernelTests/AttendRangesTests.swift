@@ -1,0 +1,126 @@
+// AttendRangesTests.swift: block attention over a shared key list (kernels/attend_block.c)
+// against its scalar twin (ck_ref_attend per query over the gathered visible keys): awkward
+// query counts, head counts and widths, empty ranges, ranges off the blocks, one key, decode
+// (keys split over threads) and a softmax spike.
+import CKernels
+import Tensors
+import Testing
+
+/// How each query's two ranges are drawn (E compressed entries, then windows of W keys).
+private enum RangeMode: CaseIterable {
+    case both, emptyFirst, emptySecond, someSeeNothing, oneKey, windowOnly
+}
+
+private func makeRanges(_ mode: RangeMode, T: Int, E: Int, W: Int) -> (n: Int, ranges: [Int32]) {
+    var r = [Int32]()
+    let n = mode == .oneKey ? 1 : (mode == .windowOnly ? 0 : E) + T + W - 1
+    for t in 0..<T {
+        let vis = E * (t + 1) / T, w0 = E + t, w1 = E + t + W
+        switch mode {
+        case .both: r += [0, vis, w0, w1].map { Int32($0) }
+        case .emptyFirst: r += [0, 0, w0, w1].map { Int32($0) }
+        case .emptySecond: r += [0, vis, w0, w0].map { Int32($0) }
+        // Odd queries see nothing at all; even ones a first range that starts off 0.
+        case .someSeeNothing: r += t % 2 == 1 ? [0, 0, 0, 0] : [3, Int32(max(vis, 3)), Int32(w0), Int32(w1)]
+        case .oneKey: r += [0, 1, 1, 1]
+        case .windowOnly: r += [0, 0, Int32(t), Int32(t + W)]
+        }
+    }
+    return (n, r)
+}
+
+@Suite(.serialized) struct AttendRangesTests {
+    /// Runs both on `T` queries and checks every output within 1e-5 (and finite). With
+    /// `spike`, query 0's head 0 is scaled by it and meets one key head-on (a score of about
+    /// spike · Σ|q| · scale, far past e^88): the output must be that key.
+    func check(T: Int, H: Int, d: Int, n: Int, ranges: [Int32], seed: UInt64, spike: Float = 0,
+               _ what: String = "") {
+        var q = randomFloats(T * H * d, seed: seed)
+        var keyStore = randomFloats(max(n, 1) * d, seed: seed + 1)
+        let sinks = randomFloats(H, seed: seed + 2).map { $0 * 2 }
+        let spiked = ranges[0] < ranges[1] ? Int(ranges[0]) : Int(ranges[2])
+        if spike != 0 {
+            for i in 0..<d {
+                keyStore[spiked * d + i] = q[i] > 0 ? 1 : -1
+                q[i] *= spike
+            }
+        }
+        var fast = [Float](repeating: 9, count: T * H * d)
+        var ref = [Float](repeating: 7, count: T * H * d)
+        keyStore.withUnsafeBufferPointer { kp in
+            let keys: [UnsafePointer<Float>?] = (0..<max(n, 1)).map { kp.baseAddress! + $0 * d }
+            ck_attend_ranges(q, T, H, d, keys, n, ranges, sinks, 0.125, &fast)
+            ck_ref_attend_ranges(q, T, H, d, keys, n, ranges, sinks, 0.125, &ref)
+        }
+        let bad = (0..<ref.count).filter { !(abs(fast[$0] - ref[$0]) <= 1e-5) }
+        let first = bad.first.map { i in "at \(i): \(fast[i]) vs \(ref[i])" } ?? ""
+        #expect(bad.isEmpty, "\(what) T\(T) H\(H) d\(d) n\(n): \(bad.count) outputs off \(first)")
+        // A query that sees no key gets 0, as ck_attend with no keys.
+        for t in 0..<T where ranges[4 * t] >= ranges[4 * t + 1] && ranges[4 * t + 2] >= ranges[4 * t + 3] {
+            #expect(fast[(t * H * d)..<((t + 1) * H * d)].allSatisfy { $0 == 0 }, "\(what) query \(t) sees nothing")
+        }
+        if spike != 0 && d >= 20 {  // (a few dims leave other keys too close to the spike)
+            for i in 0..<d { #expect(abs(fast[i] - keyStore[spiked * d + i]) <= 1e-4, "\(what) spike dim \(i)") }
+        }
+    }
+
+    @Test func matchesTwinOnAwkwardShapes() {
+        KernelThreads.start(count: 2)
+        for T in [1, 3, 5, 17] {
+            for H in [1, 3, 8] {
+                for d in [4, 20, 128] {
+                    for mode in RangeMode.allCases {
+                        let (n, ranges) = makeRanges(mode, T: T, E: 150, W: 37)
+                        check(T: T, H: H, d: d, n: n, ranges: ranges, seed: UInt64(T * 1000 + H * 10 + d), "\(mode)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func manyQueryBlocksWithSlidingWindows() {
+        KernelThreads.start(count: 2)
+        // Query blocks of several queries, each over its compressed entries and a 128-key window
+        // (the intended use), the union of a block's ranges walked in several key blocks.
+        for (T, H, d) in [(70, 8, 64), (41, 3, 20)] {
+            let (n, ranges) = makeRanges(.both, T: T, E: 700, W: 128)
+            check(T: T, H: H, d: d, n: n, ranges: ranges, seed: 5, "both")
+            let (nw, windows) = makeRanges(.windowOnly, T: T, E: 0, W: 128)
+            check(T: T, H: H, d: d, n: nw, ranges: windows, seed: 6, "window")
+        }
+    }
+
+    @Test func decodeSplitsKeysOverThreads() {
+        KernelThreads.start(count: 2)
+        // Few queries over many keys: the keys are cut into segments, merged after.
+        let n = 5_000
+        check(T: 1, H: 8, d: 128, n: n, ranges: [0, 4_900, 4_900, 5_000], seed: 11, "decode")
+        check(T: 2, H: 3, d: 20, n: n, ranges: [0, 4_000, 4_900, 5_000, 0, 0, 10, 4_999], seed: 12, "decode T2")
+        check(T: 1, H: 1, d: 4, n: n, ranges: [17, 3_000, 3_001, 3_002], seed: 13, "decode H1")
+    }
+
+    @Test func softmaxSpikeDoesNotOverflow() {
+        KernelThreads.start(count: 2)
+        let (n, ranges) = makeRanges(.both, T: 5, E: 150, W: 37)
+        for (H, d) in [(1, 4), (8, 128), (3, 20)] {
+            check(T: 5, H: H, d: d, n: n, ranges: ranges, seed: 21, spike: 200, "spike")
+        }
+        // The same in a decode split: one segment holds the spike, the merge must scale the rest away.
+        check(T: 1, H: 8, d: 128, n: 5_000, ranges: [0, 4_900, 4_900, 5_000], seed: 22, spike: 300, "decode spike")
+    }
+
+    @Test func scalarForcedRunsTheTwin() {
+        let (n, ranges) = makeRanges(.both, T: 3, E: 50, W: 9)
+        let H = 2, d = 8
+        let q = randomFloats(3 * H * d, seed: 1), keyStore = randomFloats(n * d, seed: 2), sinks = [Float](repeating: 0.5, count: H)
+        var a = [Float](repeating: 0, count: 3 * H * d), b = a
+        keyStore.withUnsafeBufferPointer { kp in
+            let keys: [UnsafePointer<Float>?] = (0..<n).map { kp.baseAddress! + $0 * d }
+            ck_force_impl(CK_IMPL_SCALAR)
+            ck_attend_ranges(q, 3, H, d, keys, n, ranges, sinks, 0.125, &a)
+            ck_force_impl(CK_IMPL_AUTO)
+            ck_ref_attend_ranges(q, 3, H, d, keys, n, ranges, sinks, 0.125, &b)
+        }
+        #expect(a == b)
+    }
+}
