@@ -1,17 +1,25 @@
 // indexer_topk.c: the fused Lightning-Indexer top-k (ck_indexer_topk) on dsv4-tiny's indexer
 // shape (8 heads × 64, top-64) at a given depth: a prefill block of T queries, or one decode
 // query, against `visible` keys in tiles; GFLOP/s (2·T·H·d·visible) against the FMA peak of
-// the same threads measured right after. Build and run (THREADS VISIBLE T):
+// the same threads measured right after; the keys as fp32 tiles (ck_indexer_topk), bf16 tiles
+// (ck_indexer_topk_bf16) or 8-bit tiles (ck_indexer_topk_i8; GFLOP/s counts the same
+// 2·T·H·d·visible as fp32, done as integer multiply-adds). Build and run (THREADS VISIBLE T
+// [f32|bf16|i8]):
 //   clang -O3 -o /tmp/idx bench/indexer_topk.c kernels/*.c -Ikernels/include -lpthread -lm
 //   /tmp/idx 2 262144 64     # a 64-query prefill block at 1M tokens of context (ratio 4)
 //   /tmp/idx 2 262144 1      # one decode token there
+//   /tmp/idx 2 262144 64 i8  # the prefill block with the fp8 cache's 8-bit keys
 #include "../kernels/include/ckernels.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
+    const char *format = argc > 4 ? argv[4] : "f32";
+    int bf16 = !strcmp(format, "bf16"), i8 = !strcmp(format, "i8");
+    if (!bf16 && !i8 && strcmp(format, "f32")) { fprintf(stderr, "format: f32, bf16 or i8\n"); return 1; }
     size_t n = argc > 2 ? (size_t)atol(argv[2]) : 262144, T = argc > 3 ? (size_t)atol(argv[3]) : 1;
     ck_pool_init(threads);
     size_t H = 8, d = 64, k = 64;
@@ -21,16 +29,29 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < T * H * d; i++) q[i] = rand() / (float)RAND_MAX - 0.5f;
     for (size_t i = 0; i < T * H; i++) w[i] = rand() / (float)RAND_MAX - 0.5f;
     for (size_t i = 0; i < n * d; i++) keys[i] = rand() / (float)RAND_MAX - 0.5f;
-    const float **tiles = malloc(n / CK_INDEXER_TILE * sizeof(float *));
-    for (size_t i = 0; i < n / CK_INDEXER_TILE; i++) tiles[i] = keys + i * CK_INDEXER_TILE * d;
+    size_t count = n / CK_INDEXER_TILE;
+    const void **tiles = malloc(count * sizeof(void *));
+    size_t tile_bytes = i8 ? CK_INDEXER_TILE_I8_BYTES(d) : (bf16 ? CK_INDEXER_TILE_BF16_BYTES(d) : d * CK_INDEXER_TILE * 4);
+    char *packed = i8 || bf16 ? aligned_alloc(64, count * tile_bytes) : NULL;
+    for (size_t i = 0; i < count; i++) tiles[i] = packed ? (const void *)(packed + i * tile_bytes) : keys + i * CK_INDEXER_TILE * d;
+    float *row = malloc(d * 4);  // entry s, gathered from the fp32 tile
+    for (size_t s = 0; packed && s < n; s++) {
+        for (size_t i = 0; i < d; i++) row[i] = keys[(s / CK_INDEXER_TILE) * CK_INDEXER_TILE * d + i * CK_INDEXER_TILE + s % CK_INDEXER_TILE];
+        if (i8) ck_indexer_store_i8(row, d, (void *)tiles[s / CK_INDEXER_TILE], s % CK_INDEXER_TILE);
+        else ck_indexer_store_bf16(row, d, (void *)tiles[s / CK_INDEXER_TILE], s % CK_INDEXER_TILE);
+    }
     int32_t *vis = malloc(T * 4), *out = malloc(T * k * 4);
     for (size_t t = 0; t < T; t++) vis[t] = (int32_t)(n - T + t + 1);
-    ck_indexer_topk(q, w, T, H, d, 0.125f, tiles, vis, k, out);
     int reps = 5;
-    double t0 = now();
-    for (int r = 0; r < reps; r++) ck_indexer_topk(q, w, T, H, d, 0.125f, tiles, vis, k, out);
+    double t0 = 0;
+    for (int r = -1; r < reps; r++) {  // r = -1: warm-up
+        if (r == 0) t0 = now();
+        if (i8) ck_indexer_topk_i8(q, w, T, H, d, 0.125f, tiles, vis, k, out);
+        else if (bf16) ck_indexer_topk_bf16(q, w, T, H, d, 0.125f, tiles, vis, k, out);
+        else ck_indexer_topk(q, w, T, H, d, 0.125f, (const float *const *)tiles, vis, k, out);
+    }
     double dt = (now() - t0) / reps, gf = 2.0 * T * H * d * n / dt / 1e9, peak = ck_bench_fma_gflops(threads, 20000000);
-    printf("%s, %d threads, T=%zu, visible=%zu: %.3f ms per call, %.1f GFLOP/s = %.0f%% of the FMA peak (%.1f), %.2f GB/s of keys\n",
-           ck_impl_name(), threads, T, n, dt * 1e3, gf, 100 * gf / peak, peak, n * d * 4 / dt / 1e9);
+    printf("%s %s, %d threads, T=%zu, visible=%zu: %.3f ms per call, %.1f GFLOP/s = %.0f%% of the FMA peak (%.1f), %.2f GB/s of keys\n",
+           format, ck_impl_name(), threads, T, n, dt * 1e3, gf, 100 * gf / peak, peak, count * tile_bytes / dt / 1e9);
     return 0;
 }

@@ -1,0 +1,247 @@
+// indexer_shared.h: the machinery of the Lightning Indexer's fused top-k that every key format
+// shares (indexer.c: fp32 tiles; indexer_lowp.c: bf16 and 8-bit tiles): the candidate lists
+// with their thresholds, the plan of tasks (query blocks × key ranges) over the thread pool,
+// the merge of a query's key ranges into its ordered k best, and the float tile scorer over a
+// vector type (fp32 and bf16 keys differ only in how a tile row is loaded).
+//
+// Selection: each (query, key range) keeps a buffer of candidates with a threshold, the
+// score of the k-th best kept so far: a score enters only when it beats the threshold (later
+// keys have larger ids, so an equal score never beats the k-th), and a full buffer is cut
+// back to its k best by quickselect. Cost O(n) per query with a small constant, not
+// O(n log k), and no n-sized scratch.
+//
+// Everything here is static: each including file gets its own copy (not visible to Swift).
+#ifndef CK_INDEXER_SHARED_H
+#define CK_INDEXER_SHARED_H
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+#define IDX_TILE CK_INDEXER_TILE
+
+typedef struct {
+    float s;
+    int32_t i;
+} cand;
+
+static inline int cand_before(cand a, cand b) { return a.s > b.s || (a.s == b.s && a.i < b.i); }
+
+static inline int cand_order(const void *pa, const void *pb) {
+    cand a = *(const cand *)pa, b = *(const cand *)pb;
+    return cand_before(a, b) ? -1 : (cand_before(b, a) ? 1 : 0);
+}
+
+// Moves the k best of c[0..n) (by cand_before) to c[0..k), in any order (Hoare quickselect,
+// median of three).
+static inline void cand_select(cand *c, size_t n, size_t k) {
+    size_t lo = 0, hi = n;  // the k-th lies in [lo, hi)
+    while (hi - lo > 1) {
+        // The lower middle: with two elements the pivot is then never the last one alone,
+        // so both sides of every partition are non-empty.
+        size_t mid = lo + (hi - lo - 1) / 2;
+        cand a = c[lo], b = c[mid], d = c[hi - 1], p;
+        if (cand_before(a, b)) p = cand_before(b, d) ? b : (cand_before(a, d) ? d : a);
+        else p = cand_before(a, d) ? a : (cand_before(b, d) ? d : b);
+        size_t i = lo, j = hi - 1;
+        for (;;) {
+            while (cand_before(c[i], p)) i++;
+            while (cand_before(p, c[j])) j--;
+            if (i >= j) break;
+            cand t = c[i]; c[i] = c[j]; c[j] = t;
+            i++; j--;
+        }
+        // [lo, j] are not after p, [j+1, hi) not before p
+        if (k - 1 <= j) hi = j + 1;
+        else lo = j + 1;
+    }
+}
+
+typedef struct {
+    cand *buf;
+    size_t n;
+    float thr;
+} cand_list;
+
+static inline void cand_push(cand_list *l, size_t k, size_t cap, float s, int32_t i) {
+    if (l->n == cap) {
+        cand_select(l->buf, l->n, k);
+        l->n = k;
+        float t = l->buf[0].s;
+        for (size_t j = 1; j < k; j++) t = l->buf[j].s < t ? l->buf[j].s : t;
+        l->thr = t;
+    }
+    l->buf[l->n++] = (cand){s, i};
+}
+
+static inline size_t idx_largest(const int32_t *v, size_t n) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) m = (size_t)v[i] > m ? (size_t)v[i] : m;
+    return m;
+}
+
+// A query that sees at most k entries takes them all, in order.
+static inline int idx_takes_all(int32_t *out, size_t visible, size_t k) {
+    if (visible > k) return 0;
+    for (size_t s = 0; s < visible; s++) out[s] = (int32_t)s;
+    return 1;
+}
+
+// The plan of one top-k call and its candidate lists: tasks are (query block, key range)
+// pairs, task = block · segments + segment.
+typedef struct {
+    size_t T, k, cap, qblock;
+    const int32_t *visible;
+    size_t qblocks, segments, tiles_per_segment, tile_count;
+    cand *pool;
+    cand_list *lists;  // [T][segments]
+} idx_sel;
+
+static inline void idx_sel_init(idx_sel *s, size_t T, const int32_t *visible, size_t k, size_t qblock) {
+    size_t max_visible = idx_largest(visible, T);
+    *s = (idx_sel){.T = T, .k = k, .qblock = qblock, .visible = visible};
+    s->cap = 4 * k < k + 256 ? k + 256 : 4 * k;
+    s->tile_count = (max_visible + IDX_TILE - 1) / IDX_TILE;
+    s->qblocks = (T + qblock - 1) / qblock;
+    // Enough tasks for every thread; key ranges split only when the queries alone are too few.
+    size_t want = 4 * (size_t)ck_pool_threads();
+    s->segments = s->qblocks >= want || s->tile_count == 0 ? 1 : (want + s->qblocks - 1) / s->qblocks;
+    if (s->segments > s->tile_count && s->tile_count > 0) s->segments = s->tile_count;
+    s->tiles_per_segment = s->tile_count == 0 ? 0 : (s->tile_count + s->segments - 1) / s->segments;
+    size_t lists = T * s->segments;
+    s->pool = malloc((lists * s->cap + 1) * sizeof(cand));
+    s->lists = malloc((lists + 1) * sizeof(cand_list));
+    for (size_t i = 0; i < lists; i++) s->lists[i] = (cand_list){s->pool + i * s->cap, 0, -INFINITY};
+}
+
+static inline int idx_sel_tasks(const idx_sel *s) { return (int)(s->qblocks * s->segments); }
+
+// A task's queries [t0, t1), key range (segment) and tiles [a, b).
+typedef struct {
+    size_t t0, t1, seg, a, b;
+} idx_range;
+
+static inline idx_range idx_sel_range(const idx_sel *s, int task) {
+    idx_range r;
+    size_t qb = (size_t)task / s->segments;
+    r.seg = (size_t)task % s->segments;
+    r.t0 = qb * s->qblock;
+    r.t1 = r.t0 + s->qblock < s->T ? r.t0 + s->qblock : s->T;
+    r.a = r.seg * s->tiles_per_segment;
+    r.b = r.a + s->tiles_per_segment < s->tile_count ? r.a + s->tiles_per_segment : s->tile_count;
+    return r;
+}
+
+// Whether query t scores the tile whose first entry is e0 (it sees more than k entries, and
+// some of this tile's).
+static inline int idx_sel_wants(const idx_sel *s, size_t t, size_t e0) {
+    size_t vis = (size_t)s->visible[t];
+    return vis > s->k && e0 < vis;
+}
+
+// Offers the scores `sc` of the tile whose first entry is e0 to query t's list of segment seg.
+static inline void idx_sel_offer(const idx_sel *s, size_t t, size_t seg, size_t e0, const float *sc) {
+    size_t vis = (size_t)s->visible[t];
+    cand_list *l = &s->lists[t * s->segments + seg];
+    size_t n = vis - e0 < IDX_TILE ? vis - e0 : IDX_TILE;
+    for (size_t x = 0; x < n; x++)
+        if (sc[x] > l->thr) cand_push(l, s->k, s->cap, sc[x], (int32_t)(e0 + x));
+}
+
+// Merges each query's segments, orders its k best into out [T][k], and frees the lists.
+static inline void idx_sel_finish(idx_sel *s, int32_t *out) {
+    size_t k = s->k;
+    for (size_t t = 0; t < s->T; t++) {
+        int32_t *o = out + t * k;
+        size_t vis = (size_t)s->visible[t];
+        if (idx_takes_all(o, vis, k)) continue;
+        cand_list *first = &s->lists[t * s->segments];
+        size_t n = first->n;
+        for (size_t g = 1; g < s->segments; g++) {  // segments lie back to back in `pool`
+            cand_list *l = &s->lists[t * s->segments + g];
+            memmove(first->buf + n, l->buf, l->n * sizeof(cand));
+            n += l->n;
+        }
+        if (n > k) cand_select(first->buf, n, k);
+        qsort(first->buf, k, sizeof(cand), cand_order);
+        for (size_t g = 0; g < k; g++) o[g] = first->buf[g].i;
+    }
+    free(s->lists);
+    free(s->pool);
+}
+
+// Prefetches `bytes` of a tile into L2 (the next tile while this one is scored: decode reads
+// each tile once).
+static inline void idx_prefetch_tile(const void *tile, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)tile + off, _MM_HINT_T1);
+}
+
+// MARK: - float tiles ([d][16] elements of type KT, converted to fp32 by LOAD)
+
+#define IDX_QBLOCK 8  // queries that share each tile read
+#define IDX_HBLOCK 8  // heads accumulated in registers at once
+
+typedef struct {
+    const float *q, *w;
+    size_t H, d;
+    float scale;
+    const void *const *tiles;
+    size_t tile_bytes;
+    idx_sel sel;
+} idx_fjob;
+
+// The scores of one query against one tile, lanes [lo, lo + LANES), into `out`: HBLOCK heads'
+// dot products accumulate in registers (one tile row load feeds HBLOCK FMAs with the query
+// value broadcast from memory), then ReLU, scale and the head weight, heads in order.
+#define IDX_TILE_SCORES(NAME, TARGET, KT, VT, LOAD, BCAST, FMA, MAX, MUL, ZERO, STORE)                  \
+    TARGET static inline void NAME(const float *q, const float *w, size_t H, size_t d, float scale,      \
+                                   const KT *tile, size_t lo, float *out) {                              \
+        VT score = ZERO();                                                                               \
+        for (size_t h0 = 0; h0 < H; h0 += IDX_HBLOCK) {                                                  \
+            size_t hb = H - h0 < IDX_HBLOCK ? H - h0 : IDX_HBLOCK;                                       \
+            const float *qh[IDX_HBLOCK];                                                                 \
+            for (size_t x = 0; x < IDX_HBLOCK; x++) qh[x] = q + (h0 + (x < hb ? x : 0)) * d;             \
+            VT acc[IDX_HBLOCK];                                                                          \
+            for (size_t x = 0; x < IDX_HBLOCK; x++) acc[x] = ZERO();                                     \
+            for (size_t i = 0; i < d; i++) {                                                             \
+                VT kv = LOAD(tile + i * IDX_TILE + lo);                                                  \
+                for (size_t x = 0; x < IDX_HBLOCK; x++) acc[x] = FMA(BCAST(qh[x] + i), kv, acc[x]);      \
+            }                                                                                            \
+            VT sc = BCAST(&scale);                                                                       \
+            for (size_t x = 0; x < hb; x++)                                                              \
+                score = FMA(MUL(MAX(acc[x], ZERO()), sc), BCAST(w + h0 + x), score);                     \
+        }                                                                                                \
+        STORE(out, score);                                                                               \
+    }
+
+// One task: a block of IDX_QBLOCK queries against one segment of tiles (ctx: an idx_fjob).
+#define IDX_TASK(NAME, SCORES, TARGET, KT, LANES)                                                        \
+    TARGET static void NAME(void *ctx, int task) {                                                       \
+        const idx_fjob *j = (const idx_fjob *)ctx;                                                       \
+        idx_range r = idx_sel_range(&j->sel, task);                                                      \
+        float sc[IDX_TILE];                                                                              \
+        for (size_t tile = r.a; tile < r.b; tile++) {                                                    \
+            size_t e0 = tile * IDX_TILE;                                                                 \
+            if (tile + 1 < r.b) idx_prefetch_tile(j->tiles[tile + 1], j->tile_bytes);                    \
+            for (size_t t = r.t0; t < r.t1; t++) {                                                       \
+                if (!idx_sel_wants(&j->sel, t, e0)) continue;                                            \
+                for (size_t lo = 0; lo < IDX_TILE; lo += LANES)                                          \
+                    SCORES(j->q + t * j->H * j->d, j->w + t * j->H, j->H, j->d, j->scale,                \
+                           (const KT *)j->tiles[tile], lo, sc + lo);                                     \
+                idx_sel_offer(&j->sel, t, r.seg, e0, sc);                                                \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+// Runs a float-tile top-k with task `fn` (the caller has checked k > 0 and a vector path).
+static inline void idx_float_topk(ck_task_fn fn, const float *q, const float *w, size_t T, size_t H, size_t d,
+                                  float scale, const void *const *tiles, size_t elem_bytes,
+                                  const int32_t *visible, size_t k, int32_t *out) {
+    idx_fjob j = {.q = q, .w = w, .H = H, .d = d, .scale = scale, .tiles = tiles, .tile_bytes = d * IDX_TILE * elem_bytes};
+    idx_sel_init(&j.sel, T, visible, k, IDX_QBLOCK);
+    ck_pool_run(idx_sel_tasks(&j.sel), fn, &j);
+    idx_sel_finish(&j.sel, out);
+}
+
+#endif
