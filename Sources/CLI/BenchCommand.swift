@@ -9,7 +9,7 @@ import Tensors
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure performance against ceilings measured in the same run.",
-        subcommands: [DecodeBench.self, PrefillBench.self, KernelsBench.self, ThroughputBench.self, ContextBench.self])
+        subcommands: [DecodeBench.self, PrefillBench.self, KernelsBench.self, ThroughputBench.self, ContextBench.self, CacheDTypeBench.self])
 }
 
 /// Aggregate decode throughput of N concurrent streams against one stream.
@@ -23,11 +23,13 @@ struct ThroughputBench: ParsableCommand {
     @Option(name: .customLong("prompt-tokens")) var promptTokens = 64
     @Option(name: .customLong("decode-tokens")) var decodeTokens = 32
     @Option(help: "Repeats; the median is reported.") var repeats = 3
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    var kvCacheDType: KVCacheDType = .f32
     @Flag var json = false
 
     func run() throws {
         let m: DeepSeekV4Model
-        do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType) } catch { fail("\(error)") }
         guard streams >= 1, promptTokens >= 1, decodeTokens >= 2, repeats >= 1 else { fail("counts must be positive (decode-tokens >= 2)") }
 
         /// Seconds spent in decode steps (after every stream has its first token), and tokens made.

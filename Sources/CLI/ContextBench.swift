@@ -19,6 +19,8 @@ struct ContextBench: ParsableCommand {
     var chunk = 512
     @Option(name: .customLong("kv-cache-memory"), help: "Cache budget in bytes (serve's default; boundary snapshots fill what pages leave).")
     var cacheBytes = 2 << 30
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    var kvCacheDType: KVCacheDType = .f32
     @Option(help: "Kernel threads (default: $DSV4_THREADS, else all CPUs).") var threads: Int?
     @Flag(help: "Print prefill progress on stderr.") var progress = false
     @Flag(help: "One JSON object per length on stdout.") var json = false
@@ -29,7 +31,7 @@ struct ContextBench: ParsableCommand {
         guard decodeTokens >= 2, chunk >= 1, cacheBytes > 0 else { fail("--decode-tokens must be >= 2, --max-num-batched-tokens and --kv-cache-memory positive") }
         KernelThreads.start(count: threads)
         let m: DeepSeekV4Model
-        do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType) } catch { fail("\(error)") }
         for n in counts.map({ $0! }) {
             guard n + decodeTokens <= m.maxPositions else { fail("length \(n) + \(decodeTokens) decode tokens exceeds the model's \(m.maxPositions) positions") }
             let r = try measure(m, length: n)

@@ -1,5 +1,6 @@
 // DSV4.swift: the `dsv4` command and its subcommands (the composition root).
 import ArgumentParser
+import DeepSeekV4
 import Foundation
 
 @main
@@ -15,3 +16,5 @@ func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("dsv4: error: \(message)\n".utf8))
     exit(1)
 }
+
+extension KVCacheDType: ExpressibleByArgument {}

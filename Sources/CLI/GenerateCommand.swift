@@ -53,6 +53,8 @@ struct GenerateCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("kv-cache-memory"), help: "KV/state cache budget in bytes.")
     var kvCacheMemory = 1 << 30
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    var kvCacheDType: KVCacheDType = .f32
 
     /// `--stop-token-ids 1,2`.
     static func parseTokenIDs(_ text: String) -> [Int]? {
@@ -125,7 +127,7 @@ struct GenerateCommand: AsyncParsableCommand {
         let p = samplingParameters()
 
         let m: DeepSeekV4Model
-        do { m = try DeepSeekV4Model(directory: model) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType) } catch { fail("\(error)") }
         let engine = EngineLoop(model: m, configuration: EngineConfiguration(cacheBytes: kvCacheMemory), detokenize: tokenizer.map { t in { t.decode($0) } })
         defer { engine.shutdown() }
         let start = Date()

@@ -15,6 +15,9 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Model folder.")
     var model: String
 
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    var kvCacheDType: KVCacheDType = .f32
+
     @Flag(help: "Print a line per shard as it is mapped and verified (default: only on a terminal or for checkpoints of 1 GiB or more).")
     var progress = false
 
@@ -22,7 +25,7 @@ struct InspectCommand: ParsableCommand {
         let rssBefore = ProcessMemory.status()?["VmRSS"]
         let m: DeepSeekV4Model
         let started = Date()
-        do { m = try DeepSeekV4Model(directory: model, progress: LoadProgressPrinter.callback(always: progress)) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType, progress: LoadProgressPrinter.callback(always: progress)) } catch { fail("\(error)") }
         let loadSeconds = Date().timeIntervalSince(started)
         let memAfter = ProcessMemory.status()
         let c = m.config
@@ -58,7 +61,10 @@ struct InspectCommand: ParsableCommand {
         // Decode state per sequence (DecodeStateFootprint).
         let engine = c.decodeStateFootprint(elementBytes: 4)
         let bf16 = c.decodeStateFootprint(elementBytes: 2)
-        print(String(format: "cache per token of context: %.1f B as this engine stores it (fp32), %.1f B in bf16", engine.bytesPerToken, bf16.bytesPerToken))
+        let perToken = KVCacheDType.allCases.map { String(format: "%@ %.1f B", $0.rawValue, c.cacheBytesPerToken(dtype: $0)) }
+        print(String(format: "cache per token of context (--kv-cache-dtype %@): %.1f B in history pages (%@)",
+                     m.kvCacheDType.rawValue, c.cacheBytesPerToken(dtype: m.kvCacheDType), perToken.joined(separator: ", ")))
+        print(String(format: "  the spec's count (entries + indexer keys, no page rounding): %.1f B in fp32, %.1f B in bf16", engine.bytesPerToken, bf16.bytesPerToken))
         print("cache constant part per sequence: \(formatBytes(Double(engine.constantBytes))) (fp32; bf16 windows: \(formatBytes(Double(bf16.constantBytes))))")
         print("cache at 1M tokens: \(formatBytes(engine.bytes(tokens: 1 << 20))) (fp32), \(formatBytes(bf16.bytes(tokens: 1 << 20))) (bf16)")
 

@@ -52,6 +52,9 @@ struct LogitsCommand: ParsableCommand {
     @Option(help: "full | decode | chunked=N")
     var mode: LogitsMode = .full
 
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    var kvCacheDType: KVCacheDType = .f32
+
     @Flag(help: "Print a line per shard as it is mapped and verified (default: only on a terminal or for checkpoints of 1 GiB or more).")
     var progress = false
 
@@ -68,7 +71,7 @@ struct LogitsCommand: ParsableCommand {
         guard !ids.isEmpty else { fail("\(input): the token list is empty") }
 
         let m: DeepSeekV4Model
-        do { m = try DeepSeekV4Model(directory: model, progress: LoadProgressPrinter.callback(always: progress)) } catch { fail("\(error)") }
+        do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType, progress: LoadProgressPrinter.callback(always: progress)) } catch { fail("\(error)") }
         reportUnusedTensors(m)
         let state = m.makeState()
         let V = m.config.vocabSize

@@ -8,6 +8,7 @@
 // over every token of the batch at once; the attention itself runs per sequence over that
 // sequence's own ring and pages. Port of transformers' DeepseekV4Attention +
 // eager_attention_forward.
+import CKernels
 import Foundation
 import Tensors
 
@@ -32,7 +33,8 @@ enum Attention {
     /// - Returns: the block output `[rows, D]`.
     static func forward(
         _ w: AttentionWeights, kind: AttentionKind, slots: LayerSlots, h: [Float], positions: [Int],
-        segments: [BatchSegment], rope: RotaryEmbedding, config c: DeepSeekV4Config
+        segments: [BatchSegment], rope: RotaryEmbedding, config c: DeepSeekV4Config,
+        observe: ((_ picks: [[Int]], _ position: Int) -> Void)? = nil
     ) -> [Float] {
         let p = project(w, h: h, positions: positions, rope: rope, config: c)
         var o = [Float](repeating: 0, count: positions.count * c.headCount * c.headDim)
@@ -43,7 +45,7 @@ enum Attention {
                         o.withUnsafeMutableBufferPointer { op in
                             let rows = Rows(h: hp.baseAddress!, qr: qrp.baseAddress!, kv: kvp.baseAddress!, q: qp.baseAddress!, o: op.baseAddress!)
                             for seg in segments {
-                                attend(w, kind: kind, slots: slots, segment: seg, rows: rows, rope: rope, config: c)
+                                attend(w, kind: kind, slots: slots, segment: seg, rows: rows, rope: rope, config: c, observe: observe)
                             }
                         }
                     }
@@ -114,7 +116,7 @@ enum Attention {
     /// ring keeps the last `W` kv vectors and the snapshot (if any) the state after them.
     static func attend(
         _ w: AttentionWeights, kind: AttentionKind, slots: LayerSlots, segment seg: BatchSegment, rows: Rows,
-        rope: RotaryEmbedding, config c: DeepSeekV4Config
+        rope: RotaryEmbedding, config c: DeepSeekV4Config, observe: ((_ picks: [[Int]], _ position: Int) -> Void)? = nil
     ) {
         let H = c.headCount
         let d = c.headDim
@@ -134,32 +136,17 @@ enum Attention {
             selected = Indexer.select(
                 iw, qr: rows.qr + seg.row * c.qLoraRank, h: hRows, tokenCount: seg.count,
                 startPosition: seg.position, keys: v, rope: rope, config: c)
+            observe?(selected, seg.position)
         }
         let ring = seg.state + slots.ringOffset
-        let scale = 1 / Float(d).squareRoot()
-        // Queries are independent: spread them over the kernel threads.
+        let window = Window(ring: ring, rows: rows, segment: seg, width: W, dim: d)
+        if kind == .csa, let main {
+            attendSelected(w, entries: main, selected: selected, window: window, rows: rows, segment: seg, config: c)
+        } else {
+            attendRanges(w, entries: kind == .hca ? main : nil, window: window, rows: rows, segment: seg, config: c)
+        }
         KernelThreads.parallelFor(seg.count) { i in
-            let t = seg.row + i
-            let P = seg.position + i
-            var keys: [UnsafePointer<Float>] = []
-            keys.reserveCapacity(W + (selected.isEmpty ? 0 : selected[i].count))
-            for pos in max(0, P - W + 1)...P {
-                keys.append(pos >= seg.position ? rows.kv + (seg.row + pos - seg.position) * d : UnsafePointer(ring + (pos % W) * d))
-            }
-            if let main {
-                switch kind {
-                case .sliding: break
-                case .hca:
-                    for e in 0..<((P + 1) / main.slots.ratio) { keys.append(UnsafePointer(main.entry(e))) }
-                case .csa:
-                    for e in selected[i] { keys.append(UnsafePointer(main.entry(e))) }
-                }
-            }
-            let out = rows.o + t * H * d
-            w.sinks.withUnsafeBufferPointer { sp in
-                Tensors.attend(query: rows.q + t * H * d, heads: H, dim: d, keys: keys, sinks: sp.baseAddress!, scale: scale, into: out)
-            }
-            rope.apply(out, heads: H, count: d, position: P, inverse: true)
+            rope.apply(rows.o + (seg.row + i) * H * d, heads: H, count: d, position: seg.position + i, inverse: true)
         }
         // Remember the last `W` kv vectors of the sequence.
         for i in max(0, seg.count - W)..<seg.count {
@@ -168,6 +155,94 @@ enum Attention {
         if let snap = seg.snapshot {
             let r = slots.stateRange
             (snap + r.lowerBound).update(from: seg.state + r.lowerBound, count: r.count)
+        }
+    }
+
+    /// Where a segment's sliding-window keys live: positions before the segment in the ring
+    /// (slot p mod W), its own in the batch's kv rows.
+    struct Window {
+        let ring: UnsafeMutablePointer<Float>
+        let rows: Rows
+        let segment: BatchSegment
+        let width: Int
+        let dim: Int
+
+        @inline(__always)
+        func key(_ pos: Int) -> UnsafePointer<Float> {
+            pos >= segment.position
+                ? rows.kv + (segment.row + pos - segment.position) * dim : UnsafePointer(ring + (pos % width) * dim)
+        }
+
+        /// The window of the query at position P: positions max(0, P − W + 1) ... P.
+        func positions(of P: Int) -> ClosedRange<Int> { max(0, P - width + 1)...P }
+    }
+
+    /// Sliding and HCA layers: every query of the segment attends over one shared key list —
+    /// the visible compressed entries (HCA), then the window positions — in blocks of queries
+    /// (ck_attend_ranges: each key read once per block, not once per query).
+    static func attendRanges(
+        _ w: AttentionWeights, entries main: CompressorView?, window: Window, rows: Rows, segment seg: BatchSegment,
+        config c: DeepSeekV4Config
+    ) {
+        let H = c.headCount
+        let d = c.headDim
+        let T = seg.count
+        let first = window.positions(of: seg.position).lowerBound
+        let ratio = main?.slots.ratio ?? 1
+        let entryCount = main == nil ? 0 : (seg.position + T) / ratio
+        // HCA entries not stored as floats are decoded once for the whole segment.
+        let decoded = main.flatMap { $0.floatEntries ? nil : $0.loadAll(count: entryCount) }
+        defer { decoded?.deallocate() }
+        var keys: [UnsafePointer<Float>?] = []
+        keys.reserveCapacity(entryCount + seg.position + T - first)
+        if let main {
+            for e in 0..<entryCount { keys.append(UnsafePointer(decoded.map { $0 + e * d } ?? main.entry(e))) }
+        }
+        for pos in first..<(seg.position + T) { keys.append(window.key(pos)) }
+        var ranges = [Int32](repeating: 0, count: 4 * T)
+        for i in 0..<T {
+            let P = seg.position + i
+            let visible = window.positions(of: P)
+            ranges[4 * i + 1] = Int32(main == nil ? 0 : (P + 1) / ratio)
+            ranges[4 * i + 2] = Int32(entryCount + visible.lowerBound - first)
+            ranges[4 * i + 3] = Int32(entryCount + visible.upperBound - first + 1)
+        }
+        let scale = 1 / Float(d).squareRoot()
+        w.sinks.withUnsafeBufferPointer { sp in
+            ck_attend_ranges(rows.q + seg.row * H * d, T, H, d, keys, keys.count, ranges, sp.baseAddress!, scale, rows.o + seg.row * H * d)
+        }
+    }
+
+    /// CSA layers: each query attends over its window and its own indexer picks (per query,
+    /// spread over the kernel threads; picks not stored as floats are decoded per query).
+    static func attendSelected(
+        _ w: AttentionWeights, entries main: CompressorView, selected: [[Int]], window: Window, rows: Rows,
+        segment seg: BatchSegment, config c: DeepSeekV4Config
+    ) {
+        let H = c.headCount
+        let d = c.headDim
+        let scale = 1 / Float(d).squareRoot()
+        KernelThreads.parallelFor(seg.count) { i in
+            let t = seg.row + i
+            let P = seg.position + i
+            var keys: [UnsafePointer<Float>] = []
+            keys.reserveCapacity(window.width + selected[i].count)
+            for pos in window.positions(of: P) { keys.append(window.key(pos)) }
+            var picks: UnsafeMutablePointer<Float>?
+            defer { picks?.deallocate() }
+            if main.floatEntries {
+                for e in selected[i] { keys.append(UnsafePointer(main.entry(e))) }
+            } else {
+                let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(selected[i].count, 1) * d)
+                picks = buffer
+                for (j, e) in selected[i].enumerated() {
+                    main.load(e, into: buffer + j * d)
+                    keys.append(UnsafePointer(buffer + j * d))
+                }
+            }
+            w.sinks.withUnsafeBufferPointer { sp in
+                Tensors.attend(query: rows.q + t * H * d, heads: H, dim: d, keys: keys, sinks: sp.baseAddress!, scale: scale, into: rows.o + t * H * d)
+            }
         }
     }
 

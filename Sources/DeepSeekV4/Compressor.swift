@@ -34,7 +34,8 @@ enum Compressor {
         let sKV = v.kv
         let sScore = v.score
         let slotCount = v.slots.slotCount
-        // A tiled layout's entry is pooled here, then scattered into its tile.
+        // Entries not stored as plain floats (tiles, bf16, fp8) are pooled here, then stored.
+        let inPlace = !v.slots.tiled && v.floatEntries
         let pooled = UnsafeMutableBufferPointer<Float>.allocate(capacity: c)
         defer { pooled.deallocate() }
         for t in 0..<T {
@@ -49,11 +50,11 @@ enum Compressor {
             // Pool the closed window into entry (p+1)/m − 1. Slot i reads series a (cols 0..<c)
             // for previous-window slots and series b (c..<2c) for its own.
             let index = (p + 1) / m - 1
-            let entry = v.slots.tiled ? pooled.baseAddress! : v.entry(index)
+            let entry = inPlace ? v.entry(index) : pooled.baseAddress!
             ck_compress_pool(sKV, sScore, slotCount, width, c, m, w.overlapping ? 1 : 0, entry)
             w.norm.withUnsafeBufferPointer { VectorOps.rmsNorm(entry, count: c, weight: $0.baseAddress!, eps: eps) }
             rope.apply(entry, count: c, position: index * m)
-            if v.slots.tiled { v.store(index, from: entry) }
+            if !inPlace { v.store(index, from: entry) }
             if w.overlapping {
                 // The closed window becomes the previous one.
                 (sKV).update(from: sKV + m * width, count: m * width)

@@ -39,6 +39,11 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
     let mainRope: RotaryEmbedding
     let compressRope: RotaryEmbedding
     let cacheMap: CacheMap
+    /// How history pages store compressed entries and indexer keys.
+    public let kvCacheDType: KVCacheDType
+    /// Sees every CSA layer's indexer picks (layer, position of the first query, the picks of
+    /// each query), for diagnostics such as `dsv4 bench cache-dtype`. Called on the forward's thread.
+    public var indexerObserver: ((_ layer: Int, _ position: Int, _ picks: [[Int]]) -> Void)?
 
     /// Tensors in the checkpoint that the main model does not read (MTP block, extras).
     public var unusedTensors: [String] { weights.unusedTensors }
@@ -50,19 +55,26 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
     /// Loads `config.json` and the safetensors weights of `directory`.
     /// - Parameters:
     ///   - executor: runs routed experts; nil builds a `LocalExpertExecutor`.
-    ///   - pageTokens: positions per history page (see `init(config:store:executor:pageTokens:)`).
+    ///   - pageTokens: positions per history page (see `init(config:store:executor:pageTokens:kvCacheDType:)`).
+    ///   - kvCacheDType: how history pages store compressed entries and indexer keys.
     ///   - progress: called after each safetensors shard is mapped and validated.
     public convenience init(
-        directory: String, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil, progress: ((LoadProgress) -> Void)? = nil
-   ) throws {
+        directory: String, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil, kvCacheDType: KVCacheDType = .f32,
+        progress: ((LoadProgress) -> Void)? = nil
+    ) throws {
         let config = try DeepSeekV4Config.load(directory: directory)
         let store = try TensorStore(directory: directory, progress: progress)
-        try self.init(config: config, store: store, executor: executor, pageTokens: pageTokens)
+        try self.init(config: config, store: store, executor: executor, pageTokens: pageTokens, kvCacheDType: kvCacheDType)
     }
 
-    /// - Parameter pageTokens: positions per history page (rounded up to a multiple of every
-    ///   compression ratio); nil picks the smallest such multiple ≥ 64.
-    public init(config: DeepSeekV4Config, store: TensorStore, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil) throws {
+    /// - Parameters:
+    ///   - pageTokens: positions per history page (rounded up to a multiple of every
+    ///     compression ratio); nil picks the smallest such multiple ≥ 64.
+    ///   - kvCacheDType: how history pages store compressed entries and indexer keys (f32: exact).
+    public init(
+        config: DeepSeekV4Config, store: TensorStore, executor: (any ExpertExecutor)? = nil, pageTokens: Int? = nil,
+        kvCacheDType: KVCacheDType = .f32
+    ) throws {
         self.config = config
         self.store = store
         weights = try ModelWeights.load(config: config, store: store)
@@ -70,7 +82,8 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
         self.executor = executor ?? LocalExpertExecutor(experts: weights.experts, activation: activation)
         mainRope = RotaryEmbedding(dim: config.ropeDim, parameters: config.mainRope)
         compressRope = RotaryEmbedding(dim: config.ropeDim, parameters: config.compressRope)
-        cacheMap = CacheMap(config: config, pageTokens: pageTokens)
+        cacheMap = CacheMap(config: config, pageTokens: pageTokens, dtype: kvCacheDType)
+        self.kvCacheDType = kvCacheDType
     }
 
     /// A fresh single-sequence state holding its own buffers.
@@ -146,8 +159,10 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
             var mix = HyperConnection.blockMix(lw.attentionHC, streams: X, tokenCount: T, config: c)
             var u = HyperConnection.collapse(streams: X, weights: mix.map(\.pre), tokenCount: T, hidden: D, streamCount: N)
             Self.rmsNormRows(&u, rowCount: T, width: D, weight: lw.attentionNorm, eps: c.rmsNormEps)
+            let observe = indexerObserver.map { f in { (picks: [[Int]], position: Int) in f(l, position, picks) } }
             let a = Attention.forward(
-                lw.attention, kind: kind, slots: cacheMap.layers[l], h: u, positions: positions, segments: segments, rope: rope, config: c)
+                lw.attention, kind: kind, slots: cacheMap.layers[l], h: u, positions: positions, segments: segments, rope: rope, config: c,
+                observe: observe)
             HyperConnection.expand(streams: &X, blockOutput: a, mix: mix, tokenCount: T, hidden: D, streamCount: N)
 
             mix = HyperConnection.blockMix(lw.ffnHC, streams: X, tokenCount: T, config: c)

@@ -13,6 +13,8 @@ import ModelRuntime
 struct CompressorSlots: Sendable {
     let ratio: Int
     let entryWidth: Int
+    /// Trailing RoPE'd values of an entry (kept in BF16 by the fp8 format).
+    let ropeDims: Int
     let overlapping: Bool
     /// Projection width: entryWidth, or 2·entryWidth when overlapping.
     var width: Int { overlapping ? 2 * entryWidth : entryWidth }
@@ -23,9 +25,14 @@ struct CompressorSlots: Sendable {
     /// Page offset of this compressor's entries and entries per page.
     let pageOffset: Int
     let entriesPerPage: Int
-    /// Entries stored in tiles of `CK_INDEXER_TILE`, dimension-major (the indexer's keys, read
-    /// as tiles by `ck_indexer_topk`); otherwise one entry after another.
-    let tiled: Bool
+    /// Stored format of untiled entries, and the page values (4-byte units) one takes.
+    let format: ck_kv_format
+    let entryFloats: Int
+    /// Indexer keys: stored in tiles of `CK_INDEXER_TILE` entries in this format (read as
+    /// tiles by the indexer kernels), `tileFloats` page values each. nil: one entry after another.
+    let tiles: IndexerKeyFormat?
+    let tileFloats: Int
+    var tiled: Bool { tiles != nil }
 }
 
 struct LayerSlots: Sendable {
@@ -41,7 +48,7 @@ struct CacheMap: Sendable {
     let layout: CacheLayout
     let layers: [LayerSlots]
 
-    init(config c: DeepSeekV4Config, pageTokens requested: Int? = nil) {
+    init(config c: DeepSeekV4Config, pageTokens requested: Int? = nil, dtype: KVCacheDType = .f32) {
         // Pages cover a multiple of every ratio, so entries never straddle pages and a full
         // page ends on a window boundary of every compressor.
         // Indexer keys are stored in whole tiles of CK_INDEXER_TILE entries per page.
@@ -58,13 +65,20 @@ struct CacheMap: Sendable {
         func compressor(ratio: Int, entryWidth: Int, overlapping: Bool, kind: CacheKind, tiled: Bool = false) -> CompressorSlots {
             let width = overlapping ? 2 * entryWidth : entryWidth
             let slots = overlapping ? 2 * ratio : ratio
+            let format = dtype.entryFormat
+            let tiles = tiled ? dtype.indexerKeys(width: entryWidth) : nil
+            let tileFloats = (tiles?.tileBytes(width: entryWidth) ?? 0) / 4
+            let entryFloats = ck_kv_entry_bytes(format, entryWidth, c.ropeDim) / 4
+            let perPage = pageTokens / ratio
             let s = CompressorSlots(
-                ratio: ratio, entryWidth: entryWidth, overlapping: overlapping, kvOffset: state, scoreOffset: state + slots * width,
-                pageOffset: page, entriesPerPage: pageTokens / ratio, tiled: tiled)
+                ratio: ratio, entryWidth: entryWidth, ropeDims: c.ropeDim, overlapping: overlapping, kvOffset: state,
+                scoreOffset: state + slots * width, pageOffset: page, entriesPerPage: perPage, format: format,
+                entryFloats: entryFloats, tiles: tiles, tileFloats: tileFloats)
+            let pageShare = tiled ? perPage / Int(CK_INDEXER_TILE) * tileFloats : perPage * entryFloats
             state += 2 * slots * width
-            page += (pageTokens / ratio) * entryWidth
+            page += pageShare
             stateKinds[.compressorTails, default: 0] += 2 * slots * width
-            pageKinds[kind, default: 0] += (pageTokens / ratio) * entryWidth
+            pageKinds[kind, default: 0] += pageShare
             return s
         }
         for l in 0..<c.layerCount {
@@ -86,8 +100,10 @@ struct CacheMap: Sendable {
             layers[l].stateRange = layers[l].ringOffset..<(l + 1 < layers.count ? layers[l + 1].ringOffset : state)
         }
         self.layers = layers
-        layout = CacheLayout(
+        var layout = CacheLayout(
             pageTokens: pageTokens, pageFloats: max(page, 1), stateFloats: state, pageKinds: pageKinds, stateKinds: stateKinds)
+        layout.storage = dtype.rawValue
+        self.layout = layout
     }
 
     /// Empty-sequence state: zero values, −∞ scores (empty previous-window slots).
@@ -113,30 +129,55 @@ struct CompressorView {
     var kv: UnsafeMutablePointer<Float> { state + slots.kvOffset }
     var score: UnsafeMutablePointer<Float> { state + slots.scoreOffset }
 
-    /// Entry `e` (`[entryWidth]`) of an untiled compressor.
+    /// Where entry `e` of an untiled compressor is stored (`[entryWidth]` floats when the
+    /// format is f32, else `entryFloats` values of packed bytes: read it with `load`).
     @inline(__always)
     func entry(_ e: Int) -> UnsafeMutablePointer<Float> {
         precondition(!slots.tiled)
-        return pages[e / slots.entriesPerPage] + slots.pageOffset + (e % slots.entriesPerPage) * slots.entryWidth
+        return pages[e / slots.entriesPerPage] + slots.pageOffset + (e % slots.entriesPerPage) * slots.entryFloats
     }
 
-    /// Tile `i` of a tiled compressor: entries `i·L ..< (i+1)·L` as `[entryWidth][L]`, L = CK_INDEXER_TILE.
+    /// Whether entries are stored as plain floats (read in place, no copy).
+    var floatEntries: Bool { slots.format == CK_KV_F32 }
+
+    /// Entry `e` of an untiled compressor as `entryWidth` floats into `out`.
+    @inline(__always)
+    func load(_ e: Int, into out: UnsafeMutablePointer<Float>) {
+        ck_kv_load(slots.format, entry(e), slots.entryWidth, slots.ropeDims, out)
+    }
+
+    /// Entries `0..<n` as `[n, entryWidth]` floats in a new buffer (the caller deallocates it).
+    func loadAll(count n: Int) -> UnsafeMutablePointer<Float> {
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1) * slots.entryWidth)
+        for e in 0..<n { load(e, into: out + e * slots.entryWidth) }
+        return out
+    }
+
+    /// Tile `i` of a tiled compressor: entries `i·L ..< (i+1)·L`, L = CK_INDEXER_TILE, in the
+    /// tile format (f32: `[entryWidth][L]` floats).
     @inline(__always)
     func tile(_ i: Int) -> UnsafeMutablePointer<Float> {
         let L = Int(CK_INDEXER_TILE)
         let first = i * L
-        return pages[first / slots.entriesPerPage] + slots.pageOffset + (first % slots.entriesPerPage) * slots.entryWidth
+        return pages[first / slots.entriesPerPage] + slots.pageOffset + (first % slots.entriesPerPage) / L * slots.tileFloats
     }
 
-    /// Writes entry `e` from `values` (`[entryWidth]`), in the compressor's layout.
+    /// Writes entry `e` from `values` (`[entryWidth]`), in the compressor's layout and format.
     func store(_ e: Int, from values: UnsafePointer<Float>) {
-        guard slots.tiled else {
-            entry(e).update(from: values, count: slots.entryWidth)
+        let d = slots.entryWidth
+        guard let tiles = slots.tiles else {
+            ck_kv_store(slots.format, values, d, slots.ropeDims, entry(e))
             return
         }
         let L = Int(CK_INDEXER_TILE)
-        let base = tile(e / L) + e % L
-        for i in 0..<slots.entryWidth { base[i * L] = values[i] }
+        let slot = e % L
+        switch tiles {
+        case .f32:
+            let base = tile(e / L) + slot
+            for i in 0..<d { base[i * L] = values[i] }
+        case .bf16: ck_indexer_store_bf16(values, d, tile(e / L), slot)
+        case .int8: ck_indexer_store_i8(values, d, tile(e / L), slot)
+        }
     }
 }
 

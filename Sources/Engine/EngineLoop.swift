@@ -26,6 +26,9 @@ public struct EngineMetrics: Sendable {
     public var prefixHitTokens: Int
     public var pageBytes: Int
     public var stateBytes: Int
+    /// History-page bytes per token of context, and how pages store values (--kv-cache-dtype).
+    public var pageBytesPerToken: Double
+    public var cacheStorage: String
     /// Live blocks and their bytes by block kind (page, state, snapshot).
     public var cacheBlocks: [String: Int]
     public var cacheBlockBytes: [String: Int]
@@ -48,6 +51,8 @@ public struct EngineMetrics: Sendable {
         prefixHitTokens = core.cache.prefix.hitTokens
         pageBytes = core.cache.layout.pageBytes
         stateBytes = core.cache.layout.stateBytes
+        pageBytesPerToken = core.cache.layout.pageBytesPerToken
+        cacheStorage = core.cache.layout.storage
         cacheBlocks = Dictionary(uniqueKeysWithValues: usage.blocks.map { ($0.key.rawValue, $0.value) })
         cacheBlockBytes = Dictionary(uniqueKeysWithValues: usage.bytesByBlockKind.map { ($0.key.rawValue, $0.value) })
         (prefillDoneTokens, prefillRemainingTokens) = core.prefillTokens

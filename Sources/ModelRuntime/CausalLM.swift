@@ -39,6 +39,8 @@ public struct CacheLayout: Sendable, Equatable {
     public let pageFloatsByKind: [CacheKind: Int]
     /// Values of each kind in one sequence state; the unattributed rest is `.other`.
     public let stateFloatsByKind: [CacheKind: Int]
+    /// How the model stores values in pages (e.g. "f32", "bf16", "fp8"), for reports.
+    public var storage = "f32"
 
     /// - Parameters:
     ///   - pageKinds: values per kind in a page (must not exceed `pageFloats` in total).
@@ -64,6 +66,9 @@ public struct CacheLayout: Sendable, Equatable {
     /// Bytes of `kind` in one page and in one state.
     public func pageBytes(of kind: CacheKind) -> Int { (pageFloatsByKind[kind] ?? 0) * 4 }
     public func stateBytes(of kind: CacheKind) -> Int { (stateFloatsByKind[kind] ?? 0) * 4 }
+
+    /// History-page bytes per position of context.
+    public var pageBytesPerToken: Double { Double(pageBytes) / Double(pageTokens) }
 
     /// Pages needed to hold `positions` positions.
     public func pageCount(forPositions positions: Int) -> Int { (positions + pageTokens - 1) / pageTokens }

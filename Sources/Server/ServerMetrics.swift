@@ -93,6 +93,9 @@ public final class ServerMetrics: Sendable {
         line("dsv4_cache_block_bytes", "Bytes of one cache block by kind.", "gauge", [
             ("{kind=\"history_page\"}", Double(e.pageBytes)), ("{kind=\"state\"}", Double(e.stateBytes)),
         ])
+        line("dsv4_cache_bytes_per_token", "History-page bytes per token of context, by cache dtype (--kv-cache-dtype).", "gauge", [
+            ("{dtype=\"\(e.cacheStorage)\"}", e.pageBytesPerToken),
+        ])
         line("dsv4_prefix_cache_pages", "Full history pages held by the prefix cache.", "gauge", [("", Double(e.cachedPages))])
         line("dsv4_prefix_cache_queried_tokens_total", "Prompt tokens looked up in the prefix cache.", "counter", [("", Double(e.prefixQueriedTokens))])
         line("dsv4_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache.", "counter", [("", Double(e.prefixHitTokens))])

@@ -308,6 +308,28 @@ void ck_indexer_topk_i8(const float *q, const float *w, size_t T, size_t H, size
 void ck_ref_indexer_topk_i8(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
                             const void *const *tiles, const int32_t *visible, size_t k, int32_t *out);
 
+/// Stored formats of compressed KV entries (--kv-cache-dtype; kernels/kvcache.c). Values are
+/// stable (used from Swift).
+typedef enum {
+    CK_KV_F32 = 0,   ///< d floats: exact
+    CK_KV_BF16 = 1,  ///< d bf16 values, round to nearest even
+    CK_KV_FP8 = 2,   ///< [f32 scale][d − rope E4M3 (value / scale)][rope BF16], the V4 paper's cache
+} ck_kv_format;
+
+/// Bytes one entry of width `d` (its last `rope` values rotated) takes in format `f` (a multiple of 4).
+size_t ck_kv_entry_bytes(ck_kv_format f, size_t d, size_t rope);
+/// Writes entry `v` in format `f` to `dst` (ck_kv_entry_bytes bytes). FP8: scale = amax/448
+/// over the non-RoPE values, E4M3 round to nearest even, saturating at ±448.
+void ck_kv_store(ck_kv_format f, const float *v, size_t d, size_t rope, void *dst);
+/// Reads one stored entry back as `d` floats. f32: the same bits; bf16: |Δ| ≤ 2^-8·|v|;
+/// fp8: |Δ| ≤ 2^-4·|v| + 2^-10·scale on the non-RoPE values (E4M3's half step; subnormals),
+/// bf16's bound on the RoPE values (KVCacheFormatTests).
+void ck_kv_load(ck_kv_format f, const void *src, size_t d, size_t rope, float *out);
+/// `n` entries (`src[e]`) into out [n, d].
+void ck_kv_load_many(ck_kv_format f, const void *const *src, size_t n, size_t d, size_t rope, float *out);
+/// OCP E4M3FN of x, round to nearest even, saturating at ±448 (NaN stays NaN).
+uint8_t ck_f32_to_e4m3(float x);
+
 #ifdef __cplusplus
 }
 #endif
