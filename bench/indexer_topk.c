@@ -32,8 +32,14 @@ int main(int argc, char **argv) {
     size_t count = n / CK_INDEXER_TILE;
     const void **tiles = malloc(count * sizeof(void *));
     size_t tile_bytes = i8 ? CK_INDEXER_TILE_I8_BYTES(d) : (bf16 ? CK_INDEXER_TILE_BF16_BYTES(d) : d * CK_INDEXER_TILE * 4);
-    char *packed = i8 || bf16 ? aligned_alloc(64, count * tile_bytes) : NULL;
-    for (size_t i = 0; i < count; i++) tiles[i] = packed ? (const void *)(packed + i * tile_bytes) : keys + i * CK_INDEXER_TILE * d;
+    // DSV4_TILE_STRIDE=B: i8/bf16 tiles two to a B-byte block, as the engine's history pages
+    // hold them (one page: every layer's entries for 128 positions, ~22 KB in fp8); 0: packed.
+    size_t stride = getenv("DSV4_TILE_STRIDE") ? (size_t)atol(getenv("DSV4_TILE_STRIDE")) : 0;
+    size_t span = stride ? (count + 1) / 2 * stride : count * tile_bytes;
+    char *packed = i8 || bf16 ? aligned_alloc(64, (span + 63) / 64 * 64) : NULL;
+    for (size_t i = 0; i < count; i++)
+        tiles[i] = packed ? (const void *)(packed + (stride ? i / 2 * stride + i % 2 * tile_bytes : i * tile_bytes))
+                          : keys + i * CK_INDEXER_TILE * d;
     float *row = malloc(d * 4);  // entry s, gathered from the fp32 tile
     for (size_t s = 0; packed && s < n; s++) {
         for (size_t i = 0; i < d; i++) row[i] = keys[(s / CK_INDEXER_TILE) * CK_INDEXER_TILE * d + i * CK_INDEXER_TILE + s % CK_INDEXER_TILE];

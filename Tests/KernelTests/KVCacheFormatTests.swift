@@ -35,6 +35,24 @@ import Testing
         #expect(ck_kv_entry_bytes(CK_KV_BF16, 128, 32) == 256)
     }
 
+    /// The vector loads (F16C for E4M3, a shift for BF16) give the scalar loop's bits.
+    @Test func vectorLoadsMatchTheScalarLoop() {
+        for (d, rope) in [(128, 32), (37, 5), (8, 0), (3, 2)] {
+            var v = randomFloats(d, seed: UInt64(d)).map { $0 * 3 }
+            v[0] = 5e-5  // an E4M3 subnormal after scaling (amax ≈ 3)
+            for f in [CK_KV_BF16, CK_KV_FP8] {
+                var stored = [UInt8](repeating: 0, count: ck_kv_entry_bytes(f, d, rope))
+                ck_kv_store(f, v, d, rope, &stored)
+                var fast = [Float](repeating: .nan, count: d), scalar = fast
+                ck_kv_load(f, stored, d, rope, &fast)
+                let previous = ck_force_impl(CK_IMPL_SCALAR)
+                ck_kv_load(f, stored, d, rope, &scalar)
+                _ = ck_force_impl(previous)
+                #expect(fast.map(\.bitPattern) == scalar.map(\.bitPattern), "format \(f.rawValue), d \(d)")
+            }
+        }
+    }
+
     /// A zero entry stores a zero scale and reads back as zeros (no 0/0).
     @Test func zeroEntry() {
         #expect(roundTrip(CK_KV_FP8, [Float](repeating: 0, count: 16), rope: 4) == [Float](repeating: 0, count: 16))
