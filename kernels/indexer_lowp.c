@@ -5,19 +5,20 @@
 // bf16: tiles [d][16] of bf16, widened to fp32 in registers (zero-extend, shift) and scored
 // by the fp32 tile scorer of indexer.c (indexer_shared.h): only the load differs.
 //
-// 8-bit: every key entry is quantized symmetrically with its own scale (sk = max|k|/127,
-// code = round(k/sk), stored as code + 128), every (query, head) with its own (sq =
-// max|q|/63, 7-bit codes), and the dot products are exact integers:
+// 8-bit: every key entry is quantized symmetrically with its own scale (sk = max|k|/63,
+// code = round(k/sk) in [-63, 63], stored as the byte code + 64), every (query, head) with
+// its own (sq = max|q|/63, 7-bit codes), and the dot products are exact integers:
 //
-//   dot_h(t, s) = Σ_i q8_i · u8_i − 128 · Σ_i q8_i                    (= Σ_i q8_i · code_i)
+//   dot_h(t, s) = Σ_i q8_i · u8_i − 64 · Σ_i q8_i                     (= Σ_i q8_i · code_i)
 //   score(t, s) = sk_s · Σ_h c_h · max(dot_h, 0)     c_h = w[t,h] · scale · sq_h, heads in order
 //
 // On AVX2 `vpmaddubsw` multiplies the unsigned key bytes by the signed query bytes and adds
-// pairs into int16 (at most 2·255·63 = 32130: never saturates with 7-bit queries), `vpmaddwd`
-// with ones adds those pairs into int32 lanes: 32 multiply-adds per two multiply-pipe
+// pairs into int16 (at most 2·127·63 = 16,002), two such results are added in int16 (at most
+// 32,004 < 32,767: never wraps, which is why both sides have 7-bit codes), and `vpmaddwd`
+// with ones adds those pairs into int32 lanes: 64 multiply-adds per three multiply-pipe
 // instructions, against 8 per FMA. The tile stores 4 consecutive dimensions of an entry
 // together ([d/4][16][4] bytes), so one 32-byte row is 8 entries × 4 dimensions, multiplied
-// by the query's 4 bytes broadcast. The accumulators start at −128·Σq8 (the bias of the
+// by the query's 4 bytes broadcast. The accumulators start at −64·Σq8 (the bias of the
 // unsigned codes), so they end holding the exact dot. The float epilogue (ReLU, c_h by
 // fmaf, heads in order, then × sk) is the scalar twin's operation for operation, so the
 // picks are bit-identical to ck_ref_indexer_topk_i8. The selection, task plan and threading
@@ -89,18 +90,18 @@ void ck_ref_indexer_topk_bf16(const float *q, const float *w, size_t T, size_t H
 void ck_indexer_store_i8(const float *key, size_t d, void *tile, size_t slot) {
     float m = 0;
     for (size_t i = 0; i < d; i++) m = fmaxf(m, fabsf(key[i]));
-    float sk = m / 127.0f;
+    float sk = m / 63.0f;
     uint8_t *codes = (uint8_t *)tile;
     for (size_t i = 0; i < d; i++) {
         long c = sk > 0 ? lrintf(key[i] / sk) : 0;
-        c = c > 127 ? 127 : (c < -127 ? -127 : c);
-        codes[(i / 4) * 4 * IDX_TILE + slot * 4 + i % 4] = (uint8_t)(c + 128);
+        c = c > 63 ? 63 : (c < -63 ? -63 : c);
+        codes[(i / 4) * 4 * IDX_TILE + slot * 4 + i % 4] = (uint8_t)(c + 64);
     }
     memcpy((char *)tile + d * IDX_TILE + slot * sizeof(float), &sk, sizeof(float));
 }
 
 // The queries as both paths read them: per (t, h) the 7-bit codes packed 4 to an int32 (the
-// 4 dimensions of a tile row), the bias −128·Σq8 and the factor c = w·scale·sq.
+// 4 dimensions of a tile row), the bias −64·Σq8 and the factor c = w·scale·sq.
 typedef struct {
     int32_t *q4;    // [T][H][d/4]
     int32_t *bias;  // [T][H]
@@ -125,7 +126,7 @@ static void i8_prepare(const float *q, const float *w, size_t T, size_t H, size_
             codes[i] = (int8_t)c;
             sum += (int32_t)c;
         }
-        p->bias[th] = -128 * sum;
+        p->bias[th] = -64 * sum;
         p->c[th] = w[th] * scale * sq;
     }
 }
@@ -187,7 +188,21 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void i8_heads_a
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i a0[I8_HBLOCK], a1[I8_HBLOCK];
     for (int x = 0; x < hb; x++) a0[x] = a1[x] = _mm256_set1_epi32(bias[x]);
-    for (size_t g = 0; g < G; g++) {
+    size_t g = 0;
+    for (; g + 2 <= G; g += 2) {  // two row groups summed in int16 (|sum| <= 32,004), then widened
+        __m256i k0 = _mm256_loadu_si256((const __m256i *)(tile + g * 64));
+        __m256i k1 = _mm256_loadu_si256((const __m256i *)(tile + g * 64 + 32));
+        __m256i k2 = _mm256_loadu_si256((const __m256i *)(tile + g * 64 + 64));
+        __m256i k3 = _mm256_loadu_si256((const __m256i *)(tile + g * 64 + 96));
+        for (int x = 0; x < hb; x++) {
+            __m256i qa = _mm256_set1_epi32(q4[x * G + g]), qb = _mm256_set1_epi32(q4[x * G + g + 1]);
+            __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(k0, qa), _mm256_maddubs_epi16(k2, qb));
+            __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(k1, qa), _mm256_maddubs_epi16(k3, qb));
+            a0[x] = _mm256_add_epi32(a0[x], _mm256_madd_epi16(p0, ones));
+            a1[x] = _mm256_add_epi32(a1[x], _mm256_madd_epi16(p1, ones));
+        }
+    }
+    for (; g < G; g++) {
         __m256i k0 = _mm256_loadu_si256((const __m256i *)(tile + g * 64));
         __m256i k1 = _mm256_loadu_si256((const __m256i *)(tile + g * 64 + 32));
         for (int x = 0; x < hb; x++) {
@@ -235,7 +250,7 @@ __attribute__((target("avx2,fma"))) static void i8_task_avx2(void *ctx, int task
     float sc[IDX_TILE];
     for (size_t tile = r.a; tile < r.b; tile++) {
         size_t e0 = tile * IDX_TILE;
-        if (tile + 1 < r.b) idx_prefetch_tile(j->tiles[tile + 1], j->tile_bytes);
+        if (tile + r.ahead < r.b) idx_prefetch_tile(j->tiles[tile + r.ahead], j->tile_bytes);
         const uint8_t *u = (const uint8_t *)j->tiles[tile];
         for (size_t t = r.t0; t < r.t1; t++) {
             if (!idx_sel_wants(s, t, e0)) continue;

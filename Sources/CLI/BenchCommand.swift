@@ -23,7 +23,7 @@ struct ThroughputBench: ParsableCommand {
     @Option(name: .customLong("prompt-tokens")) var promptTokens = 64
     @Option(name: .customLong("decode-tokens")) var decodeTokens = 32
     @Option(help: "Repeats; the median is reported.") var repeats = 3
-    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
     var kvCacheDType: KVCacheDType = .f32
     @Flag var json = false
 

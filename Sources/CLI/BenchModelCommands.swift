@@ -32,7 +32,7 @@ struct BenchModelOptions: ParsableArguments {
     @Option(help: "Model folder.") var model: String
     @Option(help: "Kernel threads (default: $DSV4_THREADS, else all CPUs).") var threads: Int?
     @Option(help: "Repeats; the median is reported.") var repeats = 3
-    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
     var kvCacheDType: KVCacheDType = .f32
     @Flag(help: "One JSON object on stdout.") var json = false
 

@@ -19,7 +19,7 @@ struct ContextBench: ParsableCommand {
     var chunk = 512
     @Option(name: .customLong("kv-cache-memory"), help: "Cache budget in bytes (serve's default; boundary snapshots fill what pages leave).")
     var cacheBytes = 2 << 30
-    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
     var kvCacheDType: KVCacheDType = .f32
     @Option(help: "Kernel threads (default: $DSV4_THREADS, else all CPUs).") var threads: Int?
     @Flag(help: "Print prefill progress on stderr.") var progress = false

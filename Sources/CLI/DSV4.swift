@@ -18,3 +18,7 @@ func fail(_ message: String) -> Never {
 }
 
 extension KVCacheDType: ExpressibleByArgument {}
+
+/// `--kv-cache-dtype`, the same on every command that loads a model.
+let kvCacheDTypeHelp: ArgumentHelp =
+    "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, byte indexer keys)."

@@ -53,7 +53,7 @@ struct GenerateCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("kv-cache-memory"), help: "KV/state cache budget in bytes.")
     var kvCacheMemory = 1 << 30
-    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
     var kvCacheDType: KVCacheDType = .f32
 
     /// `--stop-token-ids 1,2`.

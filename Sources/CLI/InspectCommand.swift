@@ -15,7 +15,7 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Model folder.")
     var model: String
 
-    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
     var kvCacheDType: KVCacheDType = .f32
 
     @Flag(help: "Print a line per shard as it is mapped and verified (default: only on a terminal or for checkpoints of 1 GiB or more).")

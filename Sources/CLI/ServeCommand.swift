@@ -24,7 +24,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("served-model-name"), help: "Model name(s) the API answers to; repeatable.") var servedModelNames: [String] = []
     @Option(name: .customLong("max-model-len"), help: "Context length limit (default: the model's).") var maxModelLen: Int?
     @Option(name: .customLong("kv-cache-memory"), help: "KV/state cache budget in bytes.") var kvCacheMemory = 2 << 30
-    @Option(name: .customLong("kv-cache-dtype"), help: "How the cache stores compressed entries and indexer keys: f32 (exact), bf16, fp8 (E4M3 entries + BF16 RoPE dims, 8-bit indexer keys).")
+    @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
     var kvCacheDType: KVCacheDType = .f32
     @Option(help: "Kernel threads (default: all CPUs).") var threads: Int?
     @Option(name: .customLong("max-num-batched-tokens"), help: "Tokens computed per engine step.") var maxBatchedTokens = 512

@@ -5,8 +5,8 @@
 //   f32   exact (the default): entries and keys as computed.
 //   bf16  entries and keys in bf16 (half the bytes; fp32 arithmetic on read).
 //   fp8   the DeepSeek-V4 paper's cache: entries' non-RoPE dims in FP8 E4M3 with a per-entry
-//         scale, RoPE dims in BF16 (kernels/kvcache.c); indexer keys in 8 bits with a per-key
-//         scale, scored by integer dot products (kernels/indexer_lowp.c). Keys fall back to
+//         scale, RoPE dims in BF16 (kernels/kvcache.c); indexer keys one byte per value (7-bit
+//         codes, a per-key scale), scored by exact integer dot products (kernels/indexer_lowp.c). Keys fall back to
 //         bf16 when index_head_dim is not a multiple of 4.
 import CKernels
 

@@ -151,20 +151,20 @@ private func clusteredRows(n: Int, d: Int, directions: Int, seed: UInt64) -> [Fl
         #expect(half[L + 5] == 0x3F82)
         #expect(half.enumerated().allSatisfy { $0.offset == 5 || $0.offset == L + 5 || $0.element == 0 })
 
-        // 8-bit: max|k| = 127 gives the scale 1, so the codes are the values rounded (ties to
-        // even), stored + 128, dimensions 4g..4g+3 of entry j at g·64 + j·4, then the scales.
+        // 8-bit: max|k| = 63 gives the scale 1, so the codes are the values rounded (ties to
+        // even), stored + 64, dimensions 4g..4g+3 of entry j at g·64 + j·4, then the scales.
         let d = 8
         var bytes = [UInt8](repeating: 0, count: d * L + L * 4)
-        let key: [Float] = [127, 2.5, -2.5, -3.4, 0.6, 0, -127, 1.5]
-        let codes = [127, 2, -2, -3, 1, 0, -127, 2]
+        let key: [Float] = [63, 2.5, -2.5, -3.4, 0.6, 0, -63, 1.5]
+        let codes = [63, 2, -2, -3, 1, 0, -63, 2]
         let zero = [Float](repeating: 0, count: d)
         bytes.withUnsafeMutableBytes { raw in
             ck_indexer_store_i8(key, d, raw.baseAddress!, 5)
             ck_indexer_store_i8(zero, d, raw.baseAddress!, 6)
         }
         for i in 0..<d {
-            #expect(Int(bytes[(i / 4) * 4 * L + 5 * 4 + i % 4]) == codes[i] + 128, "dimension \(i)")
-            #expect(bytes[(i / 4) * 4 * L + 6 * 4 + i % 4] == 128, "zero key, dimension \(i)")
+            #expect(Int(bytes[(i / 4) * 4 * L + 5 * 4 + i % 4]) == codes[i] + 64, "dimension \(i)")
+            #expect(bytes[(i / 4) * 4 * L + 6 * 4 + i % 4] == 64, "zero key, dimension \(i)")
         }
         let scales = bytes.withUnsafeBytes { raw in
             (raw.loadUnaligned(fromByteOffset: d * L + 5 * 4, as: Float.self),
@@ -234,7 +234,7 @@ private func clusteredRows(n: Int, d: Int, directions: Int, seed: UInt64) -> [Fl
 
     @Test func zeroKeysAndQueriesScoreZero() {
         KernelThreads.start(count: 2)
-        // Every third key and one head of every query all zero (scale 0: codes 128, score 0).
+        // Every third key and one head of every query all zero (scale 0: codes 64, score 0).
         let d = 8, H = 3, n = 300, T = 4
         var rows = gaussian(n * d, seed: 21)
         for s in stride(from: 0, to: n, by: 3) { for i in 0..<d { rows[s * d + i] = 0 } }

@@ -287,8 +287,9 @@ void ck_ref_indexer_topk_bf16(const float *q, const float *w, size_t T, size_t H
                               const void *const *tiles, const int32_t *visible, size_t k, int32_t *out);
 
 /// 8-bit tiles (d a multiple of 4): each entry quantized symmetrically with its own scale,
-/// sk = max|k|/127, code = round(k/sk) (nearest, ties to even) in [-127, 127], stored as the
-/// byte code + 128 (sk = 0: every byte 128). Codes as [d/4][16][4] bytes (dimensions 4g..4g+3
+/// sk = max|k|/63, code = round(k/sk) (nearest, ties to even) in [-63, 63], stored as the
+/// byte code + 64 (sk = 0: every byte 64; 7-bit codes so that two vpmaddubsw results add in
+/// int16 without wrapping). Codes as [d/4][16][4] bytes (dimensions 4g..4g+3
 /// of entry j at g·64 + j·4), then the 16 float scales: CK_INDEXER_TILE_I8_BYTES(d) bytes.
 #define CK_INDEXER_TILE_I8_BYTES(d) ((d) * CK_INDEXER_TILE + CK_INDEXER_TILE * sizeof(float))
 /// Writes entry `slot` (0..<16) of an 8-bit tile from key[0..<d] (d % 4 == 0).
