@@ -87,11 +87,16 @@ let tinyHF = packageRoot + "/Tests/Fixtures/tiny-hf"
         let r = try runDSV4(["inspect", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8"])
         #expect(r.status == 0, "\(r.stderr)")
         for needle in ["F8_E4M3", "F8_E8M0", "packed FP4", "MTP block: 6 tensors", "attention schedule: HCSCHC",
-                       "cache per token of context: 352.0 B", "176.0 B in bf16", "resident memory after load:",
+                       "cache per token of context (--kv-cache-dtype f32): 352.0 B", "bf16 176.0 B", "fp8 111.0 B",
+                       "resident memory after load:",
                        "checkpoint pages resident", "largest context that fits:"] {
             #expect(r.stdout.contains(needle), "missing '\(needle)' in:\n\(r.stdout)")
         }
         #expect(r.stderr.isEmpty, "no progress lines for a small checkpoint on a pipe: \(r.stderr)")
+        let fp8 = try runDSV4(["inspect", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8", "--kv-cache-dtype", "fp8"])
+        #expect(fp8.stdout.contains("cache per token of context (--kv-cache-dtype fp8): 111.0 B"), "\(fp8.stdout)")
+        let bad = try runDSV4(["inspect", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8", "--kv-cache-dtype", "fp4"])
+        #expect(bad.status != 0 && bad.stderr.contains("kv-cache-dtype"), "\(bad.stderr)")
     }
 
     /// `create-model --quantize fp8` writes a sharded released-layout folder that loads and runs.
