@@ -138,7 +138,7 @@ def test_models(server):
     models = client(server).models.list().data
     ids = [m.id for m in models]
     assert "dsv4-tiny" in ids and "deepseek-v4-flash" in ids
-    assert models[0].model_extra["context_length"] == 1048576
+    assert models[0].model_extra["context_length"] == 1114112  # dsv4-tiny: a full 1M prompt plus its answer
 
 
 def test_chat_plain_and_streaming(server):
