@@ -71,17 +71,7 @@ typedef struct {
     float *partial;  // segments > 1: per (query block, segment) [m: Rmax][l: Rmax][O: d·Rmax]
 } ab_job;
 
-// Per-thread scratch (grows, then reused).
-static __thread float *scratch_p;
-static __thread size_t scratch_n;
-static float *scratch(size_t n) {
-    if (n > scratch_n) {
-        free(scratch_p);
-        scratch_p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-        scratch_n = scratch_p ? n : 0;
-    }
-    return scratch_p;
-}
+static inline float *scratch(size_t n) { return ck_thread_scratch(CK_SCRATCH_ATTEND, n); }
 
 // The union of the block's ranges as sorted disjoint intervals [iv[2i], iv[2i+1]); returns
 // how many.

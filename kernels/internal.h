@@ -54,4 +54,8 @@ __attribute__((target("avx2,fma"))) static inline __m256 ck_exp256(__m256 v) {
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
+/// Per-thread scratch of at least n floats (64-byte aligned; grows, then reused), one buffer
+/// per slot so kernels that call each other never share one (threadpool.c).
+enum { CK_SCRATCH_ATTEND = 0, CK_SCRATCH_QLANES = 1, CK_SCRATCH_SLOTS = 2 };
+float *ck_thread_scratch(int slot, size_t n);
 #endif

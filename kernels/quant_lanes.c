@@ -138,17 +138,7 @@ TGT static int fp8_prescale(const float *xp, size_t TB, size_t K, const ck_scale
     return over == 0;
 }
 
-// Per-thread scratch for scaled x (grows once, then reused: no allocation per product).
-static __thread float *scratch_p;
-static __thread size_t scratch_n;
-static float *scratch(size_t n) {
-    if (n > scratch_n) {
-        free(scratch_p);
-        scratch_p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-        scratch_n = scratch_p ? n : 0;
-    }
-    return scratch_p;
-}
+static inline float *scratch(size_t n) { return ck_thread_scratch(CK_SCRATCH_QLANES, n); }
 
 // x in the order a lane-ordered product reads it: the BF16 kernel's for FP8, even/odd
 // halves of every 32 values for FP4.

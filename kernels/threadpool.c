@@ -130,3 +130,15 @@ void ck_pool_run(int tasks, ck_task_fn fn, void *ctx) {
     while (atomic_load_explicit(&pool.done_tasks, memory_order_acquire) < tasks) CPU_RELAX();
     pthread_mutex_unlock(&pool.run_lock);
 }
+
+static __thread float *scratch_p[CK_SCRATCH_SLOTS];
+static __thread size_t scratch_n[CK_SCRATCH_SLOTS];
+
+float *ck_thread_scratch(int slot, size_t n) {
+    if (n > scratch_n[slot]) {
+        free(scratch_p[slot]);
+        scratch_p[slot] = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        scratch_n[slot] = scratch_p[slot] ? n : 0;
+    }
+    return scratch_p[slot];
+}
