@@ -10,6 +10,7 @@
 // eager_attention_forward.
 import CKernels
 import Foundation
+import ModelRuntime
 import Tensors
 
 /// The rows of one sequence inside a batch, and where its cache lives.
@@ -20,7 +21,7 @@ struct BatchSegment {
     /// Position of the first row.
     let position: Int
     let state: UnsafeMutablePointer<Float>
-    let pages: [UnsafeMutablePointer<Float>]
+    let pages: PageTable
     /// Receives each layer's state after this segment, when set.
     let snapshot: UnsafeMutablePointer<Float>?
 }

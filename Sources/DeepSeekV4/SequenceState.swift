@@ -5,9 +5,12 @@
 // p mod window), then for each compressor its slot values and scores `[slots, width]`
 // (slots = ratio, or 2·ratio for overlapping CSA whose first half is the previous window).
 // History page, per layer: the compressed entries `[pageTokens/ratio, entryWidth]` whose
-// windows fall in the page's positions, then (CSA) the indexer keys likewise.
+// windows fall in the page's positions, then (CSA) the indexer keys likewise. Each compressor's
+// share of a page is one region of the layout: page pools keep a region of all pages together
+// (PagePool), so a sequence's entries of one compressor lie in one run across its pages.
 import CKernels
 import ModelRuntime
+import Tensors
 
 /// Offsets of one compressor inside the state buffer and the pages.
 struct CompressorSlots: Sendable {
@@ -22,8 +25,9 @@ struct CompressorSlots: Sendable {
     /// State offsets of the slot values and scores.
     let kvOffset: Int
     let scoreOffset: Int
-    /// Page offset of this compressor's entries and entries per page.
+    /// Page offset and size (values) of this compressor's region, and entries per page.
     let pageOffset: Int
+    let pageFloats: Int
     let entriesPerPage: Int
     /// Stored format of untiled entries, and the page values (4-byte units) one takes.
     let format: ck_kv_format
@@ -62,6 +66,7 @@ struct CacheMap: Sendable {
         var layers: [LayerSlots] = []
         var pageKinds: [CacheKind: Int] = [:]
         var stateKinds: [CacheKind: Int] = [:]
+        var regions: [Int] = []
         func compressor(ratio: Int, entryWidth: Int, overlapping: Bool, kind: CacheKind, tiled: Bool = false) -> CompressorSlots {
             let width = overlapping ? 2 * entryWidth : entryWidth
             let slots = overlapping ? 2 * ratio : ratio
@@ -70,11 +75,12 @@ struct CacheMap: Sendable {
             let tileFloats = (tiles?.tileBytes(width: entryWidth) ?? 0) / 4
             let entryFloats = ck_kv_entry_bytes(format, entryWidth, c.ropeDim) / 4
             let perPage = pageTokens / ratio
+            let pageShare = tiled ? perPage / Int(CK_INDEXER_TILE) * tileFloats : perPage * entryFloats
             let s = CompressorSlots(
                 ratio: ratio, entryWidth: entryWidth, ropeDims: c.ropeDim, overlapping: overlapping, kvOffset: state,
-                scoreOffset: state + slots * width, pageOffset: page, entriesPerPage: perPage, format: format,
+                scoreOffset: state + slots * width, pageOffset: page, pageFloats: pageShare, entriesPerPage: perPage, format: format,
                 entryFloats: entryFloats, tiles: tiles, tileFloats: tileFloats)
-            let pageShare = tiled ? perPage / Int(CK_INDEXER_TILE) * tileFloats : perPage * entryFloats
+            regions.append(pageShare)
             state += 2 * slots * width
             page += pageShare
             stateKinds[.compressorTails, default: 0] += 2 * slots * width
@@ -101,7 +107,8 @@ struct CacheMap: Sendable {
         }
         self.layers = layers
         var layout = CacheLayout(
-            pageTokens: pageTokens, pageFloats: max(page, 1), stateFloats: state, pageKinds: pageKinds, stateKinds: stateKinds)
+            pageTokens: pageTokens, pageFloats: max(page, 1), stateFloats: state, pageKinds: pageKinds, stateKinds: stateKinds,
+            pageRegions: page == 0 ? [1] : regions)
         layout.storage = dtype.rawValue
         self.layout = layout
     }
@@ -124,7 +131,7 @@ private func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }
 struct CompressorView {
     let slots: CompressorSlots
     let state: UnsafeMutablePointer<Float>
-    let pages: [UnsafeMutablePointer<Float>]
+    let pages: PageTable
 
     var kv: UnsafeMutablePointer<Float> { state + slots.kvOffset }
     var score: UnsafeMutablePointer<Float> { state + slots.scoreOffset }
@@ -134,7 +141,7 @@ struct CompressorView {
     @inline(__always)
     func entry(_ e: Int) -> UnsafeMutablePointer<Float> {
         precondition(!slots.tiled)
-        return pages[e / slots.entriesPerPage] + slots.pageOffset + (e % slots.entriesPerPage) * slots.entryFloats
+        return region(e / slots.entriesPerPage) + (e % slots.entriesPerPage) * slots.entryFloats
     }
 
     /// Whether entries are stored as plain floats (read in place, no copy).
@@ -146,10 +153,15 @@ struct CompressorView {
         ck_kv_load(slots.format, entry(e), slots.entryWidth, slots.ropeDims, out)
     }
 
-    /// Entries `0..<n` as `[n, entryWidth]` floats in a new buffer (the caller deallocates it).
+    /// Entries `0..<n` as `[n, entryWidth]` floats in a new buffer (the caller deallocates it),
+    /// decoded in chunks over the kernel threads.
     func loadAll(count n: Int) -> UnsafeMutablePointer<Float> {
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1) * slots.entryWidth)
-        for e in 0..<n { load(e, into: out + e * slots.entryWidth) }
+        let d = slots.entryWidth
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1) * d)
+        let chunk = 512
+        KernelThreads.parallelFor((n + chunk - 1) / chunk) { c in
+            for e in (c * chunk)..<min(n, (c + 1) * chunk) { load(e, into: out + e * d) }
+        }
         return out
     }
 
@@ -159,7 +171,13 @@ struct CompressorView {
     func tile(_ i: Int) -> UnsafeMutablePointer<Float> {
         let L = Int(CK_INDEXER_TILE)
         let first = i * L
-        return pages[first / slots.entriesPerPage] + slots.pageOffset + (first % slots.entriesPerPage) / L * slots.tileFloats
+        return region(first / slots.entriesPerPage) + (first % slots.entriesPerPage) / L * slots.tileFloats
+    }
+
+    /// This compressor's region of page `p`.
+    @inline(__always)
+    func region(_ p: Int) -> UnsafeMutablePointer<Float> {
+        pages.region(page: p, offset: slots.pageOffset, floats: slots.pageFloats)
     }
 
     /// Writes entry `e` from `values` (`[entryWidth]`), in the compressor's layout and format.
@@ -188,28 +206,34 @@ public final class SequenceState {
     public internal(set) var position: Int = 0
     let layout: CacheLayout
     let state: UnsafeMutablePointer<Float>
-    private(set) var pages: [UnsafeMutablePointer<Float>] = []
+    private let pool: PagePool
+    private var slots: [Int] = []
 
     init(map: CacheMap) {
         layout = map.layout
         state = .allocate(capacity: layout.stateFloats)
         map.initialize(state)
+        pool = PagePool(layout: layout, capacity: 16)
     }
 
     deinit {
         state.deallocate()
-        for p in pages { p.deallocate() }
     }
 
-    /// Makes sure pages cover `positions` positions.
+    /// The block table (valid until the next `reserve`).
+    var pages: PageTable { pool.table(slots) }
+
+    /// Makes sure pages cover `positions` positions (the pool doubles when full).
     func reserve(positions: Int) {
-        while pages.count < layout.pageCount(forPositions: positions) {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: layout.pageFloats)
-            p.initialize(repeating: 0, count: layout.pageFloats)
-            pages.append(p)
+        let needed = layout.pageCount(forPositions: positions)
+        if needed > pool.capacity { pool.grow(to: max(needed, 2 * pool.capacity)) }
+        while slots.count < needed {
+            let s = pool.allocate()!
+            pool.zero(s)
+            slots.append(s)
         }
     }
 
     /// Bytes held by this state (state buffer and pages).
-    public var byteCount: Int { layout.stateBytes + pages.count * layout.pageBytes }
+    public var byteCount: Int { layout.stateBytes + slots.count * layout.pageBytes }
 }

@@ -3,8 +3,9 @@
 // The engine owns memory; the model owns the meaning of it. A sequence's cache is one
 // fixed-size state buffer (sliding-window rings, compressor tails) plus a block table of
 // history pages, each covering `pageTokens` positions (compressed entries, indexer keys).
-// Pages and states are plain float buffers, addressable and serialisable, so the engine can
-// share, copy, evict or (later) tier them to disk without knowing what they hold.
+// States are plain float buffers; pages are float units split into regions that a PagePool
+// stores region-major (PagePool.swift). Both are addressable and serialisable, so the engine
+// can share, copy, evict or tier them to disk without knowing what they hold.
 
 /// What one region of a cache unit holds (transformers' DeepseekV4HCACache / DeepseekV4CSACache). History pages carry the first three
 /// kinds, sequence states the last two.
@@ -41,14 +42,24 @@ public struct CacheLayout: Sendable, Equatable {
     public let stateFloatsByKind: [CacheKind: Int]
     /// How the model stores values in pages (e.g. "f32", "bf16", "fp8"), for reports.
     public var storage = "f32"
+    /// Sizes of the page's regions in layout order (they add up to `pageFloats`): a page pool
+    /// keeps each region of all its pages together (PagePool).
+    public let pageRegions: [Int]
 
     /// - Parameters:
     ///   - pageKinds: values per kind in a page (must not exceed `pageFloats` in total).
     ///   - stateKinds: values per kind in a state (must not exceed `stateFloats` in total).
-    public init(pageTokens: Int, pageFloats: Int, stateFloats: Int, pageKinds: [CacheKind: Int] = [:], stateKinds: [CacheKind: Int] = [:]) {
+    ///   - pageRegions: sizes of the page's regions (default: one region, the whole page).
+    public init(
+        pageTokens: Int, pageFloats: Int, stateFloats: Int, pageKinds: [CacheKind: Int] = [:], stateKinds: [CacheKind: Int] = [:],
+        pageRegions: [Int]? = nil
+    ) {
         self.pageTokens = pageTokens
         self.pageFloats = pageFloats
         self.stateFloats = stateFloats
+        let regions = (pageRegions ?? [pageFloats]).filter { $0 > 0 }
+        precondition(regions.reduce(0, +) == pageFloats, "page regions hold \(regions.reduce(0, +)) values of a \(pageFloats)-value page")
+        self.pageRegions = regions
         func complete(_ parts: [CacheKind: Int], total: Int) -> [CacheKind: Int] {
             var out = parts.filter { $0.value > 0 && $0.key != .other }
             let attributed = out.values.reduce(0, +)
@@ -90,7 +101,7 @@ public struct SequenceStep {
     /// The sequence's state buffer (`CacheLayout.stateFloats` values).
     public var state: UnsafeMutablePointer<Float>
     /// Block table: history pages in position order, covering at least `position + tokens.count`.
-    public var pages: [UnsafeMutablePointer<Float>]
+    public var pages: PageTable
     public var logits: LogitsRequest
     /// When set, receives a copy of the state as it is after this step (an exact snapshot at
     /// a page boundary for prefix reuse). Several steps of one sequence may share a batch,
@@ -98,7 +109,7 @@ public struct SequenceStep {
     public var snapshot: UnsafeMutablePointer<Float>?
 
     public init(
-        tokens: [Int], position: Int, state: UnsafeMutablePointer<Float>, pages: [UnsafeMutablePointer<Float>],
+        tokens: [Int], position: Int, state: UnsafeMutablePointer<Float>, pages: PageTable,
         logits: LogitsRequest, snapshot: UnsafeMutablePointer<Float>? = nil
    ) {
         self.tokens = tokens

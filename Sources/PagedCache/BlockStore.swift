@@ -28,25 +28,37 @@ public enum BlockKind: String, Sendable, CaseIterable {
     public var isStateLike: Bool { self != .page }
 }
 
-/// Owns the memory of every block; not thread-safe (the engine loop owns it).
+/// Owns the memory of every block; not thread-safe (the engine loop owns it). Pages live in a
+/// region-major PagePool sized to the budget; states and snapshots are plain buffers.
 public final class BlockStore {
     public let layout: CacheLayout
     public let budgetBytes: Int
     public private(set) var usedBytes = 0
-    private var blocks: [Int: (kind: BlockKind, pointer: UnsafeMutablePointer<Float>, refs: Int)] = [:]
+    /// Changes on every allocation, release and retain (lets callers cache derived figures).
+    public private(set) var version = 0
+    /// A block: its kind, its buffer (states, snapshots) or pool slot (pages), its references.
+    private struct Block {
+        let kind: BlockKind
+        let pointer: UnsafeMutablePointer<Float>?
+        let slot: Int
+        var refs: Int
+    }
+    private var blocks: [Int: Block] = [:]
     private var nextID = 0
-    /// Freed buffers kept for reuse, by size class (pages; states and snapshots).
-    private var free: [Bool: [UnsafeMutablePointer<Float>]] = [false: [], true: []]
+    /// Freed state buffers kept for reuse.
+    private var freeStates: [UnsafeMutablePointer<Float>] = []
     private var live: [BlockKind: Int] = [.page: 0, .state: 0, .snapshot: 0]
+    public let pages: PagePool
 
     public init(layout: CacheLayout, budgetBytes: Int) {
         self.layout = layout
         self.budgetBytes = budgetBytes
+        pages = PagePool(layout: layout, capacity: budgetBytes / max(layout.pageBytes, 1))
     }
 
     deinit {
-        for (_, b) in blocks { b.pointer.deallocate() }
-        for (_, list) in free { for p in list { p.deallocate() } }
+        for (_, b) in blocks { b.pointer?.deallocate() }
+        for p in freeStates { p.deallocate() }
     }
 
     public func bytes(of kind: BlockKind) -> Int { kind.isStateLike ? layout.stateBytes : layout.pageBytes }
@@ -73,27 +85,49 @@ public final class BlockStore {
     public func allocate(_ kind: BlockKind) -> BlockID? {
         let size = bytes(of: kind)
         guard usedBytes + size <= budgetBytes else { return nil }
+        var pointer: UnsafeMutablePointer<Float>?
+        var slot = -1
+        if kind.isStateLike {
+            pointer = freeStates.popLast() ?? UnsafeMutablePointer<Float>.allocate(capacity: floats(of: kind))
+        } else {
+            guard let s = pages.allocate() else { return nil }
+            slot = s
+        }
         usedBytes += size
-        let p = free[kind.isStateLike]!.popLast() ?? UnsafeMutablePointer<Float>.allocate(capacity: floats(of: kind))
+        version += 1
         let id = BlockID(raw: nextID)
         nextID += 1
-        blocks[id.raw] = (kind, p, 1)
+        blocks[id.raw] = Block(kind: kind, pointer: pointer, slot: slot, refs: 1)
         live[kind]! += 1
         return id
     }
 
-    public func pointer(_ id: BlockID) -> UnsafeMutablePointer<Float> { blocks[id.raw]!.pointer }
+    /// The buffer of a state or snapshot.
+    public func pointer(_ id: BlockID) -> UnsafeMutablePointer<Float> {
+        guard let p = blocks[id.raw]!.pointer else { preconditionFailure("block \(id) is a page: use slot(_:)") }
+        return p
+    }
+
+    /// The pool slot of a page.
+    public func slot(_ id: BlockID) -> Int {
+        let b = blocks[id.raw]!
+        precondition(b.kind == .page, "block \(id) is not a page")
+        return b.slot
+    }
+
     public func kind(_ id: BlockID) -> BlockKind { blocks[id.raw]!.kind }
     public func references(_ id: BlockID) -> Int { blocks[id.raw]?.refs ?? 0 }
     public func contains(_ id: BlockID) -> Bool { blocks[id.raw] != nil }
 
     public func retain(_ id: BlockID) {
         blocks[id.raw]!.refs += 1
+        version += 1
     }
 
     /// Drops one reference; the block's memory returns to the budget at zero.
     public func release(_ id: BlockID) {
         guard var b = blocks[id.raw] else { preconditionFailure("release of unknown block \(id)") }
+        version += 1
         b.refs -= 1
         if b.refs > 0 {
             blocks[id.raw] = b
@@ -102,14 +136,25 @@ public final class BlockStore {
         blocks[id.raw] = nil
         usedBytes -= bytes(of: b.kind)
         live[b.kind]! -= 1
-        // Keep a few freed buffers for reuse; return the rest to the system.
-        if free[b.kind.isStateLike]!.count < 8 { free[b.kind.isStateLike]!.append(b.pointer) } else { b.pointer.deallocate() }
+        if let p = b.pointer {
+            // Keep a few freed buffers for reuse; return the rest to the system.
+            if freeStates.count < 8 { freeStates.append(p) } else { p.deallocate() }
+        } else {
+            pages.release(b.slot)
+        }
     }
 
     /// Copies the contents of `source` into `destination` (same layout: page to page, or
     /// between states and snapshots).
     public func copy(_ source: BlockID, to destination: BlockID) {
         precondition(kind(source).isStateLike == kind(destination).isStateLike)
-        pointer(destination).update(from: pointer(source), count: floats(of: kind(source)))
+        if kind(source).isStateLike {
+            pointer(destination).update(from: pointer(source), count: layout.stateFloats)
+        } else {
+            pages.copy(slot(source), to: slot(destination))
+        }
     }
+
+    /// Zeroes a page.
+    public func zero(page id: BlockID) { pages.zero(slot(id)) }
 }

@@ -33,6 +33,8 @@ public final class CacheManager {
     struct Sequence {
         var state: BlockID
         var pages: [BlockID] = []
+        /// Pool slot of each page.
+        var slots: [Int] = []
         /// Tokens whose history is in the cache, in order (position = tokens.count).
         var tokens: [Int] = []
         /// Chained hashes of the leading full pages (index i covers pages 0...i).
@@ -56,12 +58,19 @@ public final class CacheManager {
 
     /// Bytes held by blocks that only the prefix cache references (reclaimable): pages no
     /// sequence uses, and every snapshot not being copied from.
+    /// Computed again only after the store or the prefix cache changed: a decode step that
+    /// allocates nothing does not walk a million-token history's entries.
     public var evictableBytes: Int {
-        prefix.allEntries.reduce(0) { sum, e in
+        let version = (store.version, prefix.version)
+        if let c = evictableCache, c.version == version { return c.bytes }
+        let bytes = prefix.allEntries.reduce(0) { sum, e in
             let snapshot = e.snapshot.map { store.references($0) == 1 ? layout.stateBytes : 0 } ?? 0
             return sum + snapshot + (store.references(e.page) == 1 ? layout.pageBytes : 0)
         }
+        evictableCache = (version, bytes)
+        return bytes
     }
+    private var evictableCache: (version: (Int, Int), bytes: Int)?
 
     /// Allocates, evicting from least-recently-used cached entries when needed: whole entries
     /// whose page no sequence uses, or the snapshots of entries whose page is in use.
@@ -107,6 +116,7 @@ public final class CacheManager {
         if let resume {
             store.copy(resume, to: state)
             seq.pages = hits.map(\.page)
+            seq.slots = hits.map { store.slot($0.page) }
             seq.pageHashes = hits.map(\.hash)
             seq.tokens = Array(prompt[0..<(hits.count * layout.pageTokens)])
         } else {
@@ -130,8 +140,9 @@ public final class CacheManager {
             guard let p = allocate(.page) else {
                 throw CacheError.outOfMemory(neededBytes: layout.pageBytes, budgetBytes: store.budgetBytes)
             }
-            store.pointer(p).update(repeating: 0, count: layout.pageFloats)
+            store.zero(page: p)
             seq.pages.append(p)
+            seq.slots.append(store.slot(p))
         }
     }
 
@@ -140,9 +151,9 @@ public final class CacheManager {
     public func allocateSnapshot() -> BlockID? { allocate(.snapshot) }
 
     /// What the model needs for a step of this sequence.
-    public func view(_ id: SequenceID) -> (state: UnsafeMutablePointer<Float>, pages: [UnsafeMutablePointer<Float>]) {
+    public func view(_ id: SequenceID) -> (state: UnsafeMutablePointer<Float>, pages: PageTable) {
         let s = sequences[id.raw]!
-        return (store.pointer(s.state), s.pages.map { store.pointer($0) })
+        return (store.pointer(s.state), store.pages.table(s.slots))
     }
 
     public func pointer(_ block: BlockID) -> UnsafeMutablePointer<Float> { store.pointer(block) }
@@ -183,12 +194,13 @@ public final class CacheManager {
             throw CacheError.outOfMemory(neededBytes: layout.stateBytes, budgetBytes: store.budgetBytes)
         }
         store.copy(src.state, to: state)
-        var seq = Sequence(state: state, pages: [], tokens: src.tokens, pageHashes: src.pageHashes)
+        var seq = Sequence(state: state, pages: [], slots: [], tokens: src.tokens, pageHashes: src.pageHashes)
         let full = src.tokens.count / layout.pageTokens
         for (i, p) in src.pages.enumerated() {
             if i < full {
                 store.retain(p)
                 seq.pages.append(p)
+                seq.slots.append(store.slot(p))
             } else {
                 guard let copy = allocate(.page) else {
                     for q in seq.pages { store.release(q) }
@@ -197,6 +209,7 @@ public final class CacheManager {
                 }
                 store.copy(p, to: copy)
                 seq.pages.append(copy)
+                seq.slots.append(store.slot(copy))
             }
         }
         let nid = SequenceID(raw: nextID)

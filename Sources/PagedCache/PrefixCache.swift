@@ -45,7 +45,9 @@ public func chainedPageHash(previous: UInt64, tokens: ArraySlice<Int>) -> UInt64
 
 /// The index of cached pages, with least-recently-used order for eviction.
 public final class PrefixCache {
-    private var entries: [UInt64: CachedPage] = [:]
+    private var entries: [UInt64: CachedPage] = [:] { didSet { version += 1 } }
+    /// Changes whenever an entry is added, removed or changed.
+    public private(set) var version = 0
     private var lastUse: [UInt64: Int] = [:]
     private var clock = 0
     public private(set) var lookups = 0

@@ -212,19 +212,16 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
         var batchedLast: [[Float]] = []
         // Batch: all prompts in one forward, via the CausalLM API on self-owned buffers.
         let layout = m.cacheLayout
-        var buffers: [(UnsafeMutablePointer<Float>, [UnsafeMutablePointer<Float>])] = []
+        var buffers: [(UnsafeMutablePointer<Float>, PagePool, [Int])] = []
         for p in ps {
             let st = UnsafeMutablePointer<Float>.allocate(capacity: layout.stateFloats)
             m.initializeState(st)
-            let pages = (0..<layout.pageCount(forPositions: p.count)).map { _ in
-                let q = UnsafeMutablePointer<Float>.allocate(capacity: layout.pageFloats)
-                q.initialize(repeating: 0, count: layout.pageFloats)
-                return q
-            }
-            buffers.append((st, pages))
+            let n = layout.pageCount(forPositions: p.count)
+            let pool = PagePool(layout: layout, capacity: n)
+            buffers.append((st, pool, (0..<n).map { _ in pool.allocate()! }))
         }
-        defer { for (s, ps) in buffers { s.deallocate(); ps.forEach { $0.deallocate() } } }
-        let steps = zip(ps, buffers).map { SequenceStep(tokens: $0, position: 0, state: $1.0, pages: $1.1, logits: .last) }
+        defer { for (s, _, _) in buffers { s.deallocate() } }
+        let steps = zip(ps, buffers).map { SequenceStep(tokens: $0, position: 0, state: $1.0, pages: $1.1.table($1.2), logits: .last) }
         batchedLast = try m.forward(steps)
         for (i, p) in ps.enumerated() {
             let alone = try m.forward(tokens: p, state: states[i], lastOnly: true)

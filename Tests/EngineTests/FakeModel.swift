@@ -47,11 +47,11 @@ final class FakeModel: CausalLM, @unchecked Sendable {
                 throw FakeModelError(description: "state says \(Int(s.state[0])) positions, step starts at \(s.position)")
             }
             var h: Float = 0
-            for p in 0..<s.position { h = Self.mix(h, Int(s.pages[p / P][p % P])) }
+            for p in 0..<s.position { h = Self.mix(h, Int(s.pages.region(page: p / P, offset: 0, floats: P)[p % P])) }
             guard h == s.state[1] else { throw FakeModelError(description: "pages disagree with state at position \(s.position)") }
             for (i, t) in s.tokens.enumerated() {
                 let p = s.position + i
-                s.pages[p / P][p % P] = Float(t)
+                s.pages.region(page: p / P, offset: 0, floats: P)[p % P] = Float(t)
                 s.state[1] = Self.mix(s.state[1], t)
                 s.state[0] += 1
             }

@@ -85,9 +85,9 @@ let kindLayout = CacheLayout(
 
     func check(_ m: CacheManager, open: [SequenceID]) throws {
         // Distinct pages referenced by sequences or by the prefix cache.
-        var pages = Set<UnsafeMutablePointer<Float>>()
-        for s in open { pages.formUnion(m.view(s).pages) }
-        for e in m.prefix.allEntries { pages.insert(m.pointer(e.page)) }
+        var pages = Set<Int>()
+        for s in open { pages.formUnion(m.view(s).pages.slots) }
+        for e in m.prefix.allEntries { pages.insert(m.store.slot(e.page)) }
         #expect(m.store.count(.page) == pages.count)
         #expect(m.store.count(.state) == open.count)
         let snapshots = m.prefix.snapshotCount

@@ -61,12 +61,13 @@ func manager(budget: Int = 1 << 20) -> CacheManager {
         let m = manager()
         let (s, _) = try m.open(prompt: Array(1...6))
         try m.reserve(s, positions: 6)
-        m.view(s).pages[1][0] = 5
+        let n = m.layout.pageFloats
+        m.view(s).pages.region(page: 1, offset: 0, floats: n)[0] = 5
         m.commit(s, tokens: Array(1...6), snapshot: nil)
         let f = try m.fork(s)
         let a = m.view(s), b = m.view(f)
-        #expect(a.pages[0] == b.pages[0])  // shared full page
-        #expect(a.pages[1] != b.pages[1] && b.pages[1][0] == 5)  // private copy of the partial page
+        #expect(a.pages.slots[0] == b.pages.slots[0])  // shared full page
+        #expect(a.pages.slots[1] != b.pages.slots[1] && b.pages.region(page: 1, offset: 0, floats: n)[0] == 5)  // private copy of the partial page
         #expect(a.state != b.state)
         m.close(s)
         m.close(f)
