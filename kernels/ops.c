@@ -67,6 +67,46 @@ void ck_exp_f32(const float *x, size_t n, float *out) {
     for (size_t i = 0; i < n; i++) out[i] = expf(x[i]);
 }
 
+// MARK: - log-sum-exp
+
+double ck_ref_logsumexp(const float *x, size_t n) {
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (n == 0 || isinf(mx)) return mx;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += exp((double)(x[i] - mx));
+    return log(sum) + mx;
+}
+
+// The max, then Σ e^(x − max) with ck_exp256 (within 2 ulp of expf), the lanes summed in double.
+__attribute__((target("avx2,fma"))) static double logsumexp_avx2(const float *x, size_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, m);
+    float mx = -INFINITY;
+    for (int l = 0; l < 8; l++) mx = lanes[l] > mx ? lanes[l] : mx;
+    for (size_t j = i; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    if (n == 0 || isinf(mx)) return mx;
+    const __m256 shift = _mm256_set1_ps(mx);
+    __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = ck_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), shift));
+        a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        b = _mm256_add_pd(b, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double d[4];
+    _mm256_storeu_pd(d, _mm256_add_pd(a, b));
+    double sum = d[0] + d[1] + d[2] + d[3];
+    for (; i < n; i++) sum += exp((double)(x[i] - mx));
+    return log(sum) + mx;
+}
+
+double ck_logsumexp(const float *x, size_t n) {
+    return ck_use_avx2() || ck_use_avx512() ? logsumexp_avx2(x, n) : ck_ref_logsumexp(x, n);
+}
+
 // MARK: - SwiGLU
 
 void ck_ref_swiglu(const float *g, const float *u, size_t n, float limit, float *out) {

@@ -1,5 +1,6 @@
 // Sampler.swift: turns a logits row into a token, with penalties, bias, temperature,
 // top-k, top-p, min-p and log-probabilities.
+import CKernels
 import Foundation
 
 /// A token and its log-probability.
@@ -70,10 +71,7 @@ public enum Sampler {
         for (t, b) in p.logitBias { logits[t] += b }
 
         // Log-probabilities of the adjusted distribution.
-        let mx = logits.max() ?? 0
-        var sum: Double = 0
-        for v in logits { sum += exp(Double(v - mx)) }
-        let logZ = Float(log(sum)) + mx
+        let logZ = Float(logits.withUnsafeBufferPointer { ck_logsumexp($0.baseAddress, $0.count) })
         func logprob(_ t: Int) -> Float { logits[t] - logZ }
 
         var chosen: Int

@@ -23,6 +23,20 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
         }
     }
 
+    /// The sampler's log-partition: vector path against the double-precision twin on awkward
+    /// lengths, a vocabulary-sized row, a dominant entry and −inf entries (masked tokens).
+    @Test func logSumExpMatchesTwin() {
+        var rows = [1, 7, 8, 9, 31, 129_280].map { n in randomFloats(n, seed: UInt64(n)).map { $0 * 30 } }
+        rows.append([1000] + [Float](repeating: -1000, count: 20))
+        rows.append([-.infinity, 3, -.infinity, 2, -.infinity, -.infinity, -.infinity, -.infinity, 1])
+        for x in rows {
+            let fast = ck_logsumexp(x, x.count), ref = ck_ref_logsumexp(x, x.count)
+            #expect(abs(fast - ref) <= 1e-6 * max(abs(ref), 1), "n=\(x.count): \(fast) vs \(ref)")
+        }
+        #expect(ck_logsumexp([Float](repeating: -.infinity, count: 12), 12) == -.infinity)
+        #expect(ck_logsumexp([], 0) == -.infinity)
+    }
+
     @Test(arguments: [Float(7), 0])
     func swigluMatchesTwin(limit: Float) {
         for n in [1, 15, 16, 17, 513] {

@@ -172,6 +172,12 @@ float ck_e2m1_to_f32(uint8_t v);
 /// Tolerance: within 2 ulp of expf (libm) everywhere, NaN and infinities as expf.
 void ck_exp_f32(const float *x, size_t n, float *out);
 
+/// log Σ e^x[i] (the log-partition of a row of logits), −inf for n = 0 or all −inf.
+/// Tolerance: within 1e-6 relative of ck_ref_logsumexp (exp in double); the vector path uses
+/// the ≤ 2-ulp vector exp with the lanes summed in double.
+double ck_logsumexp(const float *x, size_t n);
+double ck_ref_logsumexp(const float *x, size_t n);
+
 /// out[i] = silu(g') · u' with g' = min(g, limit), u' = clamp(u, ±limit) (limit <= 0: no clamps).
 /// Tolerance of the fast path: 4 ulp-ish (relative 1e-6) from its vector exp.
 /// Tolerance vs ck_ref_swiglu: relative 1e-6 (OpsKernelTests).
