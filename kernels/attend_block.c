@@ -61,8 +61,10 @@ void ck_ref_attend_ranges(const float *q, size_t T, size_t H, size_t d, const fl
 typedef struct {
     const float *q;
     size_t T, H, d;
-    const float *const *keys;
+    const float *const *keys;  // coded keys: their stored bytes (see `format`)
     size_t n;
+    ck_kv_format format;  // of keys [0, coded); the rest are fp32
+    size_t coded, rope;
     const int32_t *ranges;
     const float *sinks;
     float scale;
@@ -324,6 +326,7 @@ TGT static void ab_task(void *ctx, int task) {
 
     const float *kp[KB + KPAD];
     size_t idx[KB + KPAD];
+    float *kbuf = j->coded ? ck_thread_scratch(CK_SCRATCH_KEYS, (KB + KPAD) * d) : NULL;
     size_t ci = 0, cu = 0;  // interval of virtual position cu
     for (size_t b = 0; b < nb; b++) {
         size_t v0 = u0 + b * bs, v1 = v0 + bs < u1 ? v0 + bs : u1, kb = v1 - v0;
@@ -335,6 +338,10 @@ TGT static void ab_task(void *ctx, int task) {
             while (v >= cstart + (iv[2 * c + 1] - iv[2 * c])) cstart += iv[2 * c + 1] - iv[2 * c], c++;
             idx[k] = iv[2 * c] + (v - cstart);
             kp[k] = j->keys[idx[k]];
+            if (idx[k] < j->coded) {
+                ck_kv_load(j->format, kp[k], d, j->rope, kbuf + k * d);
+                kp[k] = kbuf + k * d;
+            }
         }
         for (size_t k = kb; k < KB + KPAD; k++) kp[k] = kp[0];
         key_block(j, t0, nq, Rp, Qt, kp, idx, kb, S, m, l, alpha, O);
@@ -351,12 +358,35 @@ TGT static void ab_task(void *ctx, int task) {
 
 void ck_attend_ranges(const float *q, size_t T, size_t H, size_t d, const float *const *keys, size_t n,
                       const int32_t *ranges, const float *sinks, float scale, float *out) {
+    ck_attend_ranges_kv(q, T, H, d, (const void *const *)keys, n, CK_KV_F32, 0, 0, ranges, sinks, scale, out);
+}
+
+// The scalar path: the coded keys decoded into one buffer, then the twin.
+static void attend_ranges_decoded(const float *q, size_t T, size_t H, size_t d, const void *const *keys, size_t n,
+                                  ck_kv_format f, size_t coded, size_t rope, const int32_t *ranges,
+                                  const float *sinks, float scale, float *out) {
+    float *buf = malloc((coded * d + 1) * sizeof(float));
+    const float **kp = malloc((n + 1) * sizeof(float *));
+    for (size_t k = 0; k < n; k++) {
+        if (k < coded) ck_kv_load(f, keys[k], d, rope, buf + k * d);
+        kp[k] = k < coded ? buf + k * d : (const float *)keys[k];
+    }
+    ck_ref_attend_ranges(q, T, H, d, kp, n, ranges, sinks, scale, out);
+    free(kp);
+    free(buf);
+}
+
+void ck_attend_ranges_kv(const float *q, size_t T, size_t H, size_t d, const void *const *keys, size_t n,
+                         ck_kv_format f, size_t coded, size_t rope, const int32_t *ranges, const float *sinks,
+                         float scale, float *out) {
+    if (f == CK_KV_F32) coded = 0;
+    if (coded > n) coded = n;
     if (!(ck_use_avx512() || ck_use_avx2()) || T == 0 || H == 0 || d == 0) {
-        ck_ref_attend_ranges(q, T, H, d, keys, n, ranges, sinks, scale, out);
+        attend_ranges_decoded(q, T, H, d, keys, n, f, coded, rope, ranges, sinks, scale, out);
         return;
     }
-    ab_job j = {.q = q, .T = T, .H = H, .d = d, .keys = keys, .n = n, .ranges = ranges, .sinks = sinks,
-                .scale = scale, .out = out};
+    ab_job j = {.q = q, .T = T, .H = H, .d = d, .keys = (const float *const *)keys, .n = n, .format = f,
+                .coded = coded, .rope = rope, .ranges = ranges, .sinks = sinks, .scale = scale, .out = out};
     j.QB = H >= ROWS ? 1 : ROWS / H;
     if (j.QB > T) j.QB = T;
     j.Rmax = (j.QB * H + 7) / 8 * 8;

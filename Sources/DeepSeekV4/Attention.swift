@@ -191,15 +191,14 @@ enum Attention {
         let first = window.positions(of: seg.position).lowerBound
         let ratio = main?.slots.ratio ?? 1
         let entryCount = main == nil ? 0 : (seg.position + T) / ratio
-        // HCA entries not stored as floats are decoded once for the whole segment.
-        let decoded = main.flatMap { $0.floatEntries ? nil : $0.loadAll(count: entryCount) }
-        defer { decoded?.deallocate() }
-        var keys: [UnsafePointer<Float>?] = []
+        // HCA entries in their stored format (the kernel decodes each key block as it goes),
+        // then the window's fp32 keys.
+        var keys: [UnsafeRawPointer?] = []
         keys.reserveCapacity(entryCount + seg.position + T - first)
         if let main {
-            for e in 0..<entryCount { keys.append(UnsafePointer(decoded.map { $0 + e * d } ?? main.entry(e))) }
+            for e in 0..<entryCount { keys.append(UnsafeRawPointer(main.entry(e))) }
         }
-        for pos in first..<(seg.position + T) { keys.append(window.key(pos)) }
+        for pos in first..<(seg.position + T) { keys.append(UnsafeRawPointer(window.key(pos))) }
         var ranges = [Int32](repeating: 0, count: 4 * T)
         for i in 0..<T {
             let P = seg.position + i
@@ -210,7 +209,9 @@ enum Attention {
         }
         let scale = 1 / Float(d).squareRoot()
         w.sinks.withUnsafeBufferPointer { sp in
-            ck_attend_ranges(rows.q + seg.row * H * d, T, H, d, keys, keys.count, ranges, sp.baseAddress!, scale, rows.o + seg.row * H * d)
+            ck_attend_ranges_kv(
+                rows.q + seg.row * H * d, T, H, d, keys, keys.count, main?.slots.format ?? CK_KV_F32, entryCount,
+                main?.slots.ropeDims ?? 0, ranges, sp.baseAddress!, scale, rows.o + seg.row * H * d)
         }
     }
 

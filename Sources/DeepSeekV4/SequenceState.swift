@@ -10,7 +10,6 @@
 // (PagePool), so a sequence's entries of one compressor lie in one run across its pages.
 import CKernels
 import ModelRuntime
-import Tensors
 
 /// Offsets of one compressor inside the state buffer and the pages.
 struct CompressorSlots: Sendable {
@@ -151,18 +150,6 @@ struct CompressorView {
     @inline(__always)
     func load(_ e: Int, into out: UnsafeMutablePointer<Float>) {
         ck_kv_load(slots.format, entry(e), slots.entryWidth, slots.ropeDims, out)
-    }
-
-    /// Entries `0..<n` as `[n, entryWidth]` floats in a new buffer (the caller deallocates it),
-    /// decoded in chunks over the kernel threads.
-    func loadAll(count n: Int) -> UnsafeMutablePointer<Float> {
-        let d = slots.entryWidth
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1) * d)
-        let chunk = 512
-        KernelThreads.parallelFor((n + chunk - 1) / chunk) { c in
-            for e in (c * chunk)..<min(n, (c + 1) * chunk) { load(e, into: out + e * d) }
-        }
-        return out
     }
 
     /// Tile `i` of a tiled compressor: entries `i·L ..< (i+1)·L`, L = CK_INDEXER_TILE, in the

@@ -123,4 +123,42 @@ private func makeRanges(_ mode: RangeMode, T: Int, E: Int, W: Int) -> (n: Int, r
         }
         #expect(a == b)
     }
+
+    /// Stored (bf16, fp8) compressed entries decoded by key block inside the kernel give the
+    /// same bits as decoding them all first and attending over fp32 keys: prefill blocks and a
+    /// decode split over threads, with the window's fp32 keys after the coded ones; the scalar
+    /// path too.
+    @Test(arguments: [CK_KV_BF16, CK_KV_FP8])
+    func codedKeysMatchDecodedKeys(format: ck_kv_format) {
+        KernelThreads.start(count: 2)
+        let H = 8, d = 128, rope = 32
+        for (T, E, W, impl) in [(7, 300, 37, CK_IMPL_AUTO), (1, 4_000, 128, CK_IMPL_AUTO), (3, 50, 9, CK_IMPL_SCALAR)] {
+            let (n, ranges) = makeRanges(.both, T: T, E: E, W: W)
+            let q = randomFloats(T * H * d, seed: 31), values = randomFloats(n * d, seed: 32)
+            let sinks = randomFloats(H, seed: 33)
+            let stride = ck_kv_entry_bytes(format, d, rope)
+            var stored = [UInt8](repeating: 0, count: E * stride)
+            var decoded = values
+            stored.withUnsafeMutableBytes { sp in
+                for e in 0..<E {
+                    ck_kv_store(format, Array(values[(e * d)..<((e + 1) * d)]), d, rope, sp.baseAddress! + e * stride)
+                    decoded.withUnsafeMutableBufferPointer { ck_kv_load(format, sp.baseAddress! + e * stride, d, rope, $0.baseAddress! + e * d) }
+                }
+            }
+            var coded = [Float](repeating: 1, count: T * H * d), plain = [Float](repeating: 2, count: T * H * d)
+            stored.withUnsafeBytes { sp in
+                decoded.withUnsafeBufferPointer { dp in
+                    values.withUnsafeBufferPointer { vp in
+                        let raw: [UnsafeRawPointer?] = (0..<n).map { k in k < E ? sp.baseAddress! + k * stride : UnsafeRawPointer(vp.baseAddress! + k * d) }
+                        let floats: [UnsafePointer<Float>?] = (0..<n).map { k in k < E ? dp.baseAddress! + k * d : vp.baseAddress! + k * d }
+                        ck_force_impl(impl)
+                        ck_attend_ranges_kv(q, T, H, d, raw, n, format, E, rope, ranges, sinks, 0.125, &coded)
+                        ck_attend_ranges(q, T, H, d, floats, n, ranges, sinks, 0.125, &plain)
+                        ck_force_impl(CK_IMPL_AUTO)
+                    }
+                }
+            }
+            #expect(coded == plain, "T\(T) E\(E): \(zip(coded, plain).filter { $0 != $1 }.count) outputs differ")
+        }
+    }
 }

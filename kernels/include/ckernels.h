@@ -334,6 +334,15 @@ void ck_kv_store(ck_kv_format f, const float *v, size_t d, size_t rope, void *ds
 void ck_kv_load(ck_kv_format f, const void *src, size_t d, size_t rope, float *out);
 /// `n` entries (`src[e]`) into out [n, d].
 void ck_kv_load_many(ck_kv_format f, const void *const *src, size_t n, size_t d, size_t rope, float *out);
+/// ck_attend_ranges over keys of which the first `coded` are stored entries in format `f`
+/// (ck_kv_store's bytes, their last `rope` values rotated) and the rest fp32 vectors: each
+/// key block's stored entries are decoded (ck_kv_load) into a per-thread buffer right before
+/// use, so a long list of compressed entries is read in its stored size, never widened into
+/// a buffer of its own. Bit-identical to ck_attend_ranges over the keys decoded first, and
+/// so within its tolerance of ck_ref_attend_ranges over them (AttendRangesTests).
+void ck_attend_ranges_kv(const float *q, size_t T, size_t H, size_t d, const void *const *keys, size_t n,
+                         ck_kv_format f, size_t coded, size_t rope, const int32_t *ranges, const float *sinks,
+                         float scale, float *out);
 /// OCP E4M3FN of x, round to nearest even, saturating at ±448 (NaN stays NaN).
 uint8_t ck_f32_to_e4m3(float x);
 
