@@ -35,7 +35,7 @@ enum Indexer {
         // Query t sees the entries whose windows closed by its position.
         let visible = (0..<T).map { Int32((p0 + $0 + 1) / m) }
         let tileCount = (Int(visible.last ?? 0) + Int(CK_INDEXER_TILE) - 1) / Int(CK_INDEXER_TILE)
-        let tiles = (0..<tileCount).map { UnsafeRawPointer(keys.tile($0)) }
+        let tiles = keys.tilePointers(count: tileCount)
         var picked = [Int32](repeating: 0, count: T * k)
         qI.withUnsafeMutableBufferPointer { qp in
             for t in 0..<T { rope.apply(qp.baseAddress! + t * nh * ihd, heads: nh, count: ihd, position: p0 + t) }
@@ -46,14 +46,12 @@ enum Indexer {
                 let q = qp.baseAddress!, w = wp.baseAddress!
                 switch keys.slots.tiles ?? .f32 {
                 case .f32:
-                    let f = tiles.map { Optional($0.assumingMemoryBound(to: Float.self)) }
+                    let f = tiles.map { $0?.assumingMemoryBound(to: Float.self) }
                     ck_indexer_topk(q, w, T, nh, ihd, softmaxScale, f, visible, k, &picked)
                 case .bf16:
-                    let r = tiles.map { Optional($0) }
-                    ck_indexer_topk_bf16(q, w, T, nh, ihd, softmaxScale, r, visible, k, &picked)
+                    ck_indexer_topk_bf16(q, w, T, nh, ihd, softmaxScale, tiles, visible, k, &picked)
                 case .int8:
-                    let r = tiles.map { Optional($0) }
-                    ck_indexer_topk_i8(q, w, T, nh, ihd, softmaxScale, r, visible, k, &picked)
+                    ck_indexer_topk_i8(q, w, T, nh, ihd, softmaxScale, tiles, visible, k, &picked)
                 }
             }
         }

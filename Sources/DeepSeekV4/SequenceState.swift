@@ -161,6 +161,20 @@ struct CompressorView {
         return region(first / slots.entriesPerPage) + (first % slots.entriesPerPage) / L * slots.tileFloats
     }
 
+    /// Tiles `0..<n` of a tiled compressor, page by page.
+    func tilePointers(count n: Int) -> [UnsafeRawPointer?] {
+        let perPage = slots.entriesPerPage / Int(CK_INDEXER_TILE)
+        var out: [UnsafeRawPointer?] = []
+        out.reserveCapacity(n)
+        var p = 0
+        while out.count < n {
+            let base = region(p)
+            for i in 0..<min(perPage, n - out.count) { out.append(UnsafeRawPointer(base + i * slots.tileFloats)) }
+            p += 1
+        }
+        return out
+    }
+
     /// This compressor's region of page `p`.
     @inline(__always)
     func region(_ p: Int) -> UnsafeMutablePointer<Float> {
