@@ -99,17 +99,19 @@ let tinyHF = packageRoot + "/Tests/Fixtures/tiny-hf"
         #expect(bad.status != 0 && bad.stderr.contains("kv-cache-dtype"), "\(bad.stderr)")
     }
 
-    /// `dsv4 bench decode-depth` decodes at every depth from a random history (JSON lines with
-    /// a ratio to the first depth); a depth past the model's positions is a located error.
+    /// `dsv4 bench decode-depth` decodes (and prefills a chunk) at every depth from a random
+    /// history (JSON lines with a ratio to the first depth); a depth past the model's positions
+    /// is a located error.
     @Test func decodeDepthBenchReportsEveryDepth() throws {
         let r = try runDSV4([
             "bench", "decode-depth", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8", "--depths", "0,640",
-            "--decode-tokens", "2", "--rounds", "1", "--kv-cache-dtype", "fp8", "--json",
+            "--decode-tokens", "2", "--rounds", "1", "--kv-cache-dtype", "fp8", "--prefill-chunk", "64", "--json",
         ])
         #expect(r.status == 0, "\(r.stderr)")
         let rows = r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(rows.map { $0["depth"] as? Int } == [0, 640], "\(r.stdout)")
         #expect(rows.allSatisfy { ($0["decode_tokens_per_second"] as? Double ?? 0) > 0 && $0["kv_cache_dtype"] as? String == "fp8" })
+        #expect(rows.allSatisfy { ($0["prefill_tokens_per_second"] as? Double ?? 0) > 0 && $0["prefill_chunk"] as? Int == 64 })
         #expect(rows.first?["ratio_to_first"] as? Double == 1)
         let bad = try runDSV4(["bench", "decode-depth", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8", "--depths", "0,99999999"])
         #expect(bad.status != 0 && bad.stderr.contains("depth 99999999"), "\(bad.stderr)")
