@@ -11,28 +11,22 @@ import Tensors
 struct DecodeDepthBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode-depth",
-        abstract: "Decode tok/s at each depth (history of random entries, no prefill), rounds interleaved; ratio to the first depth.")
+        abstract: "Decode tok/s at each depth (history of random entries, no prefill), repeats interleaved; ratio to the first depth.")
 
-    @Option(help: "Model folder.") var model: String
+    @OptionGroup var options: BenchModelOptions
     @Option(help: "Depths in tokens, comma separated; the first is the reference (e.g. 4096,1048576).") var depths = "4096,1048576"
-    @Option(name: .customLong("decode-tokens"), help: "Tokens decoded per depth and round.") var decodeTokens = 32
-    @Option(help: "Rounds (each decodes at every depth in turn).") var rounds = 3
-    @Option(name: .customLong("prefill-chunk"), help: "Also time a prefill chunk of this many tokens at each depth and round (0: no).")
+    @Option(name: .customLong("decode-tokens"), help: "Tokens decoded per depth and repeat.") var decodeTokens = 32
+    @Option(name: .customLong("prefill-chunk"), help: "Also time a prefill chunk of this many tokens at each depth and repeat (0: no).")
     var prefillChunk = 0
-    @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
-    var kvCacheDType: KVCacheDType = .f32
-    @Option(help: "Kernel threads (default: $DSV4_THREADS, else all CPUs).") var threads: Int?
-    @Flag(help: "One JSON object per depth on stdout.") var json = false
 
     func run() throws {
         let list = depths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !list.isEmpty, list.allSatisfy({ ($0 ?? -1) >= 0 }) else { fail("--depths: non-negative integers separated by commas, got \"\(depths)\"") }
+        let rounds = options.repeats
         guard decodeTokens >= 1, rounds >= 1, prefillChunk >= 0 else {
-            fail("--decode-tokens and --rounds must be positive, --prefill-chunk not negative")
+            fail("--decode-tokens and --repeats must be positive, --prefill-chunk not negative")
         }
-        KernelThreads.start(count: threads)
-        let m: DeepSeekV4Model
-        do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType) } catch { fail("\(error)") }
+        let m = options.load()
         let ns = list.map { $0! }
         var states: [SequenceState] = []
         for n in ns {
@@ -62,13 +56,12 @@ struct DecodeDepthBench: ParsableCommand {
         let chunkMedian = chunkSeconds.map { $0.isEmpty ? 0 : $0.sorted()[$0.count / 2] }
         for (i, n) in ns.enumerated() {
             let rate = 1 / median[i], ratio = median[0] / median[i]
-            emit(json, [
-                "benchmark": "decode-depth", "depth": n, "threads": KernelThreads.count, "kv_cache_dtype": kvCacheDType.rawValue,
+            emit(options.json, [
+                "benchmark": "decode-depth", "depth": n, "threads": KernelThreads.count, "kv_cache_dtype": options.kvCacheDType.rawValue,
                 "decode_tokens_per_second": rate, "ratio_to_first": ratio,
-                "rounds_tokens_per_second": seconds[i].map { 1 / $0 },
                 "prefill_chunk": prefillChunk, "prefill_tokens_per_second": prefillChunk == 0 ? 0 : Double(prefillChunk) / chunkMedian[i],
             ], text: String(
-                format: "%8d tokens of context: decode %.1f tok/s (median of %d rounds: %@), %.2fx of depth %d%@",
+                format: "%8d tokens of context: decode %.1f tok/s (median of %d repeats: %@), %.2fx of depth %d%@",
                 n, rate, rounds, seconds[i].map { String(format: "%.1f", 1 / $0) }.joined(separator: " "), ratio, ns[0],
                 prefillChunk == 0 ? "" : String(format: "; a %d-token prefill chunk %.0f tok/s", prefillChunk, Double(prefillChunk) / chunkMedian[i])))
         }

@@ -105,7 +105,7 @@ let tinyHF = packageRoot + "/Tests/Fixtures/tiny-hf"
     @Test func decodeDepthBenchReportsEveryDepth() throws {
         let r = try runDSV4([
             "bench", "decode-depth", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8", "--depths", "0,640",
-            "--decode-tokens", "2", "--rounds", "1", "--kv-cache-dtype", "fp8", "--prefill-chunk", "64", "--json",
+            "--decode-tokens", "2", "--repeats", "1", "--kv-cache-dtype", "fp8", "--prefill-chunk", "64", "--json",
         ])
         #expect(r.status == 0, "\(r.stderr)")
         let rows = r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
