@@ -89,10 +89,17 @@ public final class PagePool: @unchecked Sendable {
         return slot
     }
 
+    /// Frees a slot. When the last page goes, the pool's memory returns to the system (an
+    /// idle server holds no page memory, as before pages lived in a pool).
     public func release(_ slot: Int) {
         precondition(slot >= 0 && slot < highWater, "release of slot \(slot) never allocated")
         liveCount -= 1
         freeSlots.push(slot)
+        if liveCount == 0 {
+            madvise(base, mappedBytes, MADV_DONTNEED)
+            freeSlots = MinHeap()
+            highWater = 0
+        }
     }
 
     @inline(__always)

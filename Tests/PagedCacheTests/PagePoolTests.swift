@@ -61,4 +61,16 @@ import Testing
         for s in 0..<3 { #expect(read(pool, s) == (0..<10).map { Float(1000 * s + $0) }) }
         #expect(pool.allocate() == 3)
     }
+
+    /// Releasing the last page hands the memory back: the pool starts again from slot 0, zeroed.
+    @Test func emptyPoolStartsAfresh() {
+        let pool = PagePool(layout: layout, capacity: 4)
+        let a = pool.allocate()!, b = pool.allocate()!
+        fill(pool, a)
+        fill(pool, b)
+        pool.release(b)
+        pool.release(a)
+        #expect(pool.liveCount == 0 && pool.allocate() == 0)
+        #expect(read(pool, 0) == [Float](repeating: 0, count: 10))
+    }
 }
