@@ -11,7 +11,8 @@ Chat requests (below); Responses and Messages requests: see tools/render_goldens
 Requests cover thinking on/off, every reasoning effort, system prompts (also mid-conversation),
 tools with nested schemas, assistant tool calls (valid and invalid JSON arguments, parallel
 calls), tool results (string and multi-part, out of order), multi-part user content,
-reasoning_content in history, latest_reminder messages and assistant prefixes.
+reasoning_content in history, latest_reminder messages, assistant prefixes, strict tools and
+response formats.
 """
 import argparse, json, os, random, subprocess, sys
 
@@ -59,6 +60,8 @@ def tool(rng, i):
     if rng.random() < 0.9:
         fn["parameters"] = {"type": "object", "properties": {f"arg{j}": schema(rng) for j in range(rng.randrange(0, 4))},
                             "required": [] if rng.random() < 0.5 else ["arg0"]}
+    if rng.random() < 0.15:
+        fn["strict"] = rng.choice([True, False])
     return {"type": "function", "function": fn}
 
 
@@ -125,6 +128,9 @@ def request(rng):
         body["thinking"] = {"type": rng.choice(["enabled", "disabled", "adaptive"])}
     if rng.random() < 0.7:
         body["reasoning_effort"] = rng.choice(["none", "minimal", "low", "medium", "high", "xhigh", "ultra", "max"])
+    if rng.random() < 0.1:
+        body["response_format"] = rng.choice([{"type": "json_object"}, {"type": "text"},
+                                              {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema(rng)}}])
     return body
 
 

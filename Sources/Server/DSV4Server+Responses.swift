@@ -73,7 +73,7 @@ extension DSV4Server {
     }
 
     /// The request settings a response reports.
-    func responsesEcho(_ body: JSONValue, plan: ChatPlan) -> [(String, JSONValue)] {
+    func responsesEcho(_ body: JSONValue) -> [(String, JSONValue)] {
         func given(_ k: String, _ d: JSONValue = .null) -> JSONValue { body[k].flatMap { $0.isNull ? nil : $0 } ?? d }
         let effort = body["reasoning"]?["effort"].flatMap { $0.isNull ? nil : $0 } ?? .null
         return [
@@ -101,7 +101,7 @@ extension DSV4Server {
         let r = FieldReader(body: body)
         let id = Self.requestID("resp_")
         var encoder = ResponsesEncoder(
-            id: id, created: Int(Date().timeIntervalSince1970), echo: responsesEcho(body, plan: plan), thinking: plan.conversation.thinking,
+            id: id, created: Int(Date().timeIntervalSince1970), echo: responsesEcho(body), thinking: plan.conversation.thinking,
             parseToolCalls: plan.parseToolCalls, parallelToolCalls: try r.bool("parallel_tool_calls") ?? true)
         if try r.bool("store") ?? true {
             let store = responseStore, input = history + Self.inputItems(body)

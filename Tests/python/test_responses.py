@@ -21,10 +21,10 @@ def client(s, key="x"):
 
 
 def input_tokens(s, body, key="x"):
-    status, _, payload = s.request("POST", "/v1/responses/input_tokens", json.dumps(body).encode(),
-                                   {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-    assert status == 200, payload
-    return json.loads(payload)["input_tokens"]
+    """POST /v1/responses/input_tokens through the client's typed method."""
+    r = client(s, key).responses.input_tokens.count(**body)
+    assert r.object == "response.input_tokens"
+    return r.input_tokens
 
 
 def test_plain_create_reports_items_usage_and_status(server):
@@ -85,6 +85,8 @@ def test_tool_call_then_continuation_with_previous_response_id(scripted):
     history = [{"role": "user", "content": "Weather in Paris?"}] + [i.model_dump(exclude_none=True) for i in first.output] + output
     full = {"model": MODEL, "input": history, "tools": TOOLS, "instructions": "You help."}
     assert second.usage.input_tokens == input_tokens(scripted, full, "sk-test")
+    assert second.usage.input_tokens == input_tokens(scripted, {"model": MODEL, "previous_response_id": first.id, "input": output,
+                                                                "tools": TOOLS, "instructions": "You help."}, "sk-test")
     assert second.usage.input_tokens > first.usage.input_tokens
     assert second.usage.input_tokens_details.cached_tokens > 0  # the first turn's pages are reused
     assert second.previous_response_id == first.id
