@@ -128,7 +128,9 @@ struct ResponsesEncoder: GenerationEncoder {
         case .toolCall(let i, let name):
             skippingCall = i > 0 && !parallelToolCalls
             guard !skippingCall else { break }
-            out += openItem(.functionCall, streaming: streaming, name: name, callID: choice.toolIDs.last ?? DSV4Server.requestID("call_"))
+            // `choice.apply` gave every call of this batch its id already: take this call's.
+            let callID = i < choice.toolIDs.count ? choice.toolIDs[i] : DSV4Server.requestID("call_")
+            out += openItem(.functionCall, streaming: streaming, name: name, callID: callID)
         case .toolArguments(_, let t) where !skippingCall:
             items[items.count - 1].text += t
             if streaming { out += event("response.function_call_arguments.delta", location() + [("delta", .s(t))]) }

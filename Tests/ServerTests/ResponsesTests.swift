@@ -60,6 +60,13 @@ import Testing
         #expect(events.last!["response"]!["output"] == response["output"])
     }
 
+    /// Regression: two calls parsed from one piece of text got the same call_id.
+    @Test func callsParsedTogetherGetTheirOwnIDs() throws {
+        let (_, response) = try run([Self.toolScript.joined()])
+        let ids = response["output"]!.arrayValue!.compactMap { $0["call_id"]?.stringValue }
+        #expect(ids.count == 2 && Set(ids).count == 2 && ids.allSatisfy { $0.hasPrefix("call_") })
+    }
+
     @Test func parallelToolCallsOffKeepsTheFirstCall() throws {
         let (events, response) = try run(Self.toolScript, parallel: false)
         #expect(response["output"]!.arrayValue!.filter { $0["type"]?.stringValue == "function_call" }.count == 1)
