@@ -181,7 +181,8 @@ struct ResponsesEncoder: GenerationEncoder {
         }
     }
 
-    func itemStatus(_ item: ResponsesItem) -> String { incomplete && item.kind == .message && item.id == items.last?.id ? "incomplete" : "completed" }
+    /// Cut short by max_output_tokens, the last item (reasoning, text or a call's arguments) is incomplete.
+    func itemStatus(_ item: ResponsesItem) -> String { incomplete && item.id == items.last?.id ? "incomplete" : "completed" }
 
     func streamKeepAlive() -> String { ": keep-alive\n\n" }
 

@@ -77,7 +77,9 @@ import Testing
         let (events, response) = try run(["a</think>", "partial answer"], reason: .length)
         #expect(events.last?["type"]?.stringValue == "response.incomplete")
         #expect(response["status"]?.stringValue == "incomplete" && response["incomplete_details"]?["reason"]?.stringValue == "max_output_tokens")
-        #expect(response["output"]?.arrayValue?.last?["status"]?.stringValue == "incomplete")
+        #expect(response["output"]?.arrayValue?.map { $0["status"]!.stringValue! } == ["completed", "incomplete"])
+        let (_, inReasoning) = try run(["still thinking"], reason: .length)
+        #expect(inReasoning["output"]?.arrayValue?.map { $0["status"]!.stringValue! } == ["incomplete"])
     }
 
     @Test func storeKeepsTheMostRecentlyUsedWithinItsBounds() {
