@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Random Chat Completions requests rendered by DeepSeek's own deepseek-recipe (the oracle).
+"""Random requests rendered by DeepSeek's own deepseek-recipe (the oracle), per API.
 
-    python3 tools/render_goldens.py golden OUT.jsonl [--count 400] [--seed 1]
+    python3 tools/render_goldens.py golden OUT.jsonl [--api chat|responses|messages] [--count 400] [--seed 1]
         writes {"request": ..., "prompt": ...} lines (committed as a fixture)
-    python3 tools/render_goldens.py check [--count 3000] [--seed 9] [--bin dsv4]
-        fresh requests, `dsv4 render --jsonl`, compare byte for byte (exit 1 on mismatch)
+    python3 tools/render_goldens.py check [--api chat|responses|messages] [--count 3000] [--seed 9] [--bin dsv4]
+        fresh requests, `dsv4 render --api API --jsonl`, compare byte for byte (exit 1 on mismatch)
+
+Chat requests (below); Responses and Messages requests: see tools/render_goldens_apis.py.
 
 Requests cover thinking on/off, every reasoning effort, system prompts (also mid-conversation),
 tools with nested schemas, assistant tool calls (valid and invalid JSON arguments, parallel
 calls), tool results (string and multi-part, out of order), multi-part user content,
-reasoning_content in history, latest_reminder messages and assistant prefixes.
+reasoning_content in history, latest_reminder messages, assistant prefixes, strict tools and
+response formats.
 """
 import argparse, json, os, random, subprocess, sys
 
@@ -57,6 +60,8 @@ def tool(rng, i):
     if rng.random() < 0.9:
         fn["parameters"] = {"type": "object", "properties": {f"arg{j}": schema(rng) for j in range(rng.randrange(0, 4))},
                             "required": [] if rng.random() < 0.5 else ["arg0"]}
+    if rng.random() < 0.15:
+        fn["strict"] = rng.choice([True, False])
     return {"type": "function", "function": fn}
 
 
@@ -123,12 +128,16 @@ def request(rng):
         body["thinking"] = {"type": rng.choice(["enabled", "disabled", "adaptive"])}
     if rng.random() < 0.7:
         body["reasoning_effort"] = rng.choice(["none", "minimal", "low", "medium", "high", "xhigh", "ultra", "max"])
+    if rng.random() < 0.1:
+        body["response_format"] = rng.choice([{"type": "json_object"}, {"type": "text"},
+                                              {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema(rng)}}])
     return body
 
 
-def oracle(body):
+def oracle(body, api="chat"):
+    kind = {"chat": dr.ChatCompletionRequest, "responses": dr.ResponsesRequest, "messages": dr.MessagesRequest}[api]
     try:
-        conv = dr.ChatCompletionRequest(json.loads(json.dumps(body))).convert(dr.ConversionOptions())
+        conv = kind(json.loads(json.dumps(body))).convert(dr.ConversionOptions())
         return dr.DeepseekV4Encoding().render_conversation(conv.conversation).prompt
     except Exception as e:
         return None
@@ -141,12 +150,15 @@ def main():
     ap.add_argument("--count", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bin", default=None)
+    ap.add_argument("--api", choices=["chat", "responses", "messages"], default="chat")
     a = ap.parse_args()
     rng = random.Random(a.seed)
+    import render_goldens_apis as apis
+    make = {"chat": request, "responses": apis.responses_request, "messages": apis.messages_request}[a.api]
     cases = []
     while len(cases) < a.count:
-        b = request(rng)
-        p = oracle(b)
+        b = make(rng)
+        p = oracle(b, a.api)
         if p is not None:
             cases.append((b, p))
     if a.mode == "golden":
@@ -158,14 +170,17 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     binary = a.bin or os.path.join(subprocess.check_output(["swift", "build", "-c", "release", "--show-bin-path"], cwd=root, text=True).strip(), "dsv4")
     inp = "".join(json.dumps(b) + "\n" for b, _ in cases)
-    res = subprocess.run([binary, "render", "--jsonl"], input=inp.encode(), capture_output=True, check=True)
+    res = subprocess.run([binary, "render", "--api", a.api, "--jsonl"], input=inp.encode(), capture_output=True, check=True)
     ours = [json.loads(l) for l in res.stdout.decode().splitlines()]
     bad = [(b, p, o) for (b, p), o in zip(cases, ours) if o != p]
     print(f"{len(cases) - len(bad)} passed, {len(bad)} failed")
     for b, p, o in bad[:3]:
+        o = o if isinstance(o, str) else json.dumps(o, ensure_ascii=False)
+        at = next((i for i, (x, y) in enumerate(zip(p, o)) if x != y), min(len(p), len(o)))
         print("REQUEST", json.dumps(b, ensure_ascii=False)[:1500])
-        print("EXPECTED", repr(p)[:1500])
-        print("GOT     ", repr(o)[:1500])
+        print(f"FIRST DIFFERENCE at character {at}")
+        print("EXPECTED", repr(p[max(0, at - 300):at + 300]))
+        print("GOT     ", repr(o[max(0, at - 300):at + 300]))
     sys.exit(1 if bad else 0)
 
 

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SWIFT_DETERMINISTIC_HASHING=1
 bash tools/setup.sh
-python3 -c "import openai, pytest, jsonschema" >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check openai pytest jsonschema
+python3 -c "import openai, pytest, jsonschema, anthropic, agents" >/dev/null 2>&1 ||
+    python3 -m pip install -q --disable-pip-version-check openai pytest jsonschema anthropic openai-agents
 # Filters keep the output short but never decide the exit status: under `pipefail` a pipeline
 # fails when the build or the tests fail, and a filter's own status is ignored (grep exits 1
 # when it selects nothing). A failed build stops here with its errors shown, so stale test

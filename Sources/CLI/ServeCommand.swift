@@ -43,6 +43,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (one line per request at info).")
     var logLevel = "info"
     @Option(name: .customLong("log-format"), help: "logfmt or json (to stderr).") var logFormat = "logfmt"
+    @Option(name: .customLong("responses-store-count"), help: "Stored Responses (store: true) kept at most; least recently used go first.")
+    var responsesStoreCount = 1000
+    @Option(name: .customLong("responses-store-bytes"), help: "Bytes of stored Responses kept at most.") var responsesStoreBytes = 64 << 20
     @Option(name: .customLong("fake-script"), help: ArgumentHelp(
         "Testing aid: answer every request with this file's text (tokenized), then EOS, instead of running the model.", visibility: .hidden))
     var fakeScript: String?
@@ -58,6 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if !(idleTimeout > 0 && idleTimeout < 1e7) { throw ValidationError("--idle-timeout must be a positive number of seconds") }
         if !(keepAliveInterval > 0 && keepAliveInterval < 1e7) { throw ValidationError("--keep-alive-interval must be a positive number of seconds") }
+        if responsesStoreCount < 0 || responsesStoreBytes < 0 { throw ValidationError("--responses-store-count and --responses-store-bytes must be >= 0") }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -101,6 +105,8 @@ struct ServeCommand: AsyncParsableCommand {
         options.idleTimeoutSeconds = idleTimeout
         options.shutdownTimeoutSeconds = shutdownTimeout
         options.keepAliveSeconds = keepAliveInterval
+        options.responsesStoreCount = responsesStoreCount
+        options.responsesStoreBytes = responsesStoreBytes
         let level = Logger.Level(rawValue: logLevel)!, format = LogFormat(rawValue: logFormat)!
         let logger = Logger(label: "dsv4") { label in StructuredLogHandler(label: label, level: level, format: format) }
         let server = DSV4Server(engine: engine, tokenizer: tok, options: options, logger: logger)

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import OpenAIAPI
+import Server
 import Tokenization
 
 /// Reads all of stdin as UTF-8, failing clearly on invalid bytes.
@@ -58,8 +59,9 @@ struct DetokenizeCommand: ParsableCommand {
 struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "render",
-        abstract: "stdin: a Chat Completions request (JSON) → the V4 prompt text (or its token ids).")
+        abstract: "stdin: a Chat Completions, Responses or Messages request (JSON) → the V4 prompt text (or its token ids).")
     @Option(help: "Model folder (for --ids: its tokenizer.json).") var model: String?
+    @Option(help: "The request's API: chat (Chat Completions), responses (OpenAI Responses) or messages (Anthropic).") var api: RenderAPI = .chat
     @Flag(help: "Print the prompt's token ids as a JSON array.") var ids = false
     @Flag(help: "Each stdin line is a request; each output line the JSON string of its prompt (or an error object).") var jsonl = false
 
@@ -67,7 +69,7 @@ struct RenderCommand: ParsableCommand {
         let tok: BPETokenizer? = ids ? loadTokenizer(model ?? defaultModelDirectory()) : nil
         func renderOne(_ text: String) throws -> String {
             let body = try JSONValue.parse(text)
-            let prompt = PromptRenderer.render(try ChatConversation(request: body))
+            let prompt = PromptRenderer.render(try ChatConversation(request: try api.chatBody(body)))
             if let tok { return "[" + tok.encode(prompt).map(String.init).joined(separator: ",") + "]" }
             return prompt
         }
@@ -89,6 +91,19 @@ struct RenderCommand: ParsableCommand {
             let out = try renderOne(readStdinText())
             FileHandle.standardOutput.write(Data((ids ? out + "\n" : out).utf8))
         } catch { fail("\(error)") }
+    }
+}
+
+/// Which API's request `dsv4 render` reads; the server maps each onto a Chat Completions body.
+enum RenderAPI: String, ExpressibleByArgument, CaseIterable {
+    case chat, responses, messages
+
+    func chatBody(_ body: JSONValue) throws -> JSONValue {
+        switch self {
+        case .chat: body
+        case .responses: try DSV4Server.chatBody(fromResponses: body)
+        case .messages: try DSV4Server.chatBody(fromMessages: body)
+        }
     }
 }
 

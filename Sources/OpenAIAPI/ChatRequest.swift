@@ -55,9 +55,12 @@ public struct ChatConversation: Equatable, Sendable {
     public var thinking: Bool
     /// nil: DeepSeek's default (high).
     public var effort: String?
+    /// Structured output the prompt announces (`response_format`).
+    public var responseFormat: ResponseFormat?
 
     public static func == (a: ChatConversation, b: ChatConversation) -> Bool {
         a.messages == b.messages && a.tools == b.tools && a.thinking == b.thinking && a.effort == b.effort
+            && a.responseFormat == b.responseFormat
     }
 }
 
@@ -85,7 +88,9 @@ extension ChatConversation {
                     throw ChatRequestError(param: "tools[\(i)].function.name", message: "required string is missing")
                 }
                 _ = name
-                tools.append(fn)
+                // With tool_choice "none" the tools leave the prompt unchecked (as in the recipe).
+                let off = body["tool_choice"]?.stringValue == "none"
+                tools.append(off ? fn : try StrictSchema.function(fn, path: "tools[\(i)].function"))
             }
         }
         if let tc = body["tool_choice"], tc.stringValue == "none" { tools = [] }
@@ -112,7 +117,7 @@ extension ChatConversation {
                 effort = s
             }
         }
-        self.init(messages: messages, tools: tools, thinking: thinking, effort: effort)
+        self.init(messages: messages, tools: tools, thinking: thinking, effort: effort, responseFormat: ResponseFormat(body["response_format"]))
         try validateToolFlow()
     }
 

@@ -81,8 +81,8 @@ extension DSV4Server {
                 return .object([("type", .s("function")), ("function", .object(fn))])
             })))
         }
-        // Anthropic semantics: no thinking unless asked for.
-        let thinking = body["thinking"]?["type"]?.stringValue == "enabled"
+        // As deepseek-recipe's MessagesRequest (the V4 default): thinking unless disabled.
+        let thinking = body["thinking"]?["type"]?.stringValue != "disabled"
         chat.append(("thinking", .object([("type", .s(thinking ? "enabled" : "disabled"))])))
         if let effort = body["output_config"]?["effort"]?.stringValue { chat.append(("reasoning_effort", .s(effort))) }
         for key in ["temperature", "top_p", "top_k", "max_tokens"] { if let v = body[key] { chat.append((key, v)) } }

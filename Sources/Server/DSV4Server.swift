@@ -38,6 +38,10 @@ public struct ServerOptions: Sendable {
     public var retryAfterSeconds = 1
     /// Seconds between SSE keep-alive comments while a prompt is prefilled.
     public var keepAliveSeconds: Double = 5
+    /// Stored Responses kept at most (least recently used dropped first).
+    public var responsesStoreCount = 1000
+    /// Bytes of stored Responses (response JSON plus conversation items) kept at most.
+    public var responsesStoreBytes = 64 << 20
 
     public init(maxModelLen: Int) { self.maxModelLen = maxModelLen }
 }
@@ -63,6 +67,7 @@ public final class DSV4Server: Sendable {
     let logger: Logger
     let hiddenTokens: Set<Int>
     let created = Int(Date().timeIntervalSince1970)
+    let responseStore: ResponseStore
 
     public init(engine: EngineLoop, tokenizer: BPETokenizer, options: ServerOptions, logger: Logger = Logger(label: "dsv4")) {
         self.engine = engine
@@ -70,6 +75,7 @@ public final class DSV4Server: Sendable {
         self.options = options
         self.logger = logger
         hiddenTokens = Set(engine.model.eosTokenIds)
+        responseStore = ResponseStore(maxCount: options.responsesStoreCount, maxBytes: options.responsesStoreBytes)
     }
 
     var modelName: String { options.servedModelNames.first ?? "dsv4" }
@@ -81,7 +87,17 @@ public final class DSV4Server: Sendable {
         "/health": ("health", .get), "/metrics": ("metrics", .get), "/v1/models": ("models", .get),
         "/v1/chat/completions": ("chat_completions", .post), "/v1/completions": ("completions", .post),
         "/v1/messages": ("messages", .post), "/tokenize": ("tokenize", .post), "/detokenize": ("detokenize", .post),
+        "/v1/messages/count_tokens": ("messages_count_tokens", .post), "/v1/responses": ("responses", .post),
+        "/v1/responses/input_tokens": ("responses_input_tokens", .post),
     ]
+
+    /// The route of a path (a trailing slash ignored); /v1/responses/{id} is "stored_response".
+    static func route(_ path: String) -> (endpoint: String, method: HTTPRequest.Method)? {
+        let p = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        if let r = routes[p] { return r }
+        if p.hasPrefix("/v1/responses/"), !p.dropFirst(14).contains("/") { return ("stored_response", .get) }
+        return nil
+    }
 
     public func makeRouter() -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
@@ -89,12 +105,23 @@ public final class DSV4Server: Sendable {
         router.get("health") { _, _ in Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status": "ok"}"#))) }
         router.get("metrics") { [self] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: metrics.render(engine: engine.metrics))))
+                     body: .init(byteBuffer: ByteBuffer(string: metrics.render(engine: engine.metrics) + responseStore.metricsText)))
         }
         router.get("v1/models") { [self] req, ctx in try await guarded(req, ctx) { _, _ in modelsResponse() } }
         router.post("v1/chat/completions") { [self] req, ctx in try await guarded(req, ctx, admits: true) { try await chatCompletions($0, $1) } }
         router.post("v1/completions") { [self] req, ctx in try await guarded(req, ctx, admits: true) { try await completions($0, $1) } }
         router.post("v1/messages") { [self] req, ctx in try await guarded(req, ctx, admits: true) { try await messages($0, $1) } }
+        router.post("v1/responses") { [self] req, ctx in try await guarded(req, ctx, admits: true) { try await responses($0, $1) } }
+        router.post("v1/responses/input_tokens") { [self] req, ctx in try await guarded(req, ctx) { b, _ in try responsesInputTokens(b) } }
+        router.get("v1/responses/:id") { [self] req, ctx in
+            let id = ctx.parameters.get("id") ?? ""
+            return try await guarded(req, ctx) { _, _ in try storedResponse(id) }
+        }
+        router.delete("v1/responses/:id") { [self] req, ctx in
+            let id = ctx.parameters.get("id") ?? ""
+            return try await guarded(req, ctx) { _, _ in try deleteResponse(id) }
+        }
+        router.post("v1/messages/count_tokens") { [self] req, ctx in try await guarded(req, ctx) { b, _ in try messagesCountTokens(b) } }
         router.post("tokenize") { [self] req, ctx in try await guarded(req, ctx) { b, _ in try tokenizeEndpoint(b) } }
         router.post("detokenize") { [self] req, ctx in try await guarded(req, ctx) { b, _ in try detokenizeEndpoint(b) } }
         return router

@@ -2,7 +2,7 @@
 // parses its request into a `GenerationJob` and an encoder of its API's responses; the
 // driver submits the job, follows the generation (one JSON answer, or SSE as it goes),
 // cancels it when the client goes away, and keeps usage, finish reasons, timings and
-// metrics. Chat Completions, Completions and Messages are encoders; so will be Responses.
+// metrics. Chat Completions, Completions, Messages and Responses are encoders.
 import Engine
 import Foundation
 import Hummingbird

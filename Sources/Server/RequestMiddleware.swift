@@ -21,7 +21,7 @@ struct RequestMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        let route = DSV4Server.routes[path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path]
+        let route = DSV4Server.route(path)
         let id = Self.clientRequestID(request.headers) ?? DSV4Server.requestID("req-")
         let record = RequestRecord(requestID: id, endpoint: route?.endpoint ?? "unknown")
         var context = context

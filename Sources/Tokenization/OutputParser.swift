@@ -79,6 +79,8 @@ public struct OutputParser: Sendable {
     private var out: [OutputDelta] = []
     /// Whether any tool call was parsed (finish_reason "tool_calls").
     public private(set) var sawToolCalls = false
+    /// Whether the text so far ends inside the reasoning (before `</think>`).
+    public var inReasoning: Bool { stage == .reasoning }
 
     public init(thinking: Bool, parseToolCalls: Bool) {
         stage = thinking ? .reasoning : .content

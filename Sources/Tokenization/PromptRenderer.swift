@@ -9,6 +9,7 @@
 //   request tools are appended to that text after a blank line (an empty system if none);
 // * consecutive user and tool messages form one user turn, blocks joined by blank lines;
 //   tool results become <tool_result>…</tool_result>, in the order of the calls;
+// * a response_format follows (after a blank line) as a "## Response Format" section;
 // * thinking mode keeps assistant reasoning only when the request declares tools (then
 //   every assistant turn is `<think>REASONING</think>…`, empty reasoning when absent);
 //   otherwise history turns open with `</think>`;
@@ -137,6 +138,11 @@ public enum PromptRenderer {
         var system = conv.messages.filter { $0.role == .system && !$0.content.isEmpty }.map(\.content).joined(separator: "\n\n")
         if !conv.tools.isEmpty {
             system += "\n\n" + toolsHeader + conv.tools.map { toolSchema($0).promptJSON() }.joined(separator: "\n") + toolsFooter
+        }
+        switch conv.responseFormat {
+        case .jsonObject?: system += "\n\nYou are a helpful assistant designed to output JSON.\n## Response Format:\n\nReply with JSON object ONLY."
+        case .jsonSchema(let schema)?: system += "\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n" + schema.promptJSON()
+        case nil: break
         }
         out += system
 

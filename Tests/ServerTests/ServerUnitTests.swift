@@ -28,9 +28,13 @@ import Tokenization
         #expect(prompt.contains("<think>r</think>ok\n\n<｜DSML｜tool_calls>"))
     }
 
-    @Test func anthropicRequestsWithoutThinkingAreNonThinking() throws {
-        let chat = try DSV4Server.chatBody(fromMessages: try JSONValue.parse(#"{"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}"#))
-        #expect(try ChatConversation(request: chat).thinking == false)
+    /// As deepseek-recipe's MessagesRequest: thinking unless `thinking.type` is "disabled"
+    /// (this server used to default to non-thinking, so its prompts differed from the recipe's).
+    @Test func anthropicRequestsThinkUnlessDisabled() throws {
+        func thinking(_ json: String) throws -> Bool { try ChatConversation(request: try DSV4Server.chatBody(fromMessages: try JSONValue.parse(json))).thinking }
+        #expect(try thinking(#"{"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}"#))
+        #expect(try thinking(#"{"max_tokens": 5, "thinking": {"type": "adaptive"}, "messages": [{"role": "user", "content": "x"}]}"#))
+        #expect(try thinking(#"{"max_tokens": 5, "thinking": {"type": "disabled"}, "messages": [{"role": "user", "content": "x"}]}"#) == false)
         #expect(throws: APIError.self) { try DSV4Server.chatBody(fromMessages: try JSONValue.parse(#"{"messages": [{"role": "bot", "content": "x"}]}"#)) }
     }
 

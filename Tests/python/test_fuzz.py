@@ -24,10 +24,19 @@ ENDPOINTS = {
     "/v1/messages": ({"model": MODEL, "messages": MSGS, "max_tokens": 1}, {
         "model": {"string"}, "messages": {"array"}, "max_tokens": {"int"}, "system": {"string", "array"}, "tools": {"array"},
         "tool_choice": {"object"}, "stop_sequences": {"array"}, "temperature": {"int", "float"}, "stream": {"bool"}}),
+    "/v1/responses": ({"model": MODEL, "input": "x", "max_output_tokens": 1}, {
+        "model": {"string"}, "input": {"string", "array"}, "instructions": {"string"}, "max_output_tokens": {"int"},
+        "temperature": {"int", "float"}, "top_p": {"int", "float"}, "tools": {"array"}, "tool_choice": {"string", "object"},
+        "parallel_tool_calls": {"bool"}, "reasoning": {"object"}, "text": {"object"}, "metadata": {"object"}, "user": {"string"},
+        "store": {"bool"}, "stream": {"bool"}, "previous_response_id": {"string"}}),
+    "/v1/responses/input_tokens": ({"model": MODEL, "input": "x"}, {"model": {"string"}, "input": {"string", "array"}, "tools": {"array"}}),
+    "/v1/messages/count_tokens": ({"model": MODEL, "messages": MSGS}, {
+        "model": {"string"}, "messages": {"array"}, "system": {"string", "array"}, "tools": {"array"}}),
     "/tokenize": ({"prompt": "x"}, {"prompt": {"string"}}),
     "/detokenize": ({"tokens": [1, 2]}, {"tokens": {"array"}}),
 }
 REQUIRED = {"/v1/chat/completions": {"messages"}, "/v1/completions": {"prompt"}, "/v1/messages": {"messages", "max_tokens"},
+            "/v1/responses": {"input"}, "/v1/responses/input_tokens": {"input"}, "/v1/messages/count_tokens": {"messages"},
             "/tokenize": {"prompt"}, "/detokenize": {"tokens"}}
 SAMPLES = {"string": "zz-not-valid", "int": -7, "float": 0.5, "bool": True, "array": [{"bad": 1}], "object": {"bad": {"deeper": [1]}}}
 # Wrong values of the right type, and extremes.
@@ -45,12 +54,30 @@ VALUES = [
     ("/v1/completions", "prompt", [[1], [2]]), ("/v1/completions", "prompt", ""), ("/v1/completions", "logprobs", -1),
     ("/v1/completions", "max_tokens", 10 ** 7), ("/v1/messages", "messages", [{"role": "system", "content": "x"}]),
     ("/v1/messages", "messages", []), ("/detokenize", "tokens", [10 ** 9]), ("/detokenize", "tokens", [1.5]),
+    ("/v1/responses", "input", []), ("/v1/responses", "input", [{"type": "bogus"}]), ("/v1/responses", "input", [7]),
+    ("/v1/responses", "input", [{"role": "wizard", "content": "x"}]), ("/v1/responses", "input", [{"role": "user", "content": 5}]),
+    ("/v1/responses", "input", [{"role": "user", "content": [{"type": "input_audio", "data": "x"}]}]),
+    ("/v1/responses", "input", [{"type": "function_call_output", "call_id": "nope", "output": "x"}]),
+    ("/v1/responses", "input", [{"role": "user", "content": "x"}, {"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}]),
+    ("/v1/responses", "input", [{"role": "user", "content": "x"}, {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]),
+    ("/v1/responses", "input", [{"type": "item_reference", "id": "msg_1"}]),
+    ("/v1/responses", "input", [{"role": "user", "content": "x"}] * 20000 + [{"type": "bogus"}]),
+    ("/v1/responses", "input", "x " * 1_500_000), ("/v1/responses", "max_output_tokens", 0), ("/v1/responses", "max_output_tokens", -1),
+    ("/v1/responses", "max_output_tokens", 10 ** 7), ("/v1/responses", "temperature", -1), ("/v1/responses", "tool_choice", "sometimes"),
+    ("/v1/responses", "tool_choice", {"type": "function", "name": "absent"}), ("/v1/responses", "tools", [{"type": "function"}]),
+    ("/v1/responses", "tools", [{"type": "custom", "name": "x"}]), ("/v1/responses", "tools", [{"no": "type"}]),
+    ("/v1/responses", "reasoning", {"effort": "extreme"}), ("/v1/responses", "text", {"format": {"type": "xml"}}),
+    ("/v1/responses", "text", {"format": {"type": "json_schema", "name": "x"}}), ("/v1/responses", "metadata", {"k": 1}),
+    ("/v1/responses", "metadata", {f"k{i}": "v" for i in range(17)}), ("/v1/responses", "previous_response_id", "resp_unknown"),
+    ("/v1/responses", "previous_response_id", "../../etc"), ("/v1/responses", "unknown_field", 1), ("/v1/responses", "background", True),
+    ("/v1/responses", "model", "gpt-4"), ("/v1/messages/count_tokens", "messages", []), ("/v1/responses/input_tokens", "input", []),
 ]
 JSON = {"Content-Type": "application/json"}
 
 
 # Where each endpoint's body takes a number and a string (for the value-level cases).
 NUMBER_FIELD = {"/v1/chat/completions": "max_tokens", "/v1/completions": "max_tokens", "/v1/messages": "max_tokens",
+                "/v1/responses": "max_output_tokens", "/v1/responses/input_tokens": "max_output_tokens", "/v1/messages/count_tokens": "max_tokens",
                 "/tokenize": "prompt", "/detokenize": "tokens"}
 
 
@@ -75,9 +102,11 @@ def cases():
             out.append((path, json.dumps({**base, field: None}).encode(), JSON, f"null {field}"))
         num = NUMBER_FIELD[path]
         wrap = (lambda v: b"[" + v + b"]") if num == "tokens" else (lambda v: v)
-        text_field = "prompt" if "prompt" in base else ("messages" if "messages" in base else None)
+        text_field = "prompt" if "prompt" in base else ("messages" if "messages" in base else ("input" if "input" in base else None))
 
         def bad_text(t):
+            if text_field == "input":
+                return with_raw(base, "input", b'"' + t + b'"')
             if text_field == "messages":
                 return with_raw(base, "messages", b'[{"role": "user", "content": "' + t + b'"}]')
             if text_field == "prompt":
@@ -135,7 +164,7 @@ def expected_status(path, body, headers, what):
     """The status a well-formed request with this bad input must get."""
     if not headers.get("Content-Type", "").startswith("application/json"):
         return 415
-    if what == "model='gpt-4'":
+    if what == "model='gpt-4'" or what.startswith("previous_response_id='"):
         return 404
     return 400
 
@@ -147,7 +176,7 @@ def check_error(status, payload, what, path="/v1/chat/completions", want=None):
         assert status == want, (what, status, payload[:300])
     assert 400 <= status < 500, (what, status, payload[:300])
     body = json.loads(payload)
-    if path.rstrip("/") == "/v1/messages":
+    if path.rstrip("/").startswith("/v1/messages"):
         assert body.get("type") == "error" and set(body["error"]) == {"type", "message"}, (what, body)
         err = body["error"]
         assert err["type"] in ANTHROPIC_TYPES, (what, err)
