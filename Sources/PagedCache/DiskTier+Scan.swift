@@ -47,6 +47,7 @@ extension DiskTier {
             usedBytes += f.header.fileBytes
             report.kept += 1
         }
+        counters.corruptEntries += report.corrupt.count
         log("disk cache: \(directory): \(report.kept) entries, \(usedBytes) bytes of a \(budgetBytes)-byte budget\(report.line)")
         evictToFit(adding: 0)
     }
