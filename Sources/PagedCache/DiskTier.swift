@@ -110,7 +110,8 @@ public final class DiskTier: @unchecked Sendable {
     }
 
     func path(_ name: String) -> String { directory + "/" + name }
-    static func fileName(_ hash: UInt64) -> String { hexHash(hash) + ".kv" }
+    /// The file of entry `hash` in the directory.
+    public static func fileName(_ hash: UInt64) -> String { hexHash(hash) + ".kv" }
     static func hexHash(_ h: UInt64) -> String {
         let s = String(h, radix: 16)
         return String(repeating: "0", count: 16 - s.count) + s
