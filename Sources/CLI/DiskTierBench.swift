@@ -105,10 +105,11 @@ struct DiskTierBench: ParsableCommand {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bodyBytes + layout.stateBytes, alignment: 4096)
         defer { buffer.deallocate() }
         var hash: UInt64 = 0
+        let fingerprint = cacheFingerprint(layout: layout, modelIdentity: "bench")
         let t0 = Date()
         for i in 0..<pages {
             hash = chainedPageHash(previous: hash, tokens: prompt[(i * P)..<((i + 1) * P)])
-            let fd = open(directory + "/" + DiskTier.fileName(hash), O_RDONLY)
+            let fd = open(directory + "/" + DiskTier.fileName(hash, fingerprint: fingerprint), O_RDONLY)
             guard fd >= 0 else { fail("cannot open the entry of page \(i) in \(directory)") }
             var n = pread(fd, buffer, bodyBytes, 0)
             if i == pages - 1 { n += pread(fd, buffer + bodyBytes, layout.stateBytes, off_t(bodyBytes)) }

@@ -34,7 +34,7 @@ extension DiskTier {
         defer { buffer.deallocate() }
         var transfers: [DiskTransfer] = []
         for (i, h) in headers.enumerated() {
-            let fd = open(path(Self.fileName(h.hash)), O_RDONLY | O_CLOEXEC)
+            let fd = open(path(fileName(h.hash)), O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
                 reject(h.hash, "cannot open its file")
                 break
@@ -77,7 +77,7 @@ extension DiskTier {
 
     /// Drops a damaged entry (file removed) with one log line.
     func reject(_ hash: UInt64, _ why: String) {
-        log("disk cache: entry \(Self.fileName(hash)) skipped: \(why); recomputing from there")
+        log("disk cache: entry \(fileName(hash)) skipped: \(why); recomputing from there")
         counters.corruptEntries += 1
         remove(hash)
     }
@@ -86,7 +86,7 @@ extension DiskTier {
     /// - Returns: false when the entry has no snapshot or it is damaged (logged, file removed).
     public func readSnapshot(_ hash: UInt64, into state: UnsafeMutablePointer<Float>) -> Bool {
         guard isEnabled, let h = index[hash]?.header, h.snapshotBytes == layout.stateBytes else { return false }
-        let fd = open(path(Self.fileName(hash)), O_RDONLY | O_CLOEXEC)
+        let fd = open(path(fileName(hash)), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             reject(hash, "cannot open its file")
             return false

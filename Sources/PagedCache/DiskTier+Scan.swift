@@ -39,7 +39,7 @@ extension DiskTier {
         let oldest = found.map(\.mtime).min() ?? 0
         for f in found.sorted(by: { $0.mtime < $1.mtime }) {
             // A file named for another hash (copied in by hand) is renamed to its own.
-            if f.name != Self.fileName(f.header.hash) { rename(path(f.name), path(Self.fileName(f.header.hash))) }
+            if f.name != fileName(f.header.hash) { rename(path(f.name), path(fileName(f.header.hash))) }
             guard index[f.header.hash] == nil else { continue }
             let tick = (f.mtime - oldest) / 1_000_000_000 + 1
             clock = max(clock, tick)

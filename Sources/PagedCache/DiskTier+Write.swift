@@ -60,7 +60,7 @@ extension DiskTier {
         var transfers: [DiskTransfer] = []
         var temps: [String] = []
         for e in batch {
-            let temp = path("." + Self.fileName(e.header.hash) + ".\(getpid()).tmp")
+            let temp = path("." + fileName(e.header.hash) + ".\(getpid()).tmp")
             let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
                 let err = String(cString: strerror(errno))
@@ -79,7 +79,7 @@ extension DiskTier {
         for (i, e) in batch.enumerated() {
             close(transfers[i].fd)
             guard failure == nil, transfers[i].result == e.header.fileBytes,
-                rename(temps[i], path(Self.fileName(e.header.hash))) == 0
+                rename(temps[i], path(fileName(e.header.hash))) == 0
             else {
                 let r = transfers[i].result
                 failure = failure ?? (r < 0 ? "writing \(temps[i]): \(String(cString: strerror(Int32(-r))))"
@@ -136,7 +136,7 @@ extension DiskTier {
     func remove(_ hash: UInt64) {
         guard let e = index.removeValue(forKey: hash) else { return }
         usedBytes -= e.header.fileBytes
-        unlink(path(Self.fileName(hash)))
+        unlink(path(fileName(hash)))
     }
 
     /// Marks entries used together (one tick: eviction then takes the deepest first).

@@ -110,8 +110,10 @@ public final class DiskTier: @unchecked Sendable {
     }
 
     func path(_ name: String) -> String { directory + "/" + name }
-    /// The file of entry `hash` in the directory.
-    public static func fileName(_ hash: UInt64) -> String { hexHash(hash) + ".kv" }
+    /// The file of entry `hash` of the model with `fingerprint`: models sharing a directory
+    /// never overwrite each other's entries (the same prompt has the same chained hash).
+    public static func fileName(_ hash: UInt64, fingerprint: UInt64) -> String { hexHash(fingerprint) + "-" + hexHash(hash) + ".kv" }
+    func fileName(_ hash: UInt64) -> String { Self.fileName(hash, fingerprint: fingerprint) }
     static func hexHash(_ h: UInt64) -> String {
         let s = String(h, radix: 16)
         return String(repeating: "0", count: 16 - s.count) + s

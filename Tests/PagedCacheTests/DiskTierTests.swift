@@ -92,7 +92,7 @@ func patch(_ path: String, at offset: Int, _ bytes: [UInt8]) throws {
 func entryFile(_ dir: String, _ prompt: [Int], pages: Int) -> String {
     var h: UInt64 = 0
     for i in 0..<pages { h = chainedPageHash(previous: h, tokens: prompt[(i * 4)..<((i + 1) * 4)]) }
-    return dir + "/" + DiskTier.fileName(h)
+    return dir + "/" + DiskTier.fileName(h, fingerprint: cacheFingerprint(layout: diskLayout, modelIdentity: "test-model"))
 }
 
 @Suite struct DiskTierTests {
