@@ -65,7 +65,7 @@ def test_a_restarted_server_serves_the_prefix_from_disk(server, tmp_path):
     try:
         text, usage, ttft = ask(again, turn2)
         shared = u1.prompt_tokens // PAGE * PAGE
-        print(f"prompt {usage.prompt_tokens} tokens: cached {usage.prompt_tokens_details.cached_tokens} of a {shared}-token shared prefix; "
+        print(f"first turn {u1.prompt_tokens} tokens, next turn {usage.prompt_tokens} tokens: cached {usage.prompt_tokens_details.cached_tokens} of a {shared}-token shared prefix; "
               f"time to first token cold {cold_ttft:.2f} s, from disk {ttft:.2f} s ({cold_ttft / ttft:.1f}x)")
         assert usage.prompt_tokens == cold_usage.prompt_tokens
         assert usage.prompt_tokens_details.cached_tokens >= 0.99 * shared
