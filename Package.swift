@@ -52,7 +52,14 @@ let package = Package(
         // Wire types of the HTTP APIs (JSON values, chat requests, error bodies): Foundation only.
         .target(name: "OpenAIAPI", swiftSettings: swiftSettings),
         .target(name: "Tokenization", dependencies: ["OpenAIAPI"], swiftSettings: swiftSettings),
-        .target(name: "PagedCache", dependencies: ["ModelRuntime"], swiftSettings: swiftSettings),
+        // The disk tier's batched I/O (io_uring behind its own header; Swift never sees
+        // liburing.h) and CRC-32C.
+        .target(
+            name: "CDiskIO",
+            cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra"])],
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        .target(name: "PagedCache", dependencies: ["ModelRuntime", "CDiskIO"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
         .target(
             name: "Server",

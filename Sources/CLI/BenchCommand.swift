@@ -9,7 +9,7 @@ import Tensors
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure performance against ceilings measured in the same run.",
-        subcommands: [DecodeBench.self, PrefillBench.self, KernelsBench.self, ThroughputBench.self, ContextBench.self, CacheDTypeBench.self, DecodeDepthBench.self])
+        subcommands: [DecodeBench.self, PrefillBench.self, KernelsBench.self, ThroughputBench.self, ContextBench.self, CacheDTypeBench.self, DecodeDepthBench.self, DiskTierBench.self])
 }
 
 /// Aggregate decode throughput of N concurrent streams against one stream.

@@ -8,7 +8,7 @@ struct DSV4: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dsv4",
         abstract: "Inference for DeepSeek-V4-architecture mixture-of-experts models.",
-        subcommands: [ServeCommand.self, LogitsCommand.self, GenerateCommand.self, TokenizeCommand.self, DetokenizeCommand.self, RenderCommand.self, ParseCommand.self, BenchCommand.self, CreateModelCommand.self, InspectCommand.self])
+        subcommands: [ServeCommand.self, LogitsCommand.self, GenerateCommand.self, TokenizeCommand.self, DetokenizeCommand.self, RenderCommand.self, ParseCommand.self, BenchCommand.self, CreateModelCommand.self, InspectCommand.self, CacheCommand.self])
 }
 
 /// Prints `message` to stderr and exits non-zero: every CLI failure goes through here.

@@ -5,6 +5,7 @@ import Engine
 import Foundation
 import Logging
 import ModelRuntime
+import PagedCache
 import Server
 import Tensors
 import Tokenization
@@ -26,6 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("kv-cache-memory"), help: "KV/state cache budget in bytes.") var kvCacheMemory = 2 << 30
     @Option(name: .customLong("kv-cache-dtype"), help: kvCacheDTypeHelp)
     var kvCacheDType: KVCacheDType = .f32
+    @Option(name: .customLong("cache-dir"), help: "Directory for a prefix cache on disk: entries evicted from RAM and every entry at shutdown go there, and survive restarts.")
+    var cacheDir: String?
+    @Option(name: .customLong("cache-disk-bytes"), help: "Bytes the --cache-dir entries may take (least recently used go first).")
+    var cacheDiskBytes = 16 << 30
     @Option(help: "Kernel threads (default: all CPUs).") var threads: Int?
     @Option(name: .customLong("max-num-batched-tokens"), help: "Tokens computed per engine step.") var maxBatchedTokens = 512
     @Option(name: .customLong("max-num-seqs"), help: "Sequences in flight at most.") var maxSequences = 64
@@ -54,6 +59,8 @@ struct ServeCommand: AsyncParsableCommand {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if port < 0 || port > 65535 { throw ValidationError("--port must be in 0...65535") }
         if kvCacheMemory <= 0 { throw ValidationError("--kv-cache-memory must be positive") }
+        if cacheDiskBytes <= 0 { throw ValidationError("--cache-disk-bytes must be positive") }
+        if cacheDir?.isEmpty == true { throw ValidationError("--cache-dir must name a directory") }
         if maxConcurrentRequests < 1 { throw ValidationError("--max-concurrent-requests must be at least 1") }
         for (name, v) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--shutdown-timeout", shutdownTimeout)]
         where !(v >= 0 && v < 1e7) {
@@ -87,9 +94,12 @@ struct ServeCommand: AsyncParsableCommand {
             guard let text = try? String(contentsOfFile: fakeScript, encoding: .utf8) else { fail("cannot read \(fakeScript)") }
             served = ScriptedModel(script: tok.encode(text), vocabSize: m.vocabSize, eos: m.eosTokenIds.first ?? 1, maxPositions: m.maxPositions)
         }
+        let level = Logger.Level(rawValue: logLevel)!, format = LogFormat(rawValue: logFormat)!
+        let logger = Logger(label: "dsv4") { label in StructuredLogHandler(label: label, level: level, format: format) }
+        let disk = openDiskTier(layout: served.cacheLayout, modelDirectory: dir, scripted: fakeScript != nil, logger: logger)
         let engine = EngineLoop(
             model: served, configuration: EngineConfiguration(cacheBytes: kvCacheMemory, tokenBudget: maxBatchedTokens, maxRunning: maxSequences),
-            detokenize: { tok.decode($0) })
+            detokenize: { tok.decode($0) }, disk: disk)
         var options = ServerOptions(maxModelLen: min(maxModelLen ?? m.maxPositions, m.maxPositions))
         options.host = host
         options.port = port
@@ -107,9 +117,19 @@ struct ServeCommand: AsyncParsableCommand {
         options.keepAliveSeconds = keepAliveInterval
         options.responsesStoreCount = responsesStoreCount
         options.responsesStoreBytes = responsesStoreBytes
-        let level = Logger.Level(rawValue: logLevel)!, format = LogFormat(rawValue: logFormat)!
-        let logger = Logger(label: "dsv4") { label in StructuredLogHandler(label: label, level: level, format: format) }
         let server = DSV4Server(engine: engine, tokenizer: tok, options: options, logger: logger)
         do { try await server.run() } catch { fail("\(error)") }
+    }
+
+    /// The disk tier of --cache-dir, if given; exits non-zero when another server holds it.
+    private func openDiskTier(layout: CacheLayout, modelDirectory: String, scripted: Bool, logger: Logger) -> DiskTier? {
+        guard let cacheDir else { return nil }
+        var identity = modelIdentity(directory: modelDirectory, dtype: kvCacheDType)
+        if scripted { identity += ";scripted=\(fakeScript ?? "")" }
+        do {
+            return try DiskTier(directory: cacheDir, budgetBytes: cacheDiskBytes, layout: layout, modelIdentity: identity) { logger.notice("\($0)") }
+        } catch {
+            fail("\(error)")
+        }
     }
 }

@@ -128,15 +128,17 @@ public final class EngineCore {
     /// - Parameters:
     ///   - detokenize: text of generated tokens, for stop strings (nil: they are not checked).
     ///   - clock: the time source for request ages (a manual clock in tests).
+    ///   - disk: a disk tier under the prefix cache (`dsv4 serve --cache-dir`).
     public init(
         model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil,
-        clock: any EngineClock = SystemClock()
+        clock: any EngineClock = SystemClock(), disk: DiskTier? = nil
     ) {
         self.model = model
         self.configuration = configuration
         self.detokenize = detokenize
         self.clock = clock
         cache = CacheManager(layout: model.cacheLayout, budgetBytes: configuration.cacheBytes, initializeState: model.initializeState)
+        if let disk { cache.attach(disk: disk) }
         scheduler = Scheduler(tokenBudget: configuration.tokenBudget, maxRunning: configuration.maxRunning, maxQueueDelay: configuration.maxQueueDelay)
     }
 

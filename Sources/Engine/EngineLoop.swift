@@ -37,6 +37,8 @@ public struct EngineMetrics: Sendable {
     /// Prompt tokens computed and still to compute, over requests still prefilling.
     public var prefillDoneTokens: Int
     public var prefillRemainingTokens: Int
+    /// The disk tier's counters (nil: no --cache-dir).
+    public var disk: DiskTierStats?
 
     /// The engine's figures as of now (call on the thread that drives `core`).
     public init(core: EngineCore) {
@@ -56,6 +58,7 @@ public struct EngineMetrics: Sendable {
         cacheBlocks = Dictionary(uniqueKeysWithValues: usage.blocks.map { ($0.key.rawValue, $0.value) })
         cacheBlockBytes = Dictionary(uniqueKeysWithValues: usage.bytesByBlockKind.map { ($0.key.rawValue, $0.value) })
         (prefillDoneTokens, prefillRemainingTokens) = core.prefillTokens
+        disk = core.cache.disk?.stats
         cacheKinds = usage.kinds.map {
             CacheKindMetrics(
                 kind: $0.kind.rawValue, usedBytes: $0.usedBytes, capacityBytes: $0.capacityBytes, prefixQueriedBytes: $0.prefixQueriedBytes,
@@ -76,8 +79,10 @@ public final class EngineLoop: @unchecked Sendable {
     private var thread: Thread?
     private var lastMetrics: EngineMetrics
 
-    public init(model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil) {
-        core = EngineCore(model: model, configuration: configuration, detokenize: detokenize)
+    /// - Parameter disk: a disk tier under the prefix cache; every RAM entry is written to it
+    ///   when the loop shuts down.
+    public init(model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil, disk: DiskTier? = nil) {
+        core = EngineCore(model: model, configuration: configuration, detokenize: detokenize, disk: disk)
         lastMetrics = EngineLoop.snapshot(core)
         let t = Thread { [weak self] in self?.run() }
         t.name = "dsv4-engine"
@@ -189,6 +194,8 @@ public final class EngineLoop: @unchecked Sendable {
             let finished = stop && !core.hasWork
             lock.unlock()
             if finished {
+                // The prefix cache outlives the process on disk (no-op without a disk tier).
+                core.cache.persistToDisk()
                 lock.lock()
                 for (_, c) in streams { c.yield(.failed(.shuttingDown)); c.finish() }
                 streams.removeAll()

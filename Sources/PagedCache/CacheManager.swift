@@ -28,6 +28,8 @@ public final class CacheManager {
     public let layout: CacheLayout
     public let store: BlockStore
     public let prefix = PrefixCache()
+    /// The tier below RAM, if any (attach with `attach(disk:)`).
+    public internal(set) var disk: DiskTier?
     private let initializeState: (UnsafeMutablePointer<Float>) -> Void
 
     struct Sequence {
@@ -74,7 +76,7 @@ public final class CacheManager {
 
     /// Allocates, evicting from least-recently-used cached entries when needed: whole entries
     /// whose page no sequence uses, or the snapshots of entries whose page is in use.
-    private func allocate(_ kind: BlockKind) -> BlockID? {
+    func allocate(_ kind: BlockKind) -> BlockID? {
         if let id = store.allocate(kind) { return id }
         while let victim = prefix.evictLeastRecentlyUsed(
             pageIsFree: { store.references($0.page) == 1 && $0.snapshot.map { store.references($0) == 1 } != false },
@@ -82,9 +84,11 @@ public final class CacheManager {
         {
             switch victim {
             case .entry(let e):
+                stageOnDisk(e)
                 store.release(e.page)
                 if let s = e.snapshot { store.release(s) }
-            case .snapshot(let s):
+            case .snapshot(let s, let e):
+                stageOnDisk(e)
                 store.release(s)
             }
             if let id = store.allocate(kind) { return id }
@@ -100,11 +104,16 @@ public final class CacheManager {
     public func open(prompt: [Int]) throws -> (SequenceID, cachedTokens: Int) {
         let maxPages = max(prompt.count - 1, 0) / layout.pageTokens
         var hits = prefix.match(prompt, pageTokens: layout.pageTokens, maxPages: maxPages)
-        while let last = hits.last, last.snapshot == nil { hits.removeLast() }
+        // Hold the hits before allocating (reading from disk does), so eviction cannot take them.
+        for h in hits { store.retain(h.page) }
+        if disk != nil { hits = extendFromDisk(prompt, ramHits: hits, maxPages: maxPages) }
+        while let last = hits.last, last.snapshot == nil {
+            store.release(last.page)
+            hits.removeLast()
+        }
         prefix.recordLookup(queried: prompt.count, hit: hits.count * layout.pageTokens)
         recordKindLookup(reusablePages: maxPages, hitPages: hits.count)
-        // Hold the hits and the snapshot before allocating, so eviction cannot take them.
-        for h in hits { store.retain(h.page); prefix.touch(h.hash) }
+        for h in hits { prefix.touch(h.hash) }
         let resume = hits.last?.snapshot
         if let resume { store.retain(resume) }
         defer { if let resume { store.release(resume) } }
@@ -178,7 +187,7 @@ public final class CacheManager {
                 store.retain(seq.pages[i])
                 prefix.insert(CachedPage(
                     hash: hash, page: seq.pages[i], snapshot: snap,
-                    tokens: Array(seq.tokens[(i * layout.pageTokens)..<((i + 1) * layout.pageTokens)])))
+                    tokens: Array(seq.tokens[(i * layout.pageTokens)..<((i + 1) * layout.pageTokens)]), depth: i))
             } else if !(atBoundary && prefix.attach(snapshot: snap, to: hash)) {
                 // Known boundary with its snapshot, or not a boundary.
                 store.release(snap)

@@ -20,12 +20,15 @@ public struct CachedPage: Sendable {
     public internal(set) var snapshot: BlockID?
     /// The page's own token ids (`pageTokens` of them).
     public let tokens: [Int]
+    /// The page's index in its chain (0: a prompt's first page).
+    public let depth: Int
 
-    public init(hash: UInt64, page: BlockID, snapshot: BlockID?, tokens: [Int]) {
+    public init(hash: UInt64, page: BlockID, snapshot: BlockID?, tokens: [Int], depth: Int = 0) {
         self.hash = hash
         self.page = page
         self.snapshot = snapshot
         self.tokens = tokens
+        self.depth = depth
     }
 }
 
@@ -87,6 +90,9 @@ public final class PrefixCache {
         hitTokens += hit
     }
 
+    /// When an entry was last used (higher: more recent).
+    public func lastUse(_ hash: UInt64) -> Int { lastUse[hash, default: 0] }
+
     public func touch(_ hash: UInt64) {
         clock += 1
         lastUse[hash] = clock
@@ -114,8 +120,8 @@ public final class PrefixCache {
     public enum Eviction: Sendable {
         /// The whole entry (page and snapshot): no sequence uses the page.
         case entry(CachedPage)
-        /// Only the snapshot: the page stays in use and in the chain.
-        case snapshot(BlockID)
+        /// Only the snapshot: the page stays in use and in the chain (`entry` as it was).
+        case snapshot(BlockID, entry: CachedPage)
     }
 
     /// Evicts from the least recently used entry that allows it: the whole entry when
@@ -135,7 +141,7 @@ public final class PrefixCache {
             return .entry(victim.entry)
         }
         entries[victim.entry.hash]!.snapshot = nil
-        return .snapshot(victim.entry.snapshot!)
+        return .snapshot(victim.entry.snapshot!, entry: victim.entry)
     }
 
     /// Removes every entry (returns them so their blocks can be released).

@@ -114,6 +114,7 @@ public final class ServerMetrics: Sendable {
              e.cacheKinds.map { ("{kind=\"\($0.kind)\"}", Double($0.prefixQueriedBytes)) })
         line("dsv4_prefix_cache_kind_hit_bytes_total", "Bytes of each kind served from the prefix cache.", "counter",
              e.cacheKinds.map { ("{kind=\"\($0.kind)\"}", Double($0.prefixHitBytes)) })
+        renderDisk(e, line: line)
         for (name, counts) in s.latency.sorted(by: { $0.key < $1.key }) {
             let metric = "dsv4_\(name)_seconds"
             out += "# HELP \(metric) Latency histogram.\n# TYPE \(metric) histogram\n"
@@ -126,5 +127,25 @@ public final class ServerMetrics: Sendable {
             out += "\(metric)_bucket{le=\"+Inf\"} \(cum)\n\(metric)_sum \(s.latencySum[name] ?? 0)\n\(metric)_count \(cum)\n"
         }
         return out
+    }
+
+    /// The disk tier's lines (`dsv4 serve --cache-dir`).
+    private func renderDisk(_ e: EngineMetrics, line: (String, String, String, [(String, Double)]) -> Void) {
+        guard let d = e.disk else { return }
+        line("dsv4_disk_cache_enabled", "1 while the disk tier serves (0: turned off after an error, see the log).", "gauge", [("", d.enabled ? 1 : 0)])
+        line("dsv4_disk_cache_io_uring", "1 when disk I/O goes through io_uring (0: pread/pwrite).", "gauge", [("", d.usesIOUring ? 1 : 0)])
+        line("dsv4_disk_cache_entries", "Entries (page + snapshot) on disk.", "gauge", [("", Double(d.entries))])
+        line("dsv4_disk_cache_bytes", "Disk tier bytes by use.", "gauge", [("{kind=\"used\"}", Double(d.usedBytes)), ("{kind=\"budget\"}", Double(d.budgetBytes))])
+        line("dsv4_disk_cache_hit_tokens_total", "Prompt tokens past the RAM hit served from disk.", "counter", [("", Double(d.hitTokens))])
+        line("dsv4_disk_cache_miss_tokens_total", "Reusable prompt tokens past the RAM hit that the disk did not have.", "counter", [("", Double(d.missTokens))])
+        line("dsv4_disk_cache_read_bytes_total", "Bytes read from the disk tier.", "counter", [("", Double(d.readBytes))])
+        line("dsv4_disk_cache_written_bytes_total", "Bytes written to the disk tier.", "counter", [("", Double(d.writtenBytes))])
+        line("dsv4_disk_cache_entries_read_total", "Entries read back from disk.", "counter", [("", Double(d.entriesRead))])
+        line("dsv4_disk_cache_entries_written_total", "Entries written to disk.", "counter", [("", Double(d.entriesWritten))])
+        line("dsv4_disk_cache_corrupt_entries_total", "Damaged entries skipped and removed (recomputed instead).", "counter", [("", Double(d.corruptEntries))])
+        line("dsv4_disk_cache_evicted_entries_total", "Entries removed to stay within --cache-disk-bytes.", "counter", [("", Double(d.evictedEntries))])
+        line("dsv4_disk_cache_io_seconds_total", "Seconds spent in disk reads and writes.", "counter", [
+            ("{op=\"read\"}", d.readSeconds), ("{op=\"write\"}", d.writeSeconds),
+        ])
     }
 }

@@ -132,7 +132,7 @@ func manager(budget: Int = 1 << 20) -> CacheManager {
         let first = try #require(store.allocate(.snapshot))
         cache.insert(CachedPage(hash: 7, page: page, snapshot: first, tokens: [1, 2, 3, 4]))
         // Page in use: only the snapshot can go.
-        guard case .snapshot(let dropped) = cache.evictLeastRecentlyUsed(pageIsFree: { _ in false }, snapshotIsFree: { _ in true }) else {
+        guard case .snapshot(let dropped, _) = cache.evictLeastRecentlyUsed(pageIsFree: { _ in false }, snapshotIsFree: { _ in true }) else {
             Issue.record("expected the snapshot to be evicted")
             return
         }

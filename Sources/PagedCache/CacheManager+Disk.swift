@@ -1,0 +1,97 @@
+// CacheManager+Disk.swift: the prefix cache over a disk tier. Entries leaving RAM are staged
+// for the disk (eviction, shutdown); a prompt whose chain of page hashes continues on disk
+// past the RAM hit reads those pages, and the deepest snapshot, back into new blocks.
+import ModelRuntime
+
+extension CacheManager {
+    /// Puts `tier` under the prefix cache (its layout must be this cache's).
+    public func attach(disk tier: DiskTier) {
+        precondition(tier.layout == layout, "disk tier layout differs from the cache's")
+        disk = tier
+    }
+
+    /// Stages an entry leaving RAM (page and, if it still has one, snapshot) for the disk.
+    func stageOnDisk(_ e: CachedPage) {
+        guard let disk, disk.isEnabled else { return }
+        let slot = store.slot(e.page)
+        disk.stage(
+            hash: e.hash, depth: e.depth, tokens: e.tokens, fillPage: { store.pages.read(slot, into: $0) },
+            snapshot: e.snapshot.map { UnsafePointer(store.pointer($0)) })
+    }
+
+    /// Writes every RAM entry the disk does not hold yet (at shutdown, so the prefix cache
+    /// survives a restart), chain roots and recent entries first: when the disk budget is
+    /// short, what is left out is the deepest and least recently used.
+    public func persistToDisk() {
+        guard let disk, disk.isEnabled else { return }
+        let order = prefix.allEntries.sorted { ($0.depth, -prefix.lastUse($0.hash)) < ($1.depth, -prefix.lastUse($1.hash)) }
+        disk.writeTogether { for e in order { stageOnDisk(e) } }
+    }
+
+    /// Writes what eviction staged (cheap when nothing is).
+    public func flushDisk() { disk?.flush() }
+
+    /// Continues the RAM match `ram` (its pages retained by the caller) on disk: reads the
+    /// pages up to the deepest boundary whose snapshot the disk has, inserts them into the
+    /// prefix cache (retained for the caller too) and attaches that snapshot. Returns the
+    /// hits as the prefix cache now holds them (a snapshot may have been reclaimed meanwhile).
+    func extendFromDisk(_ prompt: [Int], ramHits ram: [CachedPage], maxPages: Int) -> [CachedPage] {
+        guard let disk, disk.isEnabled else { return ram }
+        disk.flush()  // staged entries become readable
+        let P = layout.pageTokens
+        var chain: [UInt64] = []
+        var h = ram.last?.hash ?? 0
+        for i in ram.count..<max(maxPages, ram.count) {
+            h = chainedPageHash(previous: h, tokens: prompt[(i * P)..<((i + 1) * P)])
+            guard prefix.entry(h) == nil, disk.contains(h) else { break }
+            chain.append(h)
+        }
+        let hashes = ram.map(\.hash) + chain
+        let ramResume = (ram.lastIndex { $0.snapshot != nil } ?? -1) + 1
+        // Depths (pages covered) the disk can resume from, deepest first.
+        let depths = (ramResume..<hashes.count).reversed().filter { disk.hasSnapshot(hashes[$0]) }.map { $0 + 1 }
+        guard let deepest = depths.first else {
+            disk.recordLookup(hitTokens: 0, missTokens: (maxPages - ramResume) * P, used: [])
+            return ram
+        }
+        // Staging during the read may flush, and flushing may evict: not these entries.
+        disk.pinned = Set(hashes)
+        defer { disk.pinned = [] }
+        loadPages(chain, prompt: prompt, first: ram.count, upTo: deepest)
+        var hits = ram.map { prefix.entry($0.hash)! }
+        for j in chain.indices { if let e = prefix.entry(chain[j]) { hits.append(e) } else { break } }
+        let resumed = attachSnapshot(disk, hits: hits, depths: depths)
+        let gained = max(resumed - ramResume, 0)
+        disk.recordLookup(hitTokens: gained * P, missTokens: (maxPages - ramResume - gained) * P, used: Array(hashes.prefix(resumed)))
+        return hits.map { prefix.entry($0.hash)! }
+    }
+
+    /// Reads chain pages `first..<upTo` (chain index 0 is page `first`) into new page blocks
+    /// held by the prefix cache and by the caller.
+    private func loadPages(_ chain: [UInt64], prompt: [Int], first: Int, upTo depth: Int) {
+        guard let disk, depth > first else { return }
+        let P = layout.pageTokens
+        _ = disk.readPages(Array(chain.prefix(depth - first)), tokens: { prompt[((first + $0) * P)..<((first + $0 + 1) * P)] }) { j, page in
+            guard let id = allocate(.page) else { return false }
+            store.pages.write(store.slot(id), from: page)
+            let i = first + j
+            prefix.insert(CachedPage(hash: chain[j], page: id, snapshot: nil, tokens: Array(prompt[(i * P)..<((i + 1) * P)]), depth: i))
+            store.retain(id)
+            return true
+        }
+    }
+
+    /// Attaches the deepest disk snapshot that reads back whole to its entry among `hits`;
+    /// returns the depth (pages) the prompt can now resume from.
+    private func attachSnapshot(_ disk: DiskTier, hits: [CachedPage], depths: [Int]) -> Int {
+        let ramResume = (hits.lastIndex { $0.snapshot != nil } ?? -1) + 1
+        for d in depths where d <= hits.count && d > ramResume {
+            guard let s = allocate(.snapshot) else { break }
+            if disk.readSnapshot(hits[d - 1].hash, into: store.pointer(s)), prefix.attach(snapshot: s, to: hits[d - 1].hash) {
+                return d
+            }
+            store.release(s)
+        }
+        return ramResume
+    }
+}

@@ -1,0 +1,77 @@
+// DiskTierEngineTests.swift: the engine over a disk tier, on the fake model (which throws
+// when its pages or state are not exactly the history): a restarted engine resumes from disk
+// with the same outputs, under eviction pressure and random load.
+import Engine
+import Foundation
+import ModelRuntime
+import PagedCache
+import Testing
+
+@Suite struct DiskTierEngineTests {
+    func directory() -> String {
+        let d = NSTemporaryDirectory() + "dsv4-engine-disk-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    func engine(_ model: FakeModel, dir: String, budget: Int, logs: inout [String]) throws -> EngineCore {
+        let disk = try DiskTier(directory: dir, budgetBytes: 1 << 30, layout: model.cacheLayout, modelIdentity: "fake") { _ in }
+        return EngineCore(model: model, configuration: EngineConfiguration(cacheBytes: budget, tokenBudget: 16, maxRunning: 8), disk: disk)
+    }
+
+    func cached(_ events: [EngineEvent]?) -> Int {
+        for e in events ?? [] { if case .started(_, let c) = e { return c } }
+        return -1
+    }
+
+    @Test func aRestartedEngineResumesFromDiskWithTheSameTokens() throws {
+        let dir = directory()
+        var logs: [String] = []
+        let prompt = (0..<203).map { ($0 * 13 + 5) % 49 + 1 }
+        let turn2 = prompt + [7, 7, 3, 9, 11]
+        // Cold reference, no disk.
+        let coldModel = FakeModel()
+        let cold = EngineCore(model: coldModel, configuration: EngineConfiguration(cacheBytes: 1 << 20, tokenBudget: 16))
+        let ref = try cold.add(prompt: turn2, parameters: greedy(6))
+        let expected = drain(cold).tokens[ref]![0]!
+        // First server: the prompt, then shutdown.
+        do {
+            let core = try engine(FakeModel(), dir: dir, budget: 1 << 20, logs: &logs)
+            _ = try core.add(prompt: prompt, parameters: greedy(4))
+            drain(core)
+            core.cache.persistToDisk()
+            #expect((core.cache.disk?.stats.entriesWritten ?? 0) >= 50)
+        }
+        // Second server on the same directory: the new turn resumes at the last full page.
+        let model = FakeModel()
+        let core = try engine(model, dir: dir, budget: 1 << 20, logs: &logs)
+        let id = try core.add(prompt: turn2, parameters: greedy(6))
+        let (tokens, events) = drain(core)
+        #expect(cached(events[id]) == 200)
+        #expect(tokens[id]![0]! == expected)
+        #expect(core.cache.disk!.stats.hitTokens == 200)
+    }
+
+    @Test func evictedEntriesComeBackUnderRandomLoad() throws {
+        let dir = directory()
+        var logs: [String] = []
+        let model = FakeModel()
+        let layout = model.cacheLayout
+        // Tight RAM: entries keep moving to disk and back.
+        let core = try engine(model, dir: dir, budget: 24 * (layout.pageBytes + layout.stateBytes), logs: &logs)
+        let stems = (0..<4).map { s in (0..<(40 + 8 * s)).map { ($0 * 5 + s) % 47 + 1 } }
+        var rng = SeededGenerator(seed: 7)
+        var hits = 0
+        for round in 0..<40 {
+            let stem = stems[Int(rng.next() % 4)]
+            let prompt = stem + [Int(rng.next() % 40) + 1]
+            let id = try core.add(prompt: prompt, parameters: greedy(Int(rng.next() % 5) + 1))
+            let (tokens, events) = drain(core)
+            // The fake model throws on any wrong page or state: a finished request proves them.
+            #expect(tokens[id]?[0]?.isEmpty == false, "round \(round)")
+            hits += cached(events[id]) > 0 ? 1 : 0
+        }
+        #expect(hits > 20)
+        #expect(core.cache.disk!.stats.entriesRead > 0 && core.cache.disk!.stats.entriesWritten > 0)
+    }
+}
