@@ -78,3 +78,8 @@ public enum APIDialect: Sendable {
         self = path == "/v1/messages" || path.hasPrefix("/v1/messages/") ? .anthropic : .openAI
     }
 }
+
+extension APIError: CustomStringConvertible {
+    /// `param: message` (as `dsv4 render` prints a request it cannot use).
+    public var description: String { param.map { "\($0): \(message)" } ?? message }
+}
