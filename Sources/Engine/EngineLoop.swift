@@ -175,9 +175,11 @@ public final class EngineLoop: @unchecked Sendable {
 
             lock.lock()
             lastMetrics = Self.snapshot(core)
+            var deliveries: [(AsyncStream<EngineEvent>.Continuation, EngineEvent)] = []
+            var finishing: [AsyncStream<EngineEvent>.Continuation] = []
             var done: [Int] = []
             for (id, e) in events {
-                streams[id]?.yield(e)
+                if let c = streams[id] { deliveries.append((c, e)) }
                 switch e {
                 case .failed: done.append(id)
                 case .finished:
@@ -187,19 +189,26 @@ public final class EngineLoop: @unchecked Sendable {
                 }
             }
             for id in done {
-                streams.removeValue(forKey: id)?.finish()
+                if let c = streams.removeValue(forKey: id) { finishing.append(c) }
                 pendingChoices[id] = nil
                 if let cid = coreIDs.removeValue(forKey: id) { loopIDs[cid] = nil }
             }
             let finished = stop && !core.hasWork
             lock.unlock()
+            // NOTE: streams are resumed outside the lock. Yielding or finishing takes the
+            // consumer task's status lock, and a task being cancelled holds that lock while its
+            // onTermination handler calls cancel(_:), which takes ours: resuming under our lock
+            // deadlocked the engine when a client disconnected at the wrong moment.
+            for (c, e) in deliveries { c.yield(e) }
+            for c in finishing { c.finish() }
             if finished {
                 // The prefix cache outlives the process on disk (no-op without a disk tier).
                 core.cache.persistToDisk()
                 lock.lock()
-                for (_, c) in streams { c.yield(.failed(.shuttingDown)); c.finish() }
+                let rest = Array(streams.values)
                 streams.removeAll()
                 lock.unlock()
+                for c in rest { c.yield(.failed(.shuttingDown)); c.finish() }
                 return
             }
         }

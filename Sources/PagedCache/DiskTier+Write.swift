@@ -100,10 +100,14 @@ extension DiskTier {
         clock += 1
         group = clock
         let saved = pinned
+        let before = counters, start = ContinuousClock.now
         body()
         flush()
         group = nil
         pinned = saved
+        let entries = counters.entriesWritten - before.entriesWritten, bytes = counters.writtenBytes - before.writtenBytes
+        let s = seconds(ContinuousClock.now - start)
+        if isEnabled { log("disk cache: wrote \(entries) entries (\(bytes) bytes) in \(String(format: "%.2f", s)) s; \(index.count) on disk") }
     }
 
     private func record(written h: DiskEntryHeader) {

@@ -14,7 +14,7 @@ import Testing
         return d
     }
 
-    func engine(_ model: FakeModel, dir: String, budget: Int, logs: inout [String]) throws -> EngineCore {
+    func engine(_ model: FakeModel, dir: String, budget: Int) throws -> EngineCore {
         let disk = try DiskTier(directory: dir, budgetBytes: 1 << 30, layout: model.cacheLayout, modelIdentity: "fake") { _ in }
         return EngineCore(model: model, configuration: EngineConfiguration(cacheBytes: budget, tokenBudget: 16, maxRunning: 8), disk: disk)
     }
@@ -26,7 +26,6 @@ import Testing
 
     @Test func aRestartedEngineResumesFromDiskWithTheSameTokens() throws {
         let dir = directory()
-        var logs: [String] = []
         let prompt = (0..<203).map { ($0 * 13 + 5) % 49 + 1 }
         let turn2 = prompt + [7, 7, 3, 9, 11]
         // Cold reference, no disk.
@@ -36,7 +35,7 @@ import Testing
         let expected = drain(cold).tokens[ref]![0]!
         // First server: the prompt, then shutdown.
         do {
-            let core = try engine(FakeModel(), dir: dir, budget: 1 << 20, logs: &logs)
+            let core = try engine(FakeModel(), dir: dir, budget: 1 << 20)
             _ = try core.add(prompt: prompt, parameters: greedy(4))
             drain(core)
             core.cache.persistToDisk()
@@ -44,7 +43,7 @@ import Testing
         }
         // Second server on the same directory: the new turn resumes at the last full page.
         let model = FakeModel()
-        let core = try engine(model, dir: dir, budget: 1 << 20, logs: &logs)
+        let core = try engine(model, dir: dir, budget: 1 << 20)
         let id = try core.add(prompt: turn2, parameters: greedy(6))
         let (tokens, events) = drain(core)
         #expect(cached(events[id]) == 200)
@@ -54,11 +53,10 @@ import Testing
 
     @Test func evictedEntriesComeBackUnderRandomLoad() throws {
         let dir = directory()
-        var logs: [String] = []
         let model = FakeModel()
         let layout = model.cacheLayout
         // Tight RAM: entries keep moving to disk and back.
-        let core = try engine(model, dir: dir, budget: 24 * (layout.pageBytes + layout.stateBytes), logs: &logs)
+        let core = try engine(model, dir: dir, budget: 24 * (layout.pageBytes + layout.stateBytes))
         let stems = (0..<4).map { s in (0..<(40 + 8 * s)).map { ($0 * 5 + s) % 47 + 1 } }
         var rng = SeededGenerator(seed: 7)
         var hits = 0

@@ -4,6 +4,7 @@ shorter time to first token; damaged files are skipped and recomputed; a second 
 same directory is refused; `dsv4 cache inspect|clear`."""
 import glob, os, subprocess, time
 
+import pytest
 from openai import OpenAI
 
 from conftest import BIN, Server
@@ -35,6 +36,15 @@ def ask(s, messages, max_tokens=8):
     return text, usage, (first or time.time()) - start
 
 
+@pytest.fixture(scope="module")
+def plain():
+    """A server without a disk tier for the cold references (its own: long prompts would
+    change the shared session server's memory under the other files' tests)."""
+    s = Server()
+    yield s
+    s.stop()
+
+
 def stop(s):
     s.proc.terminate()
     assert s.proc.wait(timeout=120) == 0
@@ -44,7 +54,7 @@ def cli(*args):
     return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60)
 
 
-def test_a_restarted_server_serves_the_prefix_from_disk(server, tmp_path):
+def test_a_restarted_server_serves_the_prefix_from_disk(plain, tmp_path):
     cache = str(tmp_path / "cache")
     turn1 = conversation(nonce=int(time.time()) % 100000)
     first = Server("--cache-dir", cache)
@@ -59,7 +69,7 @@ def test_a_restarted_server_serves_the_prefix_from_disk(server, tmp_path):
     assert report.returncode == 0 and "entries" in report.stdout, report
 
     turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "And the last word?"}]
-    cold_text, cold_usage, cold_ttft = ask(server, turn2)  # the session server: no disk, never saw this prompt
+    cold_text, cold_usage, cold_ttft = ask(plain, turn2)  # no disk tier, never saw this prompt
     assert cold_usage.prompt_tokens_details.cached_tokens == 0
     again = Server("--cache-dir", cache)
     try:
@@ -84,7 +94,7 @@ def test_a_restarted_server_serves_the_prefix_from_disk(server, tmp_path):
     assert cleared.returncode == 0 and not glob.glob(cache + "/*.kv"), cleared
 
 
-def test_damaged_files_are_skipped_and_recomputed(server, tmp_path):
+def test_damaged_files_are_skipped_and_recomputed(plain, tmp_path):
     cache = str(tmp_path / "cache")
     turn1 = [{"role": "system", "content": f"Damage {time.time()}: " + "lorem ipsum dolor sit amet " * 120},
              {"role": "user", "content": "Go on."}]
@@ -95,16 +105,18 @@ def test_damaged_files_are_skipped_and_recomputed(server, tmp_path):
         stop(first)
     files = sorted(glob.glob(cache + "/*.kv"))
     assert files
-    for i, f in enumerate(files):  # flip a byte in every page, truncate every other file
+    # A truncated copy (removed when the server starts), then a flipped byte in every page
+    # (found when the prompt reads its first page back).
+    with open(files[0], "rb") as src, open(cache + "/0000000000000000-0000000000000000.kv", "wb") as dst:
+        dst.write(src.read()[:-10])
+    for f in files:
         with open(f, "r+b") as h:
             h.seek(128 + 4 * PAGE + 3)
             b = h.read(1)
             h.seek(128 + 4 * PAGE + 3)
             h.write(bytes([b[0] ^ 0xFF]))
-            if i % 2:
-                h.truncate(os.path.getsize(f) - 10)
     turn2 = turn1 + [{"role": "user", "content": "More."}]
-    cold_text, _, _ = ask(server, turn2)
+    cold_text, _, _ = ask(plain, turn2)
     again = Server("--cache-dir", cache)
     try:
         text, usage, _ = ask(again, turn2)
