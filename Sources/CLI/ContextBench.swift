@@ -28,7 +28,8 @@ struct ContextBench: ParsableCommand {
     func run() throws {
         let counts = lengths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) > 0 }) else { fail("--lengths: positive integers separated by commas, got \"\(lengths)\"") }
-        guard decodeTokens >= 2, chunk >= 1, cacheBytes > 0 else { fail("--decode-tokens must be >= 2, --max-num-batched-tokens and --kv-cache-memory positive") }
+        guard decodeTokens >= 2, chunk >= 1 else { fail("--decode-tokens must be >= 2, --max-num-batched-tokens positive") }
+        if let problem = ProcessMemory.cacheBudgetProblem(cacheBytes) { fail(problem) }
         KernelThreads.start(count: threads)
         let m: DeepSeekV4Model
         do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType) } catch { fail("\(error)") }

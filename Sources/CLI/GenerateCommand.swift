@@ -106,6 +106,7 @@ struct GenerateCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard (prompt == nil) != (promptIds == nil) else { fail("give exactly one of --prompt TEXT or --prompt-ids JSON") }
+        if let problem = ProcessMemory.cacheBudgetProblem(kvCacheMemory) { fail(problem) }
         var tokenizer: BPETokenizer?
         let ids: [Int]
         if let prompt {

@@ -10,6 +10,16 @@ enum ProcessMemory {
     /// MemAvailable and MemTotal of /proc/meminfo, in bytes.
     static func machine() -> [String: Int]? { kilobyteFields("/proc/meminfo", ["MemAvailable", "MemTotal"]) }
 
+    /// Why a `--kv-cache-memory` budget cannot be served here (not positive, or more than the
+    /// machine's memory: the page pool reserves the budget's address space up front), or nil.
+    static func cacheBudgetProblem(_ bytes: Int) -> String? {
+        if bytes <= 0 { return "--kv-cache-memory must be positive" }
+        if let total = machine()?["MemTotal"], bytes > total {
+            return "--kv-cache-memory \(bytes) exceeds this machine's memory (" + String(format: "%.1f GB)", Double(total) / 1e9)
+        }
+        return nil
+    }
+
     /// Resident bytes of this process's mappings of `paths` (from /proc/self/smaps): how much of
     /// the checkpoint is actually paged in, as opposed to code and libraries.
     static func residentBytes(ofMappedFiles paths: [String]) -> Int? {

@@ -58,7 +58,7 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if port < 0 || port > 65535 { throw ValidationError("--port must be in 0...65535") }
-        if kvCacheMemory <= 0 { throw ValidationError("--kv-cache-memory must be positive") }
+        if let problem = ProcessMemory.cacheBudgetProblem(kvCacheMemory) { throw ValidationError(problem) }
         if cacheDiskBytes <= 0 { throw ValidationError("--cache-disk-bytes must be positive") }
         if cacheDir?.isEmpty == true { throw ValidationError("--cache-dir must name a directory") }
         if maxConcurrentRequests < 1 { throw ValidationError("--max-concurrent-requests must be at least 1") }

@@ -95,6 +95,8 @@ let v4PreTokenizerJSON = ##"{"type": "Sequence", "pretokenizers": [{"type": "Spl
             (["--max-tokens", "0"], "invalid 'max_tokens'"),
             (["--n", "99"], "invalid 'n'"),
             (["--kv-cache-memory", "1000"], "bytes of KV cache"),
+            (["--kv-cache-memory", "0"], "--kv-cache-memory must be positive"),
+            (["--kv-cache-memory", "1000000000000000"], "--kv-cache-memory 1000000000000000 exceeds this machine's memory"),
         ]
         for (extra, message) in cases {
             let r = try runDSV4(base + extra)
