@@ -136,9 +136,65 @@ TGT static void swiglu_avx512(const float *g, const float *u, size_t n, float li
     }
 }
 
-void ck_swiglu(const float *g, const float *u, size_t n, float limit, float *out) {
+// The same on AVX2 (ck_exp256 has exp512's arithmetic); the tail through a buffer.
+__attribute__((target("avx2,fma"))) static void swiglu_avx2(const float *g, const float *u, size_t n, float limit,
+                                                            float *out) {
+    int clamp = limit > 0;
+    const __m256 lim = _mm256_set1_ps(limit), nlim = _mm256_set1_ps(-limit), one = _mm256_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        float gb[8] = {0}, ub[8] = {0}, ob[8];
+        const float *gp = g + i, *up = u + i;
+        if (m < 8) {
+            memcpy(gb, gp, m * sizeof(float));
+            memcpy(ub, up, m * sizeof(float));
+            gp = gb;
+            up = ub;
+        }
+        __m256 gv = _mm256_loadu_ps(gp), uv = _mm256_loadu_ps(up);
+        if (clamp) {
+            gv = _mm256_min_ps(gv, lim);
+            uv = _mm256_min_ps(_mm256_max_ps(uv, nlim), lim);
+        }
+        __m256 sv = _mm256_div_ps(gv, _mm256_add_ps(one, ck_exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
+        if (m == 8) {
+            _mm256_storeu_ps(out + i, _mm256_mul_ps(sv, uv));
+        } else {
+            _mm256_storeu_ps(ob, _mm256_mul_ps(sv, uv));
+            memcpy(out + i, ob, m * sizeof(float));
+        }
+    }
+}
+
+static void swiglu_one(const float *g, const float *u, size_t n, float limit, float *out) {
     if (ck_use_avx512()) swiglu_avx512(g, u, n, limit, out);
+    else if (ck_use_avx2()) swiglu_avx2(g, u, n, limit, out);
     else ck_ref_swiglu(g, u, n, limit, out);
+}
+
+// Large calls (a prefill chunk's experts) are split over the kernel threads in chunks of
+// SPLIT_SWIGLU values: elementwise, so the result is the same however it is split.
+#define SPLIT_SWIGLU 8192
+typedef struct {
+    const float *g, *u;
+    size_t n;
+    float limit;
+    float *out;
+} swiglu_job;
+
+static void swiglu_task(void *ctx, int task) {
+    const swiglu_job *j = (const swiglu_job *)ctx;
+    size_t a = (size_t)task * SPLIT_SWIGLU, b = a + SPLIT_SWIGLU < j->n ? a + SPLIT_SWIGLU : j->n;
+    swiglu_one(j->g + a, j->u + a, b - a, j->limit, j->out + a);
+}
+
+void ck_swiglu(const float *g, const float *u, size_t n, float limit, float *out) {
+    if (n < 4 * SPLIT_SWIGLU || ck_pool_threads() < 2) {
+        swiglu_one(g, u, n, limit, out);
+        return;
+    }
+    swiglu_job j = {g, u, n, limit, out};
+    ck_pool_run((int)((n + SPLIT_SWIGLU - 1) / SPLIT_SWIGLU), swiglu_task, &j);
 }
 
 // MARK: - RMSNorm
@@ -173,9 +229,67 @@ TGT static void rmsnorm_avx512(float *x, size_t n, const float *w, float eps) {
     }
 }
 
+// AVX2: four 8-lane accumulators (the sum's order differs from the twin's: within fp32
+// rounding, as the AVX-512 path).
+__attribute__((target("avx2,fma"))) static void rmsnorm_avx2(float *x, size_t n, const float *w, float eps) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
+        a0 = _mm256_fmadd_ps(v0, v0, a0);
+        a1 = _mm256_fmadd_ps(v1, v1, a1);
+        a2 = _mm256_fmadd_ps(v2, v2, a2);
+        a3 = _mm256_fmadd_ps(v3, v3, a3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(v, v, a0);
+    }
+    __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float ss = _mm_cvtss_f32(h);
+    for (; i < n; i++) ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    __m256 sc = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), sc);
+        if (w) v = _mm256_mul_ps(_mm256_loadu_ps(w + i), v);
+        _mm256_storeu_ps(x + i, v);
+    }
+    for (; i < n; i++) x[i] = w ? w[i] * (x[i] * scale) : x[i] * scale;
+}
+
 void ck_rmsnorm(float *x, size_t n, const float *w, float eps) {
     if (ck_use_avx512()) rmsnorm_avx512(x, n, w, eps);
+    else if (ck_use_avx2()) rmsnorm_avx2(x, n, w, eps);
     else ck_ref_rmsnorm(x, n, w, eps);
+}
+
+typedef struct {
+    float *x;
+    size_t rows, n, ld, per_task;
+    const float *w;
+    float eps;
+} rmsnorm_job;
+
+static void rmsnorm_task(void *ctx, int task) {
+    const rmsnorm_job *j = (const rmsnorm_job *)ctx;
+    size_t a = (size_t)task * j->per_task, b = a + j->per_task < j->rows ? a + j->per_task : j->rows;
+    for (size_t r = a; r < b; r++) ck_rmsnorm(j->x + r * j->ld, j->n, j->w, j->eps);
+}
+
+void ck_rmsnorm_rows(float *x, size_t rows, size_t n, size_t ld, const float *w, float eps) {
+    // Rows are independent: split over the kernel threads once there is enough work.
+    size_t per_task = n == 0 ? rows : (16384 + n - 1) / n;
+    if (rows <= per_task || ck_pool_threads() < 2) {
+        for (size_t r = 0; r < rows; r++) ck_rmsnorm(x + r * ld, n, w, eps);
+        return;
+    }
+    rmsnorm_job j = {x, rows, n, ld, per_task, w, eps};
+    ck_pool_run((int)((rows + per_task - 1) / per_task), rmsnorm_task, &j);
 }
 
 // MARK: - RoPE (partial, interleaved pairs, on the last `dim` values of each head)
@@ -437,10 +551,35 @@ TGT static void sinkhorn16(float *C, size_t lanes, size_t n, int iterations, flo
     for (size_t e = 0; e < nn; e++) _mm512_mask_i32scatter_ps(C + e, lm, idx, v[e], 4);
 }
 
-void ck_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps) {
+static void sinkhorn_one(float *C, size_t count, size_t n, int iterations, float eps) {
     if (!ck_use_avx512() || n * n > 64) {
         ck_ref_sinkhorn(C, count, n, iterations, eps);
         return;
     }
     for (size_t b = 0; b < count; b += 16) sinkhorn16(C + b * n * n, count - b < 16 ? count - b : 16, n, iterations, eps);
+}
+
+// Tokens are independent; a chunk's tokens are split over the kernel threads in groups of a
+// multiple of 16 (the vector path's batch), so the result does not depend on the split.
+#define SPLIT_SINKHORN 64
+typedef struct {
+    float *C;
+    size_t count, n;
+    int iterations;
+    float eps;
+} sinkhorn_job;
+
+static void sinkhorn_task(void *ctx, int task) {
+    const sinkhorn_job *j = (const sinkhorn_job *)ctx;
+    size_t a = (size_t)task * SPLIT_SINKHORN, b = a + SPLIT_SINKHORN < j->count ? a + SPLIT_SINKHORN : j->count;
+    sinkhorn_one(j->C + a * j->n * j->n, b - a, j->n, j->iterations, j->eps);
+}
+
+void ck_sinkhorn(float *C, size_t count, size_t n, int iterations, float eps) {
+    if (count < 2 * SPLIT_SINKHORN || ck_pool_threads() < 2) {
+        sinkhorn_one(C, count, n, iterations, eps);
+        return;
+    }
+    sinkhorn_job j = {C, count, n, iterations, eps};
+    ck_pool_run((int)((count + SPLIT_SINKHORN - 1) / SPLIT_SINKHORN), sinkhorn_task, &j);
 }

@@ -39,6 +39,10 @@ static struct {
 } pool = {.threads = 1, .mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
           .run_lock = PTHREAD_MUTEX_INITIALIZER};
 
+// Set while this thread runs a task: a kernel that splits itself over the pool runs inline
+// when called from inside a task (the pool runs one job at a time).
+static __thread int in_task;
+
 static void run_tasks(uint32_t generation) {
     for (;;) {
         uint64_t v = atomic_load_explicit(&pool.state, memory_order_acquire);
@@ -46,7 +50,9 @@ static void run_tasks(uint32_t generation) {
         uint32_t i = (uint32_t)v;
         if ((int)i >= atomic_load_explicit(&pool.task_count, memory_order_relaxed)) return;
         if (!atomic_compare_exchange_weak_explicit(&pool.state, &v, v + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+        in_task = 1;
         pool.fn(pool.ctx, (int)i);
+        in_task = 0;
         atomic_fetch_add_explicit(&pool.done_tasks, 1, memory_order_acq_rel);
     }
 }
@@ -110,7 +116,7 @@ int ck_pool_threads(void) { return pool.threads; }
 
 void ck_pool_run(int tasks, ck_task_fn fn, void *ctx) {
     if (tasks <= 0) return;
-    if (pool.threads <= 1 || tasks == 1) {
+    if (pool.threads <= 1 || tasks == 1 || in_task) {
         for (int i = 0; i < tasks; i++) fn(ctx, i);
         return;
     }

@@ -81,23 +81,19 @@ enum Attention {
         }
         qr.withUnsafeMutableBufferPointer { p in
             w.qNorm.withUnsafeBufferPointer { n in
-                for t in 0..<rows { VectorOps.rmsNorm(p.baseAddress! + t * c.qLoraRank, count: c.qLoraRank, weight: n.baseAddress!, eps: eps) }
+                VectorOps.rmsNormRows(p.baseAddress!, rows: rows, count: c.qLoraRank, stride: c.qLoraRank, weight: n.baseAddress!, eps: eps)
             }
         }
         var q = w.wqB.apply(qr, tokenCount: rows)
         q.withUnsafeMutableBufferPointer { p in
-            for t in 0..<rows {
-                for hd in 0..<H { VectorOps.rmsNorm(p.baseAddress! + (t * H + hd) * d, count: d, weight: nil, eps: eps) }
-                rope.apply(p.baseAddress! + t * H * d, heads: H, count: d, position: positions[t])
-            }
+            VectorOps.rmsNormRows(p.baseAddress!, rows: rows * H, count: d, stride: d, weight: nil, eps: eps)
+            for t in 0..<rows { rope.apply(p.baseAddress! + t * H * d, heads: H, count: d, position: positions[t]) }
         }
         // Shared K=V head.
         kv.withUnsafeMutableBufferPointer { p in
             w.kvNorm.withUnsafeBufferPointer { n in
-                for t in 0..<rows {
-                    VectorOps.rmsNorm(p.baseAddress! + t * d, count: d, weight: n.baseAddress!, eps: eps)
-                    rope.apply(p.baseAddress! + t * d, count: d, position: positions[t])
-                }
+                VectorOps.rmsNormRows(p.baseAddress!, rows: rows, count: d, stride: d, weight: n.baseAddress!, eps: eps)
+                for t in 0..<rows { rope.apply(p.baseAddress! + t * d, count: d, position: positions[t]) }
             }
         }
         return (qr, q, kv)

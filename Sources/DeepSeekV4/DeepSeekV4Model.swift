@@ -210,7 +210,7 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
     static func rmsNormRows(_ x: inout [Float], rowCount: Int, width: Int, weight: [Float], eps: Float) {
         x.withUnsafeMutableBufferPointer { p in
             weight.withUnsafeBufferPointer { w in
-                for r in 0..<rowCount { VectorOps.rmsNorm(p.baseAddress! + r * width, count: width, weight: w.baseAddress!, eps: eps) }
+                VectorOps.rmsNormRows(p.baseAddress!, rows: rowCount, count: width, stride: width, weight: w.baseAddress!, eps: eps)
             }
         }
     }

@@ -21,7 +21,7 @@ enum HyperConnection {
         let width = fn.cols
         var normed = X
         normed.withUnsafeMutableBufferPointer { p in
-            for t in 0..<T { VectorOps.rmsNorm(p.baseAddress! + t * width, count: width, weight: nil, eps: eps) }
+            VectorOps.rmsNormRows(p.baseAddress!, rows: T, count: width, stride: width, weight: nil, eps: eps)
         }
         return fn.apply(normed, tokenCount: T)
     }

@@ -49,6 +49,39 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
         }
     }
 
+    /// Large calls split over the kernel threads: the same values as unsplit calls (elementwise
+    /// and row-wise work: the split must not change a bit).
+    @Test func splitSwiGLUNormsAndSinkhornEqualUnsplitCalls() {
+        KernelThreads.start(count: 2)
+        let n = 100_003
+        let g = randomFloats(n, seed: 71).map { $0 * 12 }, u = randomFloats(n, seed: 72).map { $0 * 12 }
+        var whole = [Float](repeating: 0, count: n), ref = whole
+        ck_swiglu(g, u, n, 7, &whole)
+        ck_ref_swiglu(g, u, n, 7, &ref)
+        #expect(maxRelative(whole, ref) <= 1e-6)
+        for start in [0, 8_191, 50_000, n - 999] {  // pieces small enough to run unsplit
+            var piece = [Float](repeating: 0, count: 999)
+            g.withUnsafeBufferPointer { gp in
+                u.withUnsafeBufferPointer { up in ck_swiglu(gp.baseAddress! + start, up.baseAddress! + start, 999, 7, &piece) }
+            }
+            #expect(piece == Array(whole[start..<(start + 999)]), "swiglu piece at \(start)")
+        }
+        for (rows, width) in [(300, 256), (1_000, 64), (37, 1_024)] {
+            let x = randomFloats(rows * width, seed: UInt64(rows)).map { $0 * 5 }, w = randomFloats(width, seed: 9)
+            var split = x, each = x
+            ck_rmsnorm_rows(&split, rows, width, width, w, 1e-6)
+            each.withUnsafeMutableBufferPointer { p in
+                for r in 0..<rows { ck_rmsnorm(p.baseAddress! + r * width, width, w, 1e-6) }
+            }
+            #expect(split == each, "rmsnorm rows=\(rows) width=\(width)")
+        }
+        let c = randomFloats(300 * 16, seed: 77).map { abs($0) + 0.01 }
+        var fast = c, slow = c
+        ck_sinkhorn(&fast, 300, 4, 20, 1e-6)
+        ck_ref_sinkhorn(&slow, 300, 4, 20, 1e-6)
+        #expect(fast == slow)
+    }
+
     @Test func rmsNormMatchesTwin() {
         for n in [1, 31, 32, 33, 1024, 4097] {
             let x = randomFloats(n, seed: UInt64(n) * 3).map { $0 * 5 }

@@ -187,6 +187,9 @@ void ck_ref_swiglu(const float *g, const float *u, size_t n, float limit, float 
 /// In place: x ← w ⊙ x / sqrt(mean(x²) + eps); w may be NULL. Fast path: 32-lane sums.
 /// Tolerance vs ck_ref_rmsnorm: relative 1e-6.
 void ck_rmsnorm(float *x, size_t n, const float *w, float eps);
+/// ck_rmsnorm on `rows` rows of n values, `ld` apart, split over the kernel threads when large
+/// (each row's arithmetic is ck_rmsnorm's).
+void ck_rmsnorm_rows(float *x, size_t rows, size_t n, size_t ld, const float *w, float eps);
 void ck_ref_rmsnorm(float *x, size_t n, const float *w, float eps);
 
 /// Rotates interleaved pairs of the last `dim` of `width` values of each of `heads` vectors
