@@ -50,7 +50,7 @@ TGT static inline float hsum(__m256 a, __m256 b) {
 size_t ck_avx2_padded(size_t K) { return padded(K); }
 
 // x prepared for the kernel: [T][Kp], BF16: each chunk's even elements then its odd ones.
-TGT void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out) {
+TGT static void prepare_rows(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out) {
     size_t Kp = padded(K), whole = K / CHUNK * CHUNK;
     for (size_t t = 0; t < T; t++) {
         const float *xr = x + t * ldx;
@@ -74,6 +74,31 @@ TGT void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dt
             for (size_t k = K; k < Kp; k++) o[k] = 0.0f;
         }
     }
+}
+
+typedef struct {
+    const float *x;
+    size_t ldx, T, K, per;
+    ck_dtype dtype;
+    float *out;
+} prepare_job;
+
+static void prepare_task(void *ctx, int task) {
+    const prepare_job *j = (const prepare_job *)ctx;
+    size_t a = (size_t)task * j->per, b = a + j->per < j->T ? a + j->per : j->T;
+    prepare_rows(j->x + a * j->ldx, j->ldx, b - a, j->K, j->dtype, j->out + a * padded(j->K));
+}
+
+// A prefill chunk's rows (T·K of 32K values and more) are prepared over the kernel threads: a
+// row's result does not depend on the split.
+void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out) {
+    size_t per = K == 0 ? T : (16384 + K - 1) / K;
+    if (T * K < 32768 || ck_pool_threads() < 2) {
+        prepare_rows(x, ldx, T, K, dtype, out);
+        return;
+    }
+    prepare_job j = {x, ldx, T, K, per, dtype, out};
+    ck_pool_run((int)((T + per - 1) / per), prepare_task, &j);
 }
 
 // One block of TB tokens × NB weight rows at (t0, n0); ESZ bytes per weight.

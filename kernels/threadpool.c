@@ -48,7 +48,7 @@ static void run_tasks(uint32_t generation) {
         uint64_t v = atomic_load_explicit(&pool.state, memory_order_acquire);
         if ((uint32_t)(v >> 32) != generation) return;
         uint32_t i = (uint32_t)v;
-        if ((int)i >= atomic_load_explicit(&pool.task_count, memory_order_relaxed)) return;
+        if (i >= (uint32_t)atomic_load_explicit(&pool.task_count, memory_order_acquire)) return;
         if (!atomic_compare_exchange_weak_explicit(&pool.state, &v, v + 1, memory_order_acq_rel, memory_order_acquire)) continue;
         in_task = 1;
         pool.fn(pool.ctx, (int)i);
@@ -121,11 +121,17 @@ void ck_pool_run(int tasks, ck_task_fn fn, void *ctx) {
         return;
     }
     pthread_mutex_lock(&pool.run_lock);
+    // Close the previous job before touching its fields: a worker still in run_tasks for it
+    // (it finished the last task and reloads the state) must not read this job's task count
+    // against the old, still current, generation and claim a task twice (seen as a flaky
+    // logits test once many small jobs ran per step).
+    uint32_t previous = current_generation();
+    atomic_store_explicit(&pool.state, ((uint64_t)previous << 32) | 0xFFFFFFFFu, memory_order_release);
     pool.fn = fn;
     pool.ctx = ctx;
-    atomic_store_explicit(&pool.task_count, tasks, memory_order_relaxed);
+    atomic_store_explicit(&pool.task_count, tasks, memory_order_release);
     atomic_store(&pool.done_tasks, 0);
-    uint32_t generation = current_generation() + 1;
+    uint32_t generation = previous + 1;
     atomic_store_explicit(&pool.state, (uint64_t)generation << 32, memory_order_release);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.mutex);
@@ -147,4 +153,40 @@ float *ck_thread_scratch(int slot, size_t n) {
         scratch_n[slot] = scratch_p[slot] ? n : 0;
     }
     return scratch_p[slot];
+}
+
+// MARK: - Stress check (tests): many tiny jobs of varying task counts back to back, the
+// pattern that exposed a task claimed twice (or past its job's end) by a worker still looking
+// at the previous job. Returns how many jobs did not run each of their tasks exactly once.
+typedef struct {
+    int tasks;
+    atomic_int hits[8];
+    atomic_int bad;
+} stress_job;
+
+static void stress_task(void *ctx, int i) {
+    stress_job *j = (stress_job *)ctx;
+    if (i < 0 || i >= j->tasks) {
+        atomic_fetch_add(&j->bad, 1);
+        return;
+    }
+    for (volatile int k = 0; k < (i * 37) % 50; k++) {
+    }
+    atomic_fetch_add(&j->hits[i], 1);
+}
+
+long ck_pool_stress(long jobs) {
+    static stress_job pair[2];
+    long errors = 0;
+    for (long n = 0; n < jobs; n++) {
+        stress_job *j = &pair[n & 1];
+        j->tasks = 2 + (int)(n % 3) * 2;
+        for (int i = 0; i < 8; i++) atomic_store(&j->hits[i], 0);
+        atomic_store(&j->bad, 0);
+        ck_pool_run(j->tasks, stress_task, j);
+        int ok = atomic_load(&j->bad) == 0;
+        for (int i = 0; i < j->tasks; i++) ok &= atomic_load(&j->hits[i]) == 1;
+        if (!ok) errors++;
+    }
+    return errors;
 }

@@ -87,13 +87,15 @@ enum Attention {
         var q = w.wqB.apply(qr, tokenCount: rows)
         q.withUnsafeMutableBufferPointer { p in
             VectorOps.rmsNormRows(p.baseAddress!, rows: rows * H, count: d, stride: d, weight: nil, eps: eps)
-            for t in 0..<rows { rope.apply(p.baseAddress! + t * H * d, heads: H, count: d, position: positions[t]) }
+            let base = p.baseAddress!
+            KernelThreads.parallelFor(rows) { t in rope.apply(base + t * H * d, heads: H, count: d, position: positions[t]) }
         }
         // Shared K=V head.
         kv.withUnsafeMutableBufferPointer { p in
             w.kvNorm.withUnsafeBufferPointer { n in
                 VectorOps.rmsNormRows(p.baseAddress!, rows: rows, count: d, stride: d, weight: n.baseAddress!, eps: eps)
-                for t in 0..<rows { rope.apply(p.baseAddress! + t * d, count: d, position: positions[t]) }
+                let base = p.baseAddress!
+                KernelThreads.parallelFor(rows) { t in rope.apply(base + t * d, count: d, position: positions[t]) }
             }
         }
         return (qr, q, kv)

@@ -38,7 +38,8 @@ enum Indexer {
         let tiles = keys.tilePointers(count: tileCount)
         var picked = [Int32](repeating: 0, count: T * k)
         qI.withUnsafeMutableBufferPointer { qp in
-            for t in 0..<T { rope.apply(qp.baseAddress! + t * nh * ihd, heads: nh, count: ihd, position: p0 + t) }
+            let base = qp.baseAddress!
+            KernelThreads.parallelFor(T) { t in rope.apply(base + t * nh * ihd, heads: nh, count: ihd, position: p0 + t) }
             // Head weights with the head scale folded in, as the reference orders it:
             // max(q·k, 0) · ihd^-½ · (w · nh^-½).
             for i in 0..<(T * nh) { weights[i] *= weightScale }

@@ -6,6 +6,15 @@ import Tensors
 import Testing
 
 @Suite(.serialized) struct ParallelKernelTests {
+    /// Three million tiny jobs back to back: every task of every job runs exactly once. Before
+    /// the pool closed a finished job's state, a worker still reading it could claim a task of
+    /// the next job under the old generation (1 to 34 bad jobs per 3 million here), and the
+    /// caller could return before that job had finished (a rare wrong logit in a busy test run).
+    @Test func poolRunsEveryTaskOfEveryJobExactlyOnce() {
+        KernelThreads.start(count: 2)
+        #expect(ck_pool_stress(3_000_000) == 0)
+    }
+
     @Test(arguments: [StorageType.f32, .bf16, .f16])
     func tiledThreadedProductIsBitIdenticalAcrossBatchShapes(type: StorageType) {
         KernelThreads.start(count: 2)
