@@ -61,6 +61,11 @@ let package = Package(
         ),
         .target(name: "PagedCache", dependencies: ["ModelRuntime", "CDiskIO"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
+        // Open MPI (shim for the handle macros Swift cannot import), and expert parallelism over it.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .target(
+            name: "ExpertParallel", dependencies: ["CMPI", "ModelRuntime", "Tensors", "CKernels", "Checkpoint"],
+            swiftSettings: swiftSettings),
         .target(
             name: "Server",
             dependencies: [
