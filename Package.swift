@@ -92,6 +92,7 @@ let package = Package(
             name: "CLI",
             dependencies: [
                 "CKernels", "Tensors", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine", "OpenAIAPI", "Tokenization", "Server",
+                "ExpertParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -106,6 +107,8 @@ let package = Package(
             name: "ServerTests", dependencies: ["Server", "Engine", "OpenAIAPI", "Tokenization", "ModelRuntime"],
             swiftSettings: swiftSettings),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ExpertParallelTests", dependencies: ["ExpertParallel", "ModelRuntime", "Tensors"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelTests", dependencies: ["Tensors", "CKernels"], swiftSettings: swiftSettings),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensors"], swiftSettings: swiftSettings),
         .testTarget(

@@ -70,9 +70,12 @@ struct DecodeBench: ParsableCommand {
     @OptionGroup var options: BenchModelOptions
     @Option(name: .customLong("prompt-tokens")) var promptTokens = 32
     @Option(name: .customLong("decode-tokens")) var decodeTokens = 32
+    @OptionGroup var parallel: ExpertParallelOptions
 
     func run() throws {
+        _ = ExpertParallelOptions.world  // under mpirun, MPI starts before the load
         let m = options.load()
+        let executor = parallel.attach(to: m, kvCacheDType: options.kvCacheDType)
         let traffic = m.weightTraffic
         // This machine's bandwidth moves from minute to minute: each repeat is judged against
         // the read bandwidth measured right before and right after it.
@@ -103,6 +106,11 @@ struct DecodeBench: ParsableCommand {
         let text = String(
             format: "decode: %.2f tok/s, %.1f MB of weights per token, %.2f GB/s; %.0f%% of the bandwidth measured around each repeat (median %.2f GB/s), %d threads",
             tps, Double(traffic.activeBytesPerToken) / 1e6, achieved, 100 * fraction, bandwidth, KernelThreads.count)
+        if let executor {
+            try ExpertParallelBench(executor: executor, waves: parallel.expertWaves, json: options.json).run(
+                model: m, promptTokens: promptTokens, decodeTokens: decodeTokens)
+        }
+        guard ExpertParallelOptions.isIORank else { return }
         emit(options.json, [
             "benchmark": "decode", "threads": KernelThreads.count, "tokens_per_second": tps,
             "bytes_per_token": traffic.activeBytesPerToken, "achieved_gbps": achieved,
