@@ -29,6 +29,14 @@ struct ExpertParallelBench {
             results[w] = (executor.stats, Date().timeIntervalSince(start))
         }
         executor.maxWaves = waves
+        // Every rank: what it touched of its own experts and of the others' (page-table bytes).
+        if let r = executor.residentExpertBytes() {
+            FileHandle.standardError.write(Data(String(
+                format: "dsv4: rank %d/%d: resident routed-expert bytes: %.2f MB own (of %.2f MB owned), %.2f MB of other ranks' experts\n",
+                executor.world.rank, executor.world.size, Double(r.own) / 1e6, Double(executor.ownedExpertBytes) / 1e6,
+                Double(r.others) / 1e6).utf8))
+        }
+        executor.world.barrier()
         guard executor.world.rank == 0, let one = results[1], let piped = results[waves] else { return }
         let world = executor.world
         var lines: [String] = []

@@ -76,6 +76,21 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         return total
     }
 
+    /// Resident bytes (this process's page table) of the routed experts this rank owns and of
+    /// those it does not; nil when /proc/self/pagemap is unreadable.
+    public func residentExpertBytes() -> (own: Int, others: Int)? {
+        var own: [(base: UnsafeRawPointer, count: Int)] = []
+        var others: [(base: UnsafeRawPointer, count: Int)] = []
+        for (l, layer) in experts.enumerated() {
+            for (e, x) in layer.enumerated() {
+                let ranges = [x.w1, x.w3, x.w2].map { (base: $0.base, count: $0.byteCount) }
+                if placement.owner[l][e] == world.rank { own += ranges } else { others += ranges }
+            }
+        }
+        guard let o = ResidentPages.bytes(own), let t = ResidentPages.bytes(others) else { return nil }
+        return (o, t)
+    }
+
     /// The wave rule: as many waves as the busiest rank has experts to run, at most
     /// `maxWaves`. Each rank cuts its own experts into that many waves of about equal rows.
     static func waveCount(usedExperts: [Int], maxWaves: Int) -> Int { max(1, min(maxWaves, usedExperts.max() ?? 1)) }
