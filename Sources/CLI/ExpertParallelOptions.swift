@@ -17,8 +17,14 @@ struct ExpertParallelOptions: ParsableArguments {
     @Option(name: .customLong("expert-waves"), help: "Under mpirun: the most waves an MoE layer's experts are cut into (1: no pipelining).")
     var expertWaves = 4
 
+    @Option(
+        name: .customLong("expert-progress-us"),
+        help: "Under mpirun: microseconds between two polls of MPI's progress engine while experts compute (0: no progress thread).")
+    var expertProgressMicroseconds = 50
+
     func validate() throws {
         guard expertWaves >= 1 else { throw ValidationError("--expert-waves must be at least 1") }
+        guard expertProgressMicroseconds >= 0 else { throw ValidationError("--expert-progress-us must be at least 0") }
     }
 
     /// The mpirun job this process belongs to, or nil (not launched by mpirun).
@@ -44,6 +50,7 @@ struct ExpertParallelOptions: ParsableArguments {
             ("--kv-cache-dtype", Self.digest(kvCacheDType.rawValue)),
             ("expert placement", placement.digest),
             ("--expert-waves", UInt64(expertWaves)),
+            ("--expert-progress-us", UInt64(expertProgressMicroseconds)),
         ]
         fields += extra.map { (name: $0.0, value: $0.1) }
         do { try world.checkAgreement(fields) } catch {
@@ -53,6 +60,10 @@ struct ExpertParallelOptions: ParsableArguments {
         }
         let executor = ShardedExpertExecutor(
             experts: model.routedExperts, activation: model.expertActivation, placement: placement, world: world, maxWaves: expertWaves)
+        if expertProgressMicroseconds > 0 {
+            guard world.threadMultiple else { fail("--expert-progress-us needs MPI_THREAD_MULTIPLE, which this Open MPI does not provide; pass 0") }
+            executor.progress = ProgressThread(world: world, intervalMicroseconds: expertProgressMicroseconds)
+        }
         model.executor = executor
         let own = Double(executor.ownedExpertBytes) / 1e6
         let all = Double(model.routedExperts.joined().reduce(0) { $0 + $1.w1.byteCount + $1.w3.byteCount + $1.w2.byteCount }) / 1e6

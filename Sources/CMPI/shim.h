@@ -14,6 +14,8 @@ static inline MPI_Op dsv4_mpi_max(void) { return MPI_MAX; }
 static inline MPI_Op dsv4_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Request dsv4_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Status *dsv4_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline int dsv4_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline int dsv4_mpi_any_tag(void) { return MPI_ANY_TAG; }
 static inline MPI_Errhandler dsv4_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 
 #endif

@@ -24,8 +24,9 @@ public enum ExpertParallelError: Error, CustomStringConvertible, Equatable {
 
 /// The processes of one `mpirun` job (MPI_COMM_WORLD). One per process, made by `start()`.
 ///
-/// NOTE: calls are serialised by the caller (one forward pass at a time), so MPI is
-/// initialised with MPI_THREAD_SERIALIZED: any thread may call, never two at once.
+/// NOTE: MPI is initialised with MPI_THREAD_MULTIPLE so that a progress thread may drive
+/// Open MPI's progress engine (`poke`) while the forward pass computes; the collectives
+/// themselves are called from one thread at a time (one forward pass at a time).
 public final class MPIWorld: @unchecked Sendable {
     /// This process's rank, 0 ..< size. Rank 0 does all I/O.
     public let rank: Int
@@ -45,16 +46,23 @@ public final class MPIWorld: @unchecked Sendable {
         if let current { return current }
         guard launchedByMPIRun else { return nil }
         var provided: Int32 = 0
-        let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided)
+        let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_MULTIPLE), &provided)
         precondition(rc == MPI_SUCCESS, "MPI_Init_thread failed with code \(rc)")
-        let world = MPIWorld(comm: dsv4_mpi_comm_world())
+        let world = MPIWorld(comm: dsv4_mpi_comm_world(), threadMultiple: provided >= Int32(MPI_THREAD_MULTIPLE))
         current = world
         atexit { MPIWorld.current?.finalize() }
         return world
     }
 
-    private init(comm: MPI_Comm) {
+    /// Whether MPI granted MPI_THREAD_MULTIPLE (needed by `poke` from another thread).
+    public let threadMultiple: Bool
+    /// A duplicate of the world on which no message is ever sent: `poke` probes it.
+    private var quiet: MPI_Comm?
+
+    private init(comm: MPI_Comm, threadMultiple: Bool) {
         self.comm = comm
+        self.threadMultiple = threadMultiple
+        MPI_Comm_dup(comm, &quiet)
         var r: Int32 = 0
         var s: Int32 = 0
         MPI_Comm_rank(comm, &r)
@@ -135,6 +143,14 @@ public final class MPIWorld: @unchecked Sendable {
         var flag: Int32 = 0
         MPI_Test(&request.handle, &flag, dsv4_mpi_status_ignore())
         return flag != 0
+    }
+
+    /// Runs Open MPI's progress engine once (an MPI_Iprobe on a silent communicator), moving
+    /// every pending non-blocking collective along. Safe from another thread only when
+    /// `threadMultiple`.
+    public func poke() {
+        var flag: Int32 = 0
+        MPI_Iprobe(dsv4_mpi_any_source(), dsv4_mpi_any_tag(), quiet, &flag, dsv4_mpi_status_ignore())
     }
 
     /// Blocks until `request` completes.

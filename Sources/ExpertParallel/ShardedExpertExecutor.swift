@@ -26,12 +26,30 @@ public struct LayerCommStats: Sendable, Equatable {
     public var bytesReceived = 0
     /// Seconds from the first collective's start to the last one's completion.
     public var commSeconds = 0.0
-    /// Seconds spent blocked in MPI_Wait after the last wave: communication not hidden by compute.
+    /// Seconds spent blocked in MPI_Wait after the last wave: waiting for slower ranks plus
+    /// communication not hidden by compute.
     public var exposedSeconds = 0.0
+    /// The part of `exposedSeconds` after every rank had started its last wave's all-gather:
+    /// communication no compute hid. Uses the senders' monotonic clocks, so it is exact on one
+    /// host (shared memory or TCP over loopback) and approximate between hosts.
+    public var unhiddenSeconds = 0.0
     /// Seconds computing this rank's experts.
     public var computeSeconds = 0.0
 
     public init() {}
+
+    public static func + (a: LayerCommStats, b: LayerCommStats) -> LayerCommStats {
+        var s = a
+        s.calls += b.calls
+        s.waves += b.waves
+        s.bytesSent += b.bytesSent
+        s.bytesReceived += b.bytesReceived
+        s.commSeconds += b.commSeconds
+        s.exposedSeconds += b.exposedSeconds
+        s.unhiddenSeconds += b.unhiddenSeconds
+        s.computeSeconds += b.computeSeconds
+        return s
+    }
 }
 
 /// Runs this rank's share of the routed experts and combines every rank's share.
@@ -43,6 +61,9 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
     public let world: MPIWorld
     /// The most waves a layer is cut into (see `waves(rows:)`); 1 turns pipelining off.
     public var maxWaves: Int
+    /// Keeps the collectives moving while the next wave computes; nil: they move only at the
+    /// MPI_Test between waves and in the final wait.
+    public var progress: ProgressThread?
     /// `[layer]`, accumulated by `run`.
     public private(set) var stats: [LayerCommStats]
 
@@ -140,7 +161,7 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         }
 
         // One buffer: per wave, the send area, then every rank's receive area (digest + rows).
-        let header = 2  // the routing digest as two floats' bits
+        let header = 4  // the routing digest and the sender's post time (UInt64s) as four floats' bits
         let rankArea = (0..<P).map { r in (0..<W).map { w in header + touched[r][w].count * d } }
         let waveArea = (0..<W).map { w in rankArea.indices.reduce(0) { $0 + rankArea[$1][w] } }
         let totalFloats = waveArea.reduce(0, +) + (0..<W).reduce(0) { $0 + rankArea[me][$1] }
@@ -176,20 +197,34 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
                 counts.append(Int32(rankArea[r][w] * 4))
                 o += rankArea[r][w]
             }
-            if w == 0 { commStart = DispatchTime.now().uptimeNanoseconds }
+            let posted = DispatchTime.now().uptimeNanoseconds
+            if w == 0 { commStart = posted }
+            withUnsafeBytes(of: posted) { (send.raw + 8).copyMemory(from: $0.baseAddress!, byteCount: 8) }
             requests.append(world.startAllGather(
                 send: UnsafeRawPointer(send), sendBytes: rankArea[me][w] * 4, receive: UnsafeMutableRawPointer(receive),
                 counts: counts, offsets: offsets))
             for i in requests.indices { world.test(&requests[i]) }
+            progress?.begin()
             st.waves += 1
             st.bytesSent += rankArea[me][w] * 4 * (P - 1)
             st.bytesReceived += (waveArea[w] - rankArea[me][w]) * 4
         }
+        progress?.end()
         let t1 = DispatchTime.now().uptimeNanoseconds
         for i in requests.indices { world.wait(&requests[i]) }
         let t2 = DispatchTime.now().uptimeNanoseconds
         st.exposedSeconds += Double(t2 - t1) / 1e9
         st.commSeconds += Double(t2 - commStart) / 1e9
+        // When the last rank started its last all-gather: the wait after that is communication.
+        var lastPost = t1
+        var p = buffer + receiveBase[W - 1]
+        for r in 0..<P {
+            var t: UInt64 = 0
+            withUnsafeMutableBytes(of: &t) { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p + 2), count: 8)) }
+            lastPost = max(lastPost, t)
+            p += rankArea[r][W - 1]
+        }
+        st.unhiddenSeconds += t2 > lastPost ? Double(t2 - lastPost) / 1e9 : 0
         stats[layer] = st
 
         // Sum in one fixed order on every rank: rank, then wave, then token.

@@ -151,4 +151,20 @@ def test_each_rank_touches_only_its_own_experts(tmp_path):
         # mapped around each fault) at the boundary of the two blocks, 6 layers × 2 tensors
         # × 64 KB = 0.79 MB here (measured 0.76–0.84 MB), against 18.9 MB of those experts.
         assert others <= 0.1 * total / 2, l
-    assert "hidden" in r.stdout and "per token in" in r.stdout, r.stdout
+    # The wave report: one line per MoE layer with its bytes, waits and unhidden communication.
+    assert "decode over 2 ranks: one wave" in r.stdout, r.stdout
+    assert len(re.findall(r"layer +\d+: +\d+ B sent.*hidden", r.stdout)) == 6, r.stdout
+
+
+def test_tcp_transport_gives_the_same_logits(tmp_path):
+    """Open MPI's TCP transport (as between hosts), with and without the progress thread."""
+    model = os.path.join(FIXTURES, "tiny-released")
+    single, _ = logits(model, "chunked=37", str(tmp_path / "single.safetensors"))
+    flags = [f if f != "self,vader" else "tcp,self" for f in MPI_FLAGS]
+    for progress in ("50", "0"):
+        out = str(tmp_path / f"tcp{progress}.safetensors")
+        r = subprocess.run([MPIRUN, *flags, "-n", "2", BIN, "logits", "--model", model, "--input", os.path.join(model, "input_ids.json"),
+                            "--output", out, "--mode", "chunked=37", "--expert-progress-us", progress],
+                           capture_output=True, text=True, timeout=300, env=ENV)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert float(np.abs(load_file(out)["logits"] - single).max()) <= 1e-5
