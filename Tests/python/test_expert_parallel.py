@@ -168,3 +168,10 @@ def test_tcp_transport_gives_the_same_logits(tmp_path):
                            capture_output=True, text=True, timeout=300, env=ENV)
         assert r.returncode == 0, r.stderr[-3000:]
         assert float(np.abs(load_file(out)["logits"] - single).max()) <= 1e-5
+
+
+def test_serve_under_mpirun_is_refused_clearly():
+    r = subprocess.run([MPIRUN, *MPI_FLAGS, "-n", "2", BIN, "serve", "--model", os.path.join(FIXTURES, "tiny-hf"), "--port", "0"],
+                       capture_output=True, text=True, timeout=60, env=ENV)
+    assert r.returncode != 0
+    assert "dsv4 serve does not run under mpirun yet" in r.stderr
