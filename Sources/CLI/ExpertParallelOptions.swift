@@ -68,8 +68,8 @@ struct ExpertParallelOptions: ParsableArguments {
         let own = Double(executor.ownedExpertBytes) / 1e6
         let all = Double(model.routedExperts.joined().reduce(0) { $0 + $1.w1.byteCount + $1.w3.byteCount + $1.w2.byteCount }) / 1e6
         FileHandle.standardError.write(Data(String(
-            format: "dsv4: rank %d/%d: %.1f of %.1f MB of routed experts, up to %d waves per layer\n",
-            world.rank, world.size, own, all, expertWaves).utf8))
+            format: "dsv4: rank %d/%d: %.1f of %.1f MB of routed experts, up to %d waves per layer, %@\n",
+            world.rank, world.size, own, all, expertWaves, Self.numaNodes()).utf8))
         return executor
     }
 
@@ -81,6 +81,21 @@ struct ExpertParallelOptions: ParsableArguments {
         dup2(null, STDOUT_FILENO)
         dup2(null, STDERR_FILENO)
         close(null)
+    }
+
+    /// The NUMA nodes this host has online ("1 NUMA node"), for the start-up line.
+    ///
+    /// NOTE: nothing is bound. A rank reads only its own experts, so with a cold page cache and
+    /// `mpirun --bind-to numa` the kernel's first-touch policy already places them on the
+    /// rank's node; pages cached by an earlier run stay where they are.
+    static func numaNodes() -> String {
+        guard let text = try? String(contentsOfFile: "/sys/devices/system/node/online", encoding: .utf8) else { return "NUMA nodes unknown" }
+        var count = 0
+        for part in text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
+            let ends = part.split(separator: "-").compactMap { Int($0) }
+            count += ends.count == 2 ? ends[1] - ends[0] + 1 : 1
+        }
+        return count == 1 ? "1 NUMA node" : "\(count) NUMA nodes"
     }
 
     static func digest(_ s: String) -> UInt64 {
