@@ -61,6 +61,11 @@ let package = Package(
         ),
         .target(name: "PagedCache", dependencies: ["ModelRuntime", "CDiskIO"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["ModelRuntime", "PagedCache"], swiftSettings: swiftSettings),
+        // Open MPI (shim for the handle macros Swift cannot import), and expert parallelism over it.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .target(
+            name: "ExpertParallel", dependencies: ["CMPI", "ModelRuntime", "Tensors", "CKernels", "Checkpoint"],
+            swiftSettings: swiftSettings),
         .target(
             name: "Server",
             dependencies: [
@@ -87,6 +92,7 @@ let package = Package(
             name: "CLI",
             dependencies: [
                 "CKernels", "Tensors", "Checkpoint", "ModelRuntime", "DeepSeekV4", "PagedCache", "Engine", "OpenAIAPI", "Tokenization", "Server",
+                "ExpertParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -101,6 +107,8 @@ let package = Package(
             name: "ServerTests", dependencies: ["Server", "Engine", "OpenAIAPI", "Tokenization", "ModelRuntime"],
             swiftSettings: swiftSettings),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ExpertParallelTests", dependencies: ["ExpertParallel", "ModelRuntime", "Tensors"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelTests", dependencies: ["Tensors", "CKernels"], swiftSettings: swiftSettings),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Tensors"], swiftSettings: swiftSettings),
         .testTarget(

@@ -18,7 +18,7 @@ apt_install() {
 }
 
 # System packages (headers the C modules and kernels link against).
-APT_PACKAGES=(libopenblas-dev libnuma-dev liburing-dev libssl-dev)
+APT_PACKAGES=(libopenblas-dev libnuma-dev liburing-dev libssl-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -70,9 +70,12 @@ struct DecodeBench: ParsableCommand {
     @OptionGroup var options: BenchModelOptions
     @Option(name: .customLong("prompt-tokens")) var promptTokens = 32
     @Option(name: .customLong("decode-tokens")) var decodeTokens = 32
+    @OptionGroup var parallel: ExpertParallelOptions
 
     func run() throws {
+        _ = ExpertParallelOptions.world  // under mpirun, MPI starts before the load
         let m = options.load()
+        let executor = parallel.attach(to: m, kvCacheDType: options.kvCacheDType)
         let traffic = m.weightTraffic
         // This machine's bandwidth moves from minute to minute: each repeat is judged against
         // the read bandwidth measured right before and right after it.
@@ -103,6 +106,11 @@ struct DecodeBench: ParsableCommand {
         let text = String(
             format: "decode: %.2f tok/s, %.1f MB of weights per token, %.2f GB/s; %.0f%% of the bandwidth measured around each repeat (median %.2f GB/s), %d threads",
             tps, Double(traffic.activeBytesPerToken) / 1e6, achieved, 100 * fraction, bandwidth, KernelThreads.count)
+        if let executor {
+            try ExpertParallelBench(executor: executor, waves: parallel.expertWaves, json: options.json).decode(
+                model: m, promptTokens: promptTokens, decodeTokens: decodeTokens, rounds: options.repeats)
+        }
+        guard ExpertParallelOptions.isIORank else { return }
         emit(options.json, [
             "benchmark": "decode", "threads": KernelThreads.count, "tokens_per_second": tps,
             "bytes_per_token": traffic.activeBytesPerToken, "achieved_gbps": achieved,
@@ -132,9 +140,12 @@ struct PrefillBench: ParsableCommand {
         commandName: "prefill", abstract: "Prefill tokens/s and matrix GFLOP/s against the measured fp32 FMA peak.")
     @OptionGroup var options: BenchModelOptions
     @Option(name: .customLong("prompt-tokens")) var promptTokens = 512
+    @OptionGroup var parallel: ExpertParallelOptions
 
     func run() throws {
+        _ = ExpertParallelOptions.world  // under mpirun, MPI starts before the load
         let m = options.load()
+        let executor = parallel.attach(to: m, kvCacheDType: options.kvCacheDType)
         let traffic = m.weightTraffic
         // One untimed pass first: a cold page cache (another model read since) would otherwise
         // put disk reads into the first repeat.
@@ -148,6 +159,11 @@ struct PrefillBench: ParsableCommand {
         }
         let t = median(times)
         let gflops = Double(traffic.matrixFlopsPerToken) * Double(promptTokens) / t / 1e9
+        if let executor {
+            try ExpertParallelBench(executor: executor, waves: parallel.expertWaves, json: options.json).prefill(
+                model: m, promptTokens: promptTokens, rounds: options.repeats)
+        }
+        guard ExpertParallelOptions.isIORank else { return }
         let ceilings = Ceilings.measure(bandwidth: false)
         let text = String(
             format: "prefill %d tokens: %.3f s = %.1f tok/s, %.1f GFLOP/s in matrices of %.1f measured fp32 peak (%.0f%%), %d threads",

@@ -1,6 +1,7 @@
 // DSV4.swift: the `dsv4` command and its subcommands (the composition root).
 import ArgumentParser
 import DeepSeekV4
+import ExpertParallel
 import Foundation
 
 @main
@@ -12,8 +13,11 @@ struct DSV4: AsyncParsableCommand {
 }
 
 /// Prints `message` to stderr and exits non-zero: every CLI failure goes through here.
+/// Under mpirun it ends the whole job (MPI_Abort), so no rank waits for this one.
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("dsv4: error: \(message)\n".utf8))
+    let rank = MPIWorld.current.map { $0.rank == 0 ? "" : "rank \($0.rank): " } ?? ""
+    FileHandle.standardError.write(Data("dsv4: \(rank)error: \(message)\n".utf8))
+    MPIWorld.current?.abort(code: 1)
     exit(1)
 }
 

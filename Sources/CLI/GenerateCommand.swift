@@ -38,6 +38,7 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option var seed: UInt64?
     @Option(help: "Completions to generate.") var n = 1
     @Flag(name: .customLong("ignore-eos")) var ignoreEOS = false
+    @OptionGroup var parallel: ExpertParallelOptions
 
     @Option(name: .customLong("stop"), help: "Stop once the generated text contains this string (repeatable; not printed). Needs the model's tokenizer.json.")
     var stop: [String] = []
@@ -125,10 +126,17 @@ struct GenerateCommand: AsyncParsableCommand {
         }
         let printText = promptIds == nil
         var decoders = [IncrementalDecoder](repeating: IncrementalDecoder(), count: max(n, 1))
-        let p = samplingParameters()
+        var p = samplingParameters()
 
         let m: DeepSeekV4Model
         do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType) } catch { fail("\(error)") }
+        if let world = ExpertParallelOptions.world {
+            // Every rank samples the same tokens (rank 0's seed), so every rank runs the same steps.
+            let seed = world.broadcast(withUnsafeBytes(of: p.seed ?? UInt64.random(in: .min ... .max)) { Array($0) })
+            p.seed = seed.withUnsafeBytes { $0.load(as: UInt64.self) }
+            parallel.attach(to: m, kvCacheDType: kvCacheDType, extra: [("prompt", ExpertParallelOptions.digest("\(ids)"))])
+            if world.rank != 0 { ExpertParallelOptions.silenceOutput() }
+        }
         let engine = EngineLoop(model: m, configuration: EngineConfiguration(cacheBytes: kvCacheMemory), detokenize: tokenizer.map { t in { t.decode($0) } })
         defer { engine.shutdown() }
         let start = Date()

@@ -58,20 +58,26 @@ struct LogitsCommand: ParsableCommand {
     @Flag(help: "Print a line per shard as it is mapped and verified (default: only on a terminal or for checkpoints of 1 GiB or more).")
     var progress = false
 
+    @OptionGroup var parallel: ExpertParallelOptions
+
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: input) else { fail("cannot read input file \(input)") }
-        guard let arr = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
-            fail("\(input): expected a JSON array of token ids")
+        // Under mpirun, rank 0 reads the input and sends the ids to the other ranks.
+        let world = ExpertParallelOptions.world
+        var ids = ExpertParallelOptions.isIORank ? readIds() : []
+        if let world {
+            let bytes = world.broadcast(ids.withUnsafeBytes { Array($0) })
+            ids = bytes.withUnsafeBytes { Array($0.bindMemory(to: Int.self)) }
         }
-        var ids: [Int] = []
-        for (i, v) in arr.enumerated() {
-            guard let n = JSONNumber.integer(v) else { fail("\(input): element \(i) is not an integer token id") }
-            ids.append(n)
-        }
-        guard !ids.isEmpty else { fail("\(input): the token list is empty") }
 
         let m: DeepSeekV4Model
         do { m = try DeepSeekV4Model(directory: model, kvCacheDType: kvCacheDType, progress: LoadProgressPrinter.callback(always: progress)) } catch { fail("\(error)") }
+        parallel.attach(to: m, kvCacheDType: kvCacheDType, extra: [("logits --mode", ExpertParallelOptions.digest("\(mode)"))])
+        guard ExpertParallelOptions.isIORank else {
+            // Follow rank 0's passes; only rank 0 writes.
+            let state = m.makeState()
+            do { for r in mode.chunks(count: ids.count) { _ = try m.forward(tokens: Array(ids[r]), state: state) } } catch { fail("\(error)") }
+            return
+        }
         reportUnusedTensors(m)
         let state = m.makeState()
         let V = m.config.vocabSize
@@ -89,6 +95,21 @@ struct LogitsCommand: ParsableCommand {
         } catch { fail("\(error)") }
         FileHandle.standardError.write(Data(String(format: "dsv4: %d tokens in %.3f s (%.1f tok/s), mode %@\n",
                                                    ids.count, seconds, Double(ids.count) / seconds, "\(mode)").utf8))
+    }
+
+    /// The token ids of `input`, or a located failure.
+    func readIds() -> [Int] {
+        guard let data = FileManager.default.contents(atPath: input) else { fail("cannot read input file \(input)") }
+        guard let arr = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
+            fail("\(input): expected a JSON array of token ids")
+        }
+        var ids: [Int] = []
+        for (i, v) in arr.enumerated() {
+            guard let n = JSONNumber.integer(v) else { fail("\(input): element \(i) is not an integer token id") }
+            ids.append(n)
+        }
+        guard !ids.isEmpty else { fail("\(input): the token list is empty") }
+        return ids
     }
 }
 

@@ -2,6 +2,7 @@
 import ArgumentParser
 import DeepSeekV4
 import Engine
+import ExpertParallel
 import Foundation
 import Logging
 import ModelRuntime
@@ -76,6 +77,10 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if MPIWorld.launchedByMPIRun {
+            // TODO(issue 14): rank 0 serves, the other ranks follow its engine steps.
+            fail("dsv4 serve does not run under mpirun yet; logits, generate and bench decode|prefill do")
+        }
         let dir = model ?? defaultModelDirectory()
         KernelThreads.start(count: threads)
         let m: DeepSeekV4Model

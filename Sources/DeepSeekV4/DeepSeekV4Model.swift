@@ -34,8 +34,14 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
     public let config: DeepSeekV4Config
     public let store: TensorStore
     let weights: ModelWeights
-    public let executor: any ExpertExecutor
+    /// Runs the routed experts. Settable so that a composition root can swap in an executor
+    /// built over `routedExperts` (expert parallelism) before the first forward pass.
+    public var executor: any ExpertExecutor
     let activation: SwiGLU
+    /// `[layer][expert]` views of the routed experts' mapped weights (nothing read yet).
+    public var routedExperts: [[ExpertWeights]] { weights.experts }
+    /// The routed experts' activation (SwiGLU with the config's clamp).
+    public var expertActivation: SwiGLU { activation }
     let mainRope: RotaryEmbedding
     let compressRope: RotaryEmbedding
     let cacheMap: CacheMap

@@ -1,0 +1,281 @@
+// ShardedExpertExecutor.swift: routed experts spread over the ranks of an mpirun job, run in
+// waves whose partial outputs travel (non-blocking all-gather) while the next wave computes.
+//
+// Every rank runs the dense part of the model on the same tokens, so every rank holds the same
+// routing. Rank r computes only the experts it owns (placement), cut into waves; after each
+// wave it starts an MPI_Iallgatherv of that wave's partial rows (only the tokens the wave
+// touched) and goes on with the next wave. At the end every rank sums all ranks' partials in
+// one fixed order (rank, then wave), so all ranks hold bit-identical MoE outputs — the
+// invariant that keeps their routing, and therefore the whole replicated forward, in step.
+// A digest of the routing travels with every wave and is checked, so ranks that diverge stop
+// with an error instead of summing unrelated partials.
+import CKernels
+import Dispatch
+import ModelRuntime
+import Tensors
+
+/// Communication of one MoE layer, summed over calls.
+public struct LayerCommStats: Sendable, Equatable {
+    /// run() calls (one per forward pass).
+    public var calls = 0
+    /// Collectives started (waves that ran).
+    public var waves = 0
+    /// Bytes this rank sent (partials and digests).
+    public var bytesSent = 0
+    /// Bytes this rank received from the other ranks.
+    public var bytesReceived = 0
+    /// Seconds from the first collective's start to the last one's completion.
+    public var commSeconds = 0.0
+    /// Seconds spent blocked in MPI_Wait after the last wave: waiting for slower ranks plus
+    /// communication not hidden by compute.
+    public var exposedSeconds = 0.0
+    /// The part of `exposedSeconds` after every rank had started its last wave's all-gather:
+    /// communication no compute hid. Uses the senders' monotonic clocks, so it is exact on one
+    /// host (shared memory or TCP over loopback) and approximate between hosts.
+    public var unhiddenSeconds = 0.0
+    /// Seconds computing this rank's experts.
+    public var computeSeconds = 0.0
+
+    public init() {}
+
+    public static func + (a: LayerCommStats, b: LayerCommStats) -> LayerCommStats {
+        var s = a
+        s.calls += b.calls
+        s.waves += b.waves
+        s.bytesSent += b.bytesSent
+        s.bytesReceived += b.bytesReceived
+        s.commSeconds += b.commSeconds
+        s.exposedSeconds += b.exposedSeconds
+        s.unhiddenSeconds += b.unhiddenSeconds
+        s.computeSeconds += b.computeSeconds
+        return s
+    }
+}
+
+/// Runs this rank's share of the routed experts and combines every rank's share.
+public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
+    /// `[layer][expert]` views of every expert; only this rank's are ever read.
+    public let experts: [[ExpertWeights]]
+    public let activation: SwiGLU
+    public let placement: ExpertPlacement
+    public let world: MPIWorld
+    /// The most waves a layer is cut into (see `waves(rows:)`); 1 turns pipelining off.
+    public var maxWaves: Int
+    /// Keeps the collectives moving while the next wave computes; nil: they move only at the
+    /// MPI_Test between waves and in the final wait.
+    public var progress: ProgressThread?
+    /// `[layer]`, accumulated by `run`.
+    public private(set) var stats: [LayerCommStats]
+
+    /// - Parameters:
+    ///   - experts: `[layer][expert]`, as the model loaded them (mapped, untouched).
+    ///   - maxWaves: the most waves per layer (≥ 1).
+    public init(experts: [[ExpertWeights]], activation: SwiGLU, placement: ExpertPlacement, world: MPIWorld, maxWaves: Int) {
+        precondition(placement.rankCount == world.size && placement.owner.map(\.count) == experts.map(\.count))
+        precondition(maxWaves >= 1)
+        self.experts = experts
+        self.activation = activation
+        self.placement = placement
+        self.world = world
+        self.maxWaves = maxWaves
+        stats = Array(repeating: LayerCommStats(), count: experts.count)
+    }
+
+    public func expertCount(layer: Int) -> Int { experts[layer].count }
+
+    public func resetStats() { stats = Array(repeating: LayerCommStats(), count: experts.count) }
+
+    /// Bytes of this rank's routed-expert weights over all layers.
+    public var ownedExpertBytes: Int {
+        var total = 0
+        for (l, layer) in experts.enumerated() {
+            for e in placement.experts(layer: l, rank: world.rank) {
+                let x = layer[e]
+                total += x.w1.byteCount + x.w3.byteCount + x.w2.byteCount
+            }
+        }
+        return total
+    }
+
+    /// Resident bytes (this process's page table) of the routed experts this rank owns and of
+    /// those it does not; nil when /proc/self/pagemap is unreadable.
+    public func residentExpertBytes() -> (own: Int, others: Int)? {
+        var own: [(base: UnsafeRawPointer, count: Int)] = []
+        var others: [(base: UnsafeRawPointer, count: Int)] = []
+        for (l, layer) in experts.enumerated() {
+            for (e, x) in layer.enumerated() {
+                let ranges = [x.w1, x.w3, x.w2].map { (base: $0.base, count: $0.byteCount) }
+                if placement.owner[l][e] == world.rank { own += ranges } else { others += ranges }
+            }
+        }
+        guard let o = ResidentPages.bytes(own), let t = ResidentPages.bytes(others) else { return nil }
+        return (o, t)
+    }
+
+    /// The wave rule: as many waves as the busiest rank has experts to run, at most
+    /// `maxWaves`. Each rank cuts its own experts into that many waves of about equal rows.
+    static func waveCount(usedExperts: [Int], maxWaves: Int) -> Int { max(1, min(maxWaves, usedExperts.max() ?? 1)) }
+
+    /// Wave of each expert in `rows` (rows routed to each of a rank's used experts, in expert
+    /// order): contiguous groups of about total/W rows.
+    static func waveOf(rows: [Int], waveCount w: Int) -> [Int] {
+        let total = rows.reduce(0, +)
+        var before = 0
+        return rows.map { n in
+            defer { before += n }
+            return total == 0 ? 0 : min(w - 1, before * w / total)
+        }
+    }
+
+    public func run(
+        layer: Int, input: UnsafePointer<Float>, hiddenSize d: Int, routing: ExpertRouting,
+        output: UnsafeMutablePointer<Float>
+    ) {
+        let T = routing.tokenCount, K = routing.topK, P = world.size, me = world.rank
+        let owner = placement.owner[layer]
+        output.update(repeating: 0, count: T * d)
+        // Bucket (token, slot) pairs by expert, in token order; every rank computes the same.
+        var buckets = [[Int]](repeating: [], count: owner.count)
+        var digest = FNV1a()
+        for s in 0..<(T * K) {
+            let e = Int(routing.experts[s])
+            precondition(e >= 0 && e < owner.count, "expert id out of range")
+            buckets[e].append(s)
+            digest.add(UInt64(UInt32(bitPattern: routing.experts[s])) << 32 | UInt64(routing.weights[s].bitPattern))
+        }
+        // Every rank's used experts, their waves, and the tokens each (rank, wave) touches.
+        let used = (0..<P).map { r in owner.indices.filter { owner[$0] == r && !buckets[$0].isEmpty } }
+        let W = Self.waveCount(usedExperts: used.map(\.count), maxWaves: maxWaves)
+        var touched = [[[Int]]](repeating: [[Int]](repeating: [], count: W), count: P)  // [rank][wave] tokens, ascending
+        var mine = [[Int]](repeating: [], count: W)  // my experts per wave
+        for r in 0..<P {
+            let waves = Self.waveOf(rows: used[r].map { buckets[$0].count }, waveCount: W)
+            var seen = [Bool](repeating: false, count: T * W)
+            for (i, e) in used[r].enumerated() {
+                if r == me { mine[waves[i]].append(e) }
+                for s in buckets[e] where !seen[waves[i] * T + s / K] {
+                    seen[waves[i] * T + s / K] = true
+                }
+            }
+            for w in 0..<W { touched[r][w] = (0..<T).filter { seen[w * T + $0] } }
+        }
+
+        // One buffer: per wave, the send area, then every rank's receive area (digest + rows).
+        let header = 4  // the routing digest and the sender's post time (UInt64s) as four floats' bits
+        let rankArea = (0..<P).map { r in (0..<W).map { w in header + touched[r][w].count * d } }
+        let waveArea = (0..<W).map { w in rankArea.indices.reduce(0) { $0 + rankArea[$1][w] } }
+        let totalFloats = waveArea.reduce(0, +) + (0..<W).reduce(0) { $0 + rankArea[me][$1] }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(totalFloats, 1))
+        defer { buffer.deallocate() }
+        var requests: [MPIWorld.Request] = []
+        var receiveBase: [Int] = []
+        var cursor = 0
+        var st = stats[layer]
+        st.calls += 1
+        let digestBits = digest.value
+        var commStart: UInt64 = 0
+
+        for w in 0..<W {
+            let send = buffer + cursor
+            cursor += rankArea[me][w]
+            receiveBase.append(cursor)
+            let receive = buffer + cursor
+            cursor += waveArea[w]
+            // Compute this rank's wave: gather, two matrix-product waves, combine into rows.
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            withUnsafeBytes(of: digestBits) { (send.raw).copyMemory(from: $0.baseAddress!, byteCount: 8) }
+            let rows = send + header
+            rows.update(repeating: 0, count: touched[me][w].count * d)
+            computeWave(layer: layer, mine[w], buckets: buckets, topK: K, touched: touched[me][w], input: input, d: d, routing: routing, rows: rows)
+            st.computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            // Start its all-gather and let the earlier ones progress.
+            var offsets: [Int32] = []
+            var counts: [Int32] = []
+            var o = 0
+            for r in 0..<P {
+                offsets.append(Int32(o * 4))
+                counts.append(Int32(rankArea[r][w] * 4))
+                o += rankArea[r][w]
+            }
+            let posted = DispatchTime.now().uptimeNanoseconds
+            if w == 0 { commStart = posted }
+            withUnsafeBytes(of: posted) { (send.raw + 8).copyMemory(from: $0.baseAddress!, byteCount: 8) }
+            requests.append(world.startAllGather(
+                send: UnsafeRawPointer(send), sendBytes: rankArea[me][w] * 4, receive: UnsafeMutableRawPointer(receive),
+                counts: counts, offsets: offsets))
+            for i in requests.indices { world.test(&requests[i]) }
+            progress?.begin()
+            st.waves += 1
+            st.bytesSent += rankArea[me][w] * 4 * (P - 1)
+            st.bytesReceived += (waveArea[w] - rankArea[me][w]) * 4
+        }
+        progress?.end()
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        for i in requests.indices { world.wait(&requests[i]) }
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        st.exposedSeconds += Double(t2 - t1) / 1e9
+        st.commSeconds += Double(t2 - commStart) / 1e9
+        // When the last rank started its last all-gather: the wait after that is communication.
+        var lastPost = t1
+        var p = buffer + receiveBase[W - 1]
+        for r in 0..<P {
+            var t: UInt64 = 0
+            withUnsafeMutableBytes(of: &t) { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p + 2), count: 8)) }
+            lastPost = max(lastPost, t)
+            p += rankArea[r][W - 1]
+        }
+        st.unhiddenSeconds += t2 > lastPost ? Double(t2 - lastPost) / 1e9 : 0
+        stats[layer] = st
+
+        // Sum in one fixed order on every rank: rank, then wave, then token.
+        for r in 0..<P {
+            for w in 0..<W {
+                var p = buffer + receiveBase[w]
+                for q in 0..<r { p += rankArea[q][w] }
+                var got: UInt64 = 0
+                withUnsafeMutableBytes(of: &got) { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: 8)) }
+                precondition(
+                    got == digestBits,
+                    "expert parallelism: rank \(r) routed layer \(layer) differently from rank \(me); the ranks' forward passes diverged")
+                for (i, t) in touched[r][w].enumerated() {
+                    axpy(1, p + header + i * d, output + t * d, d)
+                }
+            }
+        }
+    }
+
+    /// This rank's experts `wave`: rows[i] = Σ_k w_k · expert_k(x_t) over the wave's experts,
+    /// for t = touched[i]. rows is `[touched.count, d]`, zeroed by the caller.
+    private func computeWave(
+        layer: Int, _ wave: [Int], buckets: [[Int]], topK K: Int, touched: [Int], input: UnsafePointer<Float>, d: Int,
+        routing: ExpertRouting, rows: UnsafeMutablePointer<Float>
+    ) {
+        let n = wave.reduce(0) { $0 + buckets[$1].count }
+        guard n > 0 else { return }
+        var rowOf = [Int](repeating: -1, count: routing.tokenCount)
+        for (i, t) in touched.enumerated() { rowOf[t] = i }
+        let xs = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * d)
+        defer { xs.deallocate() }
+        let ys = xs + n * d
+        var items: [(expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>)] = []
+        var row = 0
+        for e in wave {
+            for (i, slot) in buckets[e].enumerated() { (xs + (row + i) * d).update(from: input + (slot / K) * d, count: d) }
+            items.append((experts[layer][e], UnsafePointer(xs + row * d), buckets[e].count, ys + row * d))
+            row += buckets[e].count
+        }
+        activation.forward(items)
+        // Combine in expert order, as LocalExpertExecutor does.
+        row = 0
+        for e in wave {
+            for (i, slot) in buckets[e].enumerated() {
+                axpy(routing.weights[slot], ys + (row + i) * d, rows + rowOf[slot / K] * d, d)
+            }
+            row += buckets[e].count
+        }
+    }
+}
+
+extension UnsafeMutablePointer<Float> {
+    fileprivate var raw: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) }
+}

@@ -1,0 +1,177 @@
+"""Expert parallelism under Open MPI: `mpirun -n 2|3 dsv4 logits` on the committed fixtures
+matches transformers (1e-4) and the single-process logits (1e-5) in every feeding mode; ranks
+on different checkpoints refuse to start; a rank that dies ends the job, non-zero, with no
+process left behind."""
+import json, os, re, shutil, signal, subprocess, tempfile, time
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from conftest import BIN, ROOT
+
+FIXTURES = os.path.join(ROOT, "Tests", "Fixtures")
+MPIRUN = shutil.which("mpirun")
+# Root needs --allow-run-as-root; -n 3 on two cores needs --oversubscribe; shared memory transport.
+MPI_FLAGS = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader"]
+ENV = dict(os.environ, DSV4_THREADS="1")
+MODES = ["full", "decode", "chunked=37"]
+
+
+def logits(model, mode, out, ranks=None, extra=()):
+    cmd = [BIN, "logits", "--model", model, "--input", os.path.join(model, "input_ids.json"), "--output", out, "--mode", mode, *extra]
+    if ranks:
+        cmd = [MPIRUN, *MPI_FLAGS, "-n", str(ranks), *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return load_file(out)["logits"], r.stderr
+
+
+def test_mpirun_is_installed():
+    assert MPIRUN, "mpirun not found: tools/setup.sh installs openmpi-bin"
+
+
+@pytest.mark.parametrize("fixture", ["tiny-hf", "tiny-released"])
+def test_sharded_logits_match_single_process_and_transformers(fixture, tmp_path):
+    model = os.path.join(FIXTURES, fixture)
+    ref = load_file(os.path.join(model, "reference.safetensors"))["logits"]
+    for mode in MODES:
+        single, _ = logits(model, mode, str(tmp_path / "single.safetensors"))
+        for ranks in (2, 3):
+            got, err = logits(model, mode, str(tmp_path / f"mpi{ranks}.safetensors"), ranks=ranks)
+            assert got.shape == ref.shape
+            assert float(np.abs(got - single).max()) <= 1e-5, (fixture, mode, ranks)
+            assert float(np.abs(got - ref).max()) <= 1e-4, (fixture, mode, ranks)
+            # Every rank says which share of the experts it holds: about 1/K of them.
+            shares = [l for l in err.splitlines() if "MB of routed experts" in l]
+            assert len(shares) == ranks, err[-2000:]
+
+
+def test_placement_file_moves_experts_and_keeps_the_logits(tmp_path):
+    model = os.path.join(FIXTURES, "tiny-hf")
+    placement = tmp_path / "placement.json"
+    placement.write_text(json.dumps({"expert_rank": [e % 3 for e in range(8)]}))  # round robin over 3 ranks
+    single, _ = logits(model, "decode", str(tmp_path / "single.safetensors"))
+    got, _ = logits(model, "decode", str(tmp_path / "rr.safetensors"), ranks=3, extra=["--expert-placement", str(placement)])
+    assert float(np.abs(got - single).max()) <= 1e-5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"expert_rank": [0] * 7}))
+    r = subprocess.run([MPIRUN, *MPI_FLAGS, "-n", "2", BIN, "logits", "--model", model, "--input", os.path.join(model, "input_ids.json"),
+                        "--output", str(tmp_path / "o.safetensors"), "--expert-placement", str(bad)],
+                       capture_output=True, text=True, timeout=120, env=ENV)
+    assert r.returncode != 0
+    assert f"{bad}: layer 0 lists 7 experts; the model has 8" in r.stderr
+
+
+def test_ranks_on_different_checkpoints_refuse_to_start(tmp_path):
+    hf, released = os.path.join(FIXTURES, "tiny-hf"), os.path.join(FIXTURES, "tiny-released")
+    args = ["logits", "--input", os.path.join(hf, "input_ids.json"), "--output", str(tmp_path / "o.safetensors")]
+    start = time.time()
+    r = subprocess.run([MPIRUN, *MPI_FLAGS, "-n", "1", BIN, *args, "--model", hf, ":", "-n", "1", BIN, *args, "--model", released],
+                       capture_output=True, text=True, timeout=120, env=ENV)
+    assert r.returncode != 0
+    assert "the ranks were started with different config.json" in r.stderr, r.stderr[-2000:]
+    assert "rank 1" in r.stderr
+    assert time.time() - start < 60
+    assert not os.path.exists(tmp_path / "o.safetensors")
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_sharded_generate_samples_the_same_tokens(tmp_path):
+    model = os.path.join(FIXTURES, "tiny-hf")
+    args = ["generate", "--model", model, "--prompt-ids", "[5, 6, 7, 8, 9]", "--max-tokens", "24", "--ignore-eos",
+            "--temperature", "0.8", "--seed", "3", "--n", "2"]
+    single = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=120, env=ENV)
+    sharded = subprocess.run([MPIRUN, *MPI_FLAGS, "-n", "3", BIN, *args], capture_output=True, text=True, timeout=120, env=ENV)
+    assert single.returncode == 0 and sharded.returncode == 0, sharded.stderr[-2000:]
+    assert len(single.stdout.split()) == 2 * 24 * 2  # "choice: token" lines, printed once (rank 0 only)
+    assert sharded.stdout == single.stdout
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--prompt-ids", "[5, 6, 7]", "--max-tokens", "1000", "--ignore-eos"],
+    ["bench", "decode", "--prompt-tokens", "8", "--decode-tokens", "100000", "--repeats", "1"],
+])
+def test_a_worker_that_dies_ends_the_job_nonzero_with_nothing_left(tmp_path, command):
+    model = os.path.join(FIXTURES, "tiny-hf")
+    log = open(tmp_path / "log", "w+")
+    proc = subprocess.Popen([MPIRUN, *MPI_FLAGS, "-n", "2", BIN, *command, "--model", model],
+                            stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    try:
+        deadline = time.time() + 60
+        ranks = []
+        while time.time() < deadline and "rank 1/2" not in open(tmp_path / "log").read():
+            time.sleep(0.2)
+        ranks = children(proc.pid)
+        assert len(ranks) == 2, open(tmp_path / "log").read()[-2000:]
+        time.sleep(1)  # well into the decode loop
+        assert proc.poll() is None
+        worker = max(ranks)  # either works; the later-started child is rank 1 in practice
+        os.kill(worker, signal.SIGKILL)
+        killed = time.time()
+        rc = proc.wait(timeout=10)
+        assert time.time() - killed < 10
+        assert rc != 0
+        time.sleep(0.5)
+        for pid in ranks:
+            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"rank process {pid} left behind"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_each_rank_touches_only_its_own_experts(tmp_path):
+    """Resident routed-expert bytes per rank (its own page table, /proc/self/pagemap) ≈ 1/K of
+    the model's: a model whose experts span many pages (16 experts × 384 KB per layer)."""
+    cfg = json.load(open(os.path.join(FIXTURES, "tiny-hf", "config.json")))
+    cfg.update(moe_intermediate_size=1024, n_routed_experts=16)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    model = str(tmp_path / "model")
+    subprocess.run([BIN, "create-model", "--config", str(tmp_path / "config.json"), "--output", model], check=True,
+                   capture_output=True, timeout=300)
+    r = subprocess.run([MPIRUN, *MPI_FLAGS, "-n", "2", BIN, "bench", "decode", "--model", model, "--prompt-tokens", "32",
+                        "--decode-tokens", "32", "--repeats", "1"], capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [l for l in r.stderr.splitlines() if "resident routed-expert bytes" in l]
+    assert len(lines) == 2, r.stderr[-3000:]
+    total = 6 * 16 * 3 * 1024 * 64 * 2 / 1e6  # layers × experts × 3 bf16 matrices, MB
+    for l in lines:
+        own, owned, others = [float(x) for x in re.findall(r"([0-9.]+) MB", l)]
+        assert abs(owned - total / 2) < 0.01 * total, l
+        assert own >= 0.5 * owned, l  # its experts were read
+        # The other rank's were not read: what shows is the kernel's fault-around (up to 64 KB
+        # mapped around each fault) at the boundary of the two blocks, 6 layers × 2 tensors
+        # × 64 KB = 0.79 MB here (measured 0.76–0.84 MB), against 18.9 MB of those experts.
+        assert others <= 0.1 * total / 2, l
+    # The wave report: one line per MoE layer with its bytes, waits and unhidden communication.
+    assert "decode over 2 ranks: one wave" in r.stdout, r.stdout
+    assert len(re.findall(r"layer +\d+: +\d+ B sent.*hidden", r.stdout)) == 6, r.stdout
+
+
+def test_tcp_transport_gives_the_same_logits(tmp_path):
+    """Open MPI's TCP transport (as between hosts), with and without the progress thread."""
+    model = os.path.join(FIXTURES, "tiny-released")
+    single, _ = logits(model, "chunked=37", str(tmp_path / "single.safetensors"))
+    flags = [f if f != "self,vader" else "tcp,self" for f in MPI_FLAGS]
+    for progress in ("50", "0"):
+        out = str(tmp_path / f"tcp{progress}.safetensors")
+        r = subprocess.run([MPIRUN, *flags, "-n", "2", BIN, "logits", "--model", model, "--input", os.path.join(model, "input_ids.json"),
+                            "--output", out, "--mode", "chunked=37", "--expert-progress-us", progress],
+                           capture_output=True, text=True, timeout=300, env=ENV)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert float(np.abs(load_file(out)["logits"] - single).max()) <= 1e-5
+
+
+def test_serve_under_mpirun_is_refused_clearly():
+    r = subprocess.run([MPIRUN, *MPI_FLAGS, "-n", "2", BIN, "serve", "--model", os.path.join(FIXTURES, "tiny-hf"), "--port", "0"],
+                       capture_output=True, text=True, timeout=60, env=ENV)
+    assert r.returncode != 0
+    assert "dsv4 serve does not run under mpirun yet" in r.stderr
