@@ -14,6 +14,7 @@
 // Products smaller than this many multiply-adds run on the calling thread alone (a pool
 // job costs a few microseconds, about what one core needs to stream 64 KB).
 #define PARALLEL_MIN_WORK ((size_t)1 << 16)
+#define MM_TASK_BYTES ((long)256 << 10)
 
 static size_t element_bytes(ck_dtype dtype) { return dtype == CK_DTYPE_F32 ? 4 : 2; }
 
@@ -69,11 +70,17 @@ void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *
         free(xp);
         return;
     }
-    // A few tasks per thread balance uneven progress; task edges on 4-row boundaries keep
-    // the 4-row register blocks whole.
-    size_t tasks = (size_t)threads * 2;
-    size_t rows = (N + tasks - 1) / tasks;
-    rows = (rows + 3) / 4 * 4;
+    // Tasks of about MM_TASK_BYTES of weights (fewer bytes when many tokens reuse each row),
+    // and at least two per thread: a large product (the vocabulary projection reads 66 MB per
+    // decoded token on dsv4-tiny) in a few big tasks leaves one thread idle for most of a
+    // task at its end. Task edges on 4-row boundaries keep the register blocks whole.
+    static long task_bytes = -1;
+    if (task_bytes < 0) task_bytes = getenv("DSV4_MM_TASK_BYTES") ? atol(getenv("DSV4_MM_TASK_BYTES")) : MM_TASK_BYTES;
+    size_t rb = ck_row_bytes(dtype, K) * (T < 8 ? 1 : T / 8 + 1);
+    size_t rows = rb ? (size_t)task_bytes / rb : N;
+    size_t most = (N + (size_t)threads * 2 - 1) / ((size_t)threads * 2);
+    if (task_bytes == 0 || rows > most) rows = most;
+    rows = rows < 4 ? 4 : (rows + 3) / 4 * 4;
     mm_job job = {x, xp, avx2, ldx, T, K, w, dtype, N, y, ldy, rows};
     ck_pool_run((int)((N + rows - 1) / rows), mm_task, &job);
     free(xp);
