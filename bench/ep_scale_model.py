@@ -6,6 +6,7 @@ stated assumptions about hosts and links.
 
     python3 bench/ep_scale_model.py            # tables
     python3 bench/ep_scale_model.py --json     # the same numbers, machine-readable
+    python3 bench/ep_scale_model.py --markdown # the compact table of bench/RESULTS.md
     python3 bench/ep_scale_model.py --check    # the bench-model byte count against the measured one
 
 Two designs, per MoE layer:
@@ -360,7 +361,7 @@ def main():
     lk = list(LINKS)
     if a.markdown:
         print("\n| model | K | step | design | net KB /token /layer | per host MB /step | link for ≤10 %: Gb/s, µs "
-              "| tok/s, compute only | 25GbE TCP: 1 wave / waves | 100GbE TCP | IB NDR400 |")
+              "| tok/s, compute only | 25GbE TCP: no overlap / waves | 100GbE TCP | IB NDR400 |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             step_name = f"decode {r['tokens']}" if r["phase"] == "decode" else f"prefill {r['tokens']}"
