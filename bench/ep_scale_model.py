@@ -234,7 +234,7 @@ def step(m, w, K, design, phase, tokens, host, links, run, rng):
     eff_fl = host["cores"] * MEASURED["fma_peak_per_core"] * MEASURED["prefill_fraction_fp8"]
     trials = 2000 if tokens == 1 else (200 if tokens <= 64 else 3)
     s = sample(m, K, tokens, design, trials, rng, run["max_waves"])
-    dense_tokens = tokens if design == "current" else tokens / K  # tokens whose dense part a host runs
+    dense_tokens = tokens if design == "current" else math.ceil(tokens / K)  # tokens whose dense part the busiest host runs
     if phase == "decode":
         kv_rd, att_fl = attention_per_token(m, run["decode_context"], run["kv_dtype"])
     else:  # a chunk from depth 0: the mean over its positions
