@@ -109,6 +109,8 @@ public final class EngineCore {
         var cachedPromptTokens = 0
         var forked = false
         var cancelled = false
+        /// Computes the prompt into the prefix cache and samples nothing (`warm(prompt:)`).
+        var cacheOnly = false
 
         init(id: Int, arrival: Int, arrivalTime: Duration, prompt: [Int], parameters: SamplingParameters, seed: UInt64, first: Choice) {
             self.id = id
@@ -172,6 +174,19 @@ public final class EngineCore {
         first.constraint = constraint?.make()
         requests[id] = Request(id: id, arrival: arrivals, arrivalTime: clock.now, prompt: prompt, parameters: p, seed: seed, first: first)
         arrivals += 1
+        return id
+    }
+
+    /// Queues a request that only computes `prompt` into the prefix cache, leaving a snapshot
+    /// at its end: the server warms the exact prefix a conversation's next turn sends (the
+    /// previous prompt and the answer as the chat template renders it back), so that turn
+    /// resumes there. It reports `started` and then `finished` with reason `length` and no
+    /// token. Throws when the prompt is invalid or cannot fit.
+    public func warm(prompt: [Int]) throws -> Int {
+        var p = SamplingParameters()
+        p.maxTokens = 1
+        let id = try add(prompt: prompt, parameters: p)
+        requests[id]!.cacheOnly = true
         return id
     }
 
@@ -287,10 +302,13 @@ public final class EngineCore {
             let view = cache.view(seq)
             var pos = c.computed
             let end = c.computed + n
+            // A snapshot at every page boundary and at the end of the prompt (where a
+            // conversation's next turn can resume: PrefixCache NOTE on tails).
+            let promptEnd = requests[key.request]!.prompt.count
             while pos < end {
                 let boundary = (pos / layout.pageTokens + 1) * layout.pageTokens
-                let segEnd = min(end, boundary)
-                let snap = segEnd == boundary ? cache.allocateSnapshot() : nil
+                let segEnd = pos < promptEnd && promptEnd < boundary ? min(end, promptEnd) : min(end, boundary)
+                let snap = segEnd == boundary || segEnd == promptEnd ? cache.allocateSnapshot() : nil
                 let toks = Array(c.tokens[pos..<segEnd])
                 let last = segEnd == end && end == c.tokens.count
                 batch.segments.append(Segment(key: key, tokens: toks, snapshot: snap, wantsLogits: last))
@@ -312,11 +330,13 @@ public final class EngineCore {
         if !r.started {
             r.started = true
             let wait = clock.now - r.arrivalTime
-            counters.admittedRequests += 1
-            counters.totalQueueWait += wait
-            counters.maxQueueWait = max(counters.maxQueueWait, wait)
-            counters.promptTokens += r.prompt.count
-            counters.cachedPromptTokens += cached
+            if !r.cacheOnly {
+                counters.admittedRequests += 1
+                counters.totalQueueWait += wait
+                counters.maxQueueWait = max(counters.maxQueueWait, wait)
+                counters.promptTokens += r.prompt.count
+                counters.cachedPromptTokens += cached
+            }
             r.cachedPromptTokens = cached
             events.append((r.id, .started(promptTokens: r.prompt.count, cachedTokens: cached)))
         }
@@ -358,6 +378,15 @@ public final class EngineCore {
             cache.commit(c.sequence!, tokens: seg.tokens, snapshot: seg.snapshot)
             c.computed += seg.tokens.count
             guard seg.wantsLogits else { continue }
+            if r.cacheOnly {
+                // The prompt-end snapshot was taken with this segment; nothing to sample.
+                c.finished = .length
+                cache.close(c.sequence!)
+                c.sequence = nil
+                events.append((r.id, .finished(choice: 0, reason: .length, stopString: nil)))
+                requests[r.id] = nil
+                continue
+            }
             var targets = [seg.key.choice]
             if seg.key.choice == 0 && !r.forked && r.parameters.n > 1 { targets += fork(r, from: c) }
             for k in targets { events += sample(r, choice: k, logits: logits[i]) }
@@ -418,7 +447,8 @@ public final class EngineCore {
         var events: [(Int, EngineEvent)] = [(r.id, .token(choice: k, s))]
         if let (reason, stop) = finishReason(r, ch, s.token) {
             ch.finished = reason
-            if let q = ch.sequence { cache.close(q) }
+            // The state where the output stopped stays cached: a next turn resumes there.
+            if let q = ch.sequence { cache.close(q, keepingEnd: true) }
             ch.sequence = nil
             events.append((r.id, .finished(choice: k, reason: reason, stopString: stop)))
         }

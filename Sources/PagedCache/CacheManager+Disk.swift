@@ -12,7 +12,7 @@ extension CacheManager {
 
     /// Stages an entry leaving RAM (page and, if it still has one, snapshot) for the disk.
     func stageOnDisk(_ e: CachedPage) {
-        guard let disk, disk.isEnabled else { return }
+        guard let disk, disk.isEnabled, !e.isTail else { return }
         let slot = store.slot(e.page)
         disk.stage(
             hash: e.hash, depth: e.depth, tokens: e.tokens, fillPage: { store.pages.read(slot, into: $0) },

@@ -98,36 +98,58 @@ public final class CacheManager {
 
     // MARK: - Sequences
 
-    /// Opens a sequence for `prompt`, resuming from the deepest cached page boundary that
-    /// leaves at least one prompt token to compute and still has its snapshot. Returns the
-    /// sequence and the number of prompt tokens served from the cache.
+    /// Opens a sequence for `prompt`, resuming from the deepest cached point that leaves at
+    /// least one prompt token to compute: a page boundary that still has its snapshot, or a
+    /// tail (a snapshot inside a page, PrefixCache NOTE) past it. Returns the sequence and the
+    /// number of prompt tokens served from the cache.
     public func open(prompt: [Int]) throws -> (SequenceID, cachedTokens: Int) {
-        let maxPages = max(prompt.count - 1, 0) / layout.pageTokens
-        var hits = prefix.match(prompt, pageTokens: layout.pageTokens, maxPages: maxPages)
+        let P = layout.pageTokens
+        let maxPages = max(prompt.count - 1, 0) / P
+        var hits = prefix.match(prompt, pageTokens: P, maxPages: maxPages)
         // Hold the hits before allocating (reading from disk does), so eviction cannot take them.
         for h in hits { store.retain(h.page) }
         if disk != nil { hits = extendFromDisk(prompt, ramHits: hits, maxPages: maxPages) }
-        while let last = hits.last, last.snapshot == nil {
-            store.release(last.page)
-            hits.removeLast()
+        let tail = deepestTail(prompt, hits: hits)
+        if let tail {
+            while hits.count > tail.depth { store.release(hits.removeLast().page) }
+        } else {
+            while let last = hits.last, last.snapshot == nil {
+                store.release(last.page)
+                hits.removeLast()
+            }
         }
-        prefix.recordLookup(queried: prompt.count, hit: hits.count * layout.pageTokens)
+        let cached = hits.count * P + (tail?.tokens.count ?? 0)
+        prefix.recordLookup(queried: prompt.count, hit: cached)
         recordKindLookup(reusablePages: maxPages, hitPages: hits.count)
         for h in hits { prefix.touch(h.hash) }
-        let resume = hits.last?.snapshot
-        if let resume { store.retain(resume) }
-        defer { if let resume { store.release(resume) } }
-        guard let state = allocate(.state) else {
+        if let tail { prefix.touch(tail.hash) }
+        let resume = tail?.snapshot ?? hits.last?.snapshot
+        // Held while allocating: eviction takes neither the snapshot nor the tail's page.
+        let held = [resume, tail?.page].compactMap { $0 }
+        for b in held { store.retain(b) }
+        defer { for b in held { store.release(b) } }
+        func fail(_ bytes: Int) -> CacheError {
             for h in hits { store.release(h.page) }
-            throw CacheError.outOfMemory(neededBytes: layout.stateBytes, budgetBytes: store.budgetBytes)
+            return CacheError.outOfMemory(neededBytes: bytes, budgetBytes: store.budgetBytes)
         }
+        guard let state = allocate(.state) else { throw fail(layout.stateBytes) }
         var seq = Sequence(state: state)
         if let resume {
             store.copy(resume, to: state)
             seq.pages = hits.map(\.page)
             seq.slots = hits.map { store.slot($0.page) }
             seq.pageHashes = hits.map(\.hash)
-            seq.tokens = Array(prompt[0..<(hits.count * layout.pageTokens)])
+            seq.tokens = Array(prompt[0..<cached])
+            if let tail {
+                // The sequence writes on into its partial page: a private copy of the tail's.
+                guard let page = allocate(.page) else {
+                    store.release(state)
+                    throw fail(layout.pageBytes)
+                }
+                store.copy(tail.page, to: page)
+                seq.pages.append(page)
+                seq.slots.append(store.slot(page))
+            }
         } else {
             initializeState(store.pointer(state))
         }
@@ -135,6 +157,23 @@ public final class CacheManager {
         nextID += 1
         sequences[id.raw] = seq
         return (id, seq.tokens.count)
+    }
+
+    /// The deepest tail `prompt` can resume from that lies past the deepest page boundary with
+    /// a snapshot among `hits` (the matched full pages), leaving a prompt token to compute.
+    private func deepestTail(_ prompt: [Int], hits: [CachedPage]) -> CachedPage? {
+        guard prefix.tailCount > 0 else { return nil }
+        let P = layout.pageTokens
+        let snapshotDepth = (hits.lastIndex { $0.snapshot != nil } ?? -1) + 1
+        for depth in stride(from: hits.count, through: snapshotDepth, by: -1) {
+            let start = depth * P
+            guard start < prompt.count - 1 else { continue }
+            let parent = depth == 0 ? 0 : hits[depth - 1].hash
+            if let t = prefix.matchTail(prompt, parent: parent, depth: depth, start: start, maxTokens: min(P - 1, prompt.count - 1 - start)) {
+                return t
+            }
+        }
+        return nil
     }
 
     /// Positions computed so far.
@@ -188,12 +227,42 @@ public final class CacheManager {
                 prefix.insert(CachedPage(
                     hash: hash, page: seq.pages[i], snapshot: snap,
                     tokens: Array(seq.tokens[(i * layout.pageTokens)..<((i + 1) * layout.pageTokens)]), depth: i))
-            } else if !(atBoundary && prefix.attach(snapshot: snap, to: hash)) {
-                // Known boundary with its snapshot, or not a boundary.
+            } else if !atBoundary {
+                addTail(seq, snapshot: snap)
+            } else if !prefix.attach(snapshot: snap, to: hash) {
+                // A known boundary with its snapshot.
                 store.release(snap)
             }
         }
         sequences[id.raw] = seq
+    }
+
+    /// Caches `snapshot` (the state of `seq` now, inside a page) as a tail with a copy of the
+    /// partial page; `snapshot` is released when the tail is known or memory is short.
+    private func addTail(_ seq: Sequence, snapshot: BlockID, pageOwned: BlockID? = nil) {
+        let P = layout.pageTokens
+        let depth = seq.tokens.count / P
+        let partial = Array(seq.tokens[(depth * P)...])
+        let hash = chainedPageHash(previous: depth == 0 ? 0 : seq.pageHashes[depth - 1], tokens: partial[...])
+        if let e = prefix.entry(hash) {
+            // Known (or a collision with another entry: leave it).
+            if e.isTail, e.snapshot == nil, prefix.attach(snapshot: snapshot, to: hash) { return }
+            store.release(snapshot)
+            if let pageOwned { store.release(pageOwned) }
+            return
+        }
+        let page: BlockID
+        if let pageOwned {
+            page = pageOwned
+        } else {
+            guard let copy = allocate(.page) else {
+                store.release(snapshot)
+                return
+            }
+            store.copy(seq.pages[depth], to: copy)
+            page = copy
+        }
+        prefix.insert(CachedPage(hash: hash, page: page, snapshot: snapshot, tokens: partial, depth: depth, isTail: true))
     }
 
     /// A copy of `id` that shares its full pages and owns copies of its state and partial page.
@@ -227,11 +296,40 @@ public final class CacheManager {
         return nid
     }
 
-    /// Releases everything the sequence holds (cached pages stay in the prefix cache).
-    public func close(_ id: SequenceID) {
-        guard let seq = sequences.removeValue(forKey: id.raw) else { return }
+    /// Releases everything the sequence holds (cached pages stay in the prefix cache). With
+    /// `keepingEnd`, the state where the sequence stopped stays in the prefix cache too (as a
+    /// tail, or as the snapshot of the boundary it stopped on), so a request that goes on
+    /// from there (a conversation's next turn) resumes instead of recomputing.
+    public func close(_ id: SequenceID, keepingEnd: Bool = false) {
+        guard var seq = sequences.removeValue(forKey: id.raw) else { return }
+        if keepingEnd, !seq.tokens.isEmpty { keepEnd(&seq) }
         store.release(seq.state)
         for p in seq.pages { store.release(p) }
+    }
+
+    private func keepEnd(_ seq: inout Sequence) {
+        let P = layout.pageTokens
+        let depth = seq.tokens.count / P
+        let atBoundary = seq.tokens.count % P == 0
+        if atBoundary, prefix.entry(seq.pageHashes[depth - 1])?.snapshot != nil { return }
+        if !atBoundary {
+            let hash = chainedPageHash(previous: depth == 0 ? 0 : seq.pageHashes[depth - 1], tokens: seq.tokens[(depth * P)...])
+            if prefix.entry(hash)?.snapshot != nil { return }
+        }
+        guard let snap = allocate(.snapshot) else { return }
+        store.copy(seq.state, to: snap)
+        if atBoundary {
+            if !prefix.attach(snapshot: snap, to: seq.pageHashes[depth - 1]) { store.release(snap) }
+            return
+        }
+        // The partial page is private to the sequence: the tail takes it over, no copy.
+        guard depth < seq.pages.count, store.references(seq.pages[depth]) == 1 else {
+            addTail(seq, snapshot: snap)
+            return
+        }
+        let page = seq.pages.remove(at: depth)
+        seq.slots.remove(at: depth)
+        addTail(seq, snapshot: snap, pageOwned: page)
     }
 
     /// Drops every cached page no sequence uses (returns the cache to empty when idle).
