@@ -12,7 +12,7 @@ extension CacheManager {
 
     /// Stages an entry leaving RAM (page and, if it still has one, snapshot) for the disk.
     func stageOnDisk(_ e: CachedPage) {
-        guard let disk, disk.isEnabled, !e.isTail else { return }
+        guard let disk, disk.isEnabled else { return }
         let slot = store.slot(e.page)
         disk.stage(
             hash: e.hash, depth: e.depth, tokens: e.tokens, fillPage: { store.pages.read(slot, into: $0) },
@@ -64,6 +64,40 @@ extension CacheManager {
         let gained = max(resumed - ramResume, 0)
         disk.recordLookup(hitTokens: gained * P, missTokens: (maxPages - ramResume - gained) * P, used: Array(hashes.prefix(resumed)))
         return hits.map { prefix.entry($0.hash)! }
+    }
+
+    /// Reads the longest tail at the end of `hits` (the prompt's matched full pages) from disk
+    /// into the prefix cache, unless RAM has a tail there already.
+    func loadTailFromDisk(_ prompt: [Int], hits: [CachedPage]) {
+        guard let disk, disk.isEnabled else { return }
+        let P = layout.pageTokens
+        let depth = hits.count, start = depth * P
+        let n = min(P - 1, prompt.count - 1 - start)
+        let parent = hits.last?.hash ?? 0
+        guard n > 0, prefix.matchTail(prompt, parent: parent, depth: depth, start: start, maxTokens: n) == nil else { return }
+        let keys = PrefixCache.tailHashes(prompt, parent: parent, start: start, count: n)
+        guard let length = (1...n).reversed().first(where: { prefix.entry(keys[$0 - 1]) == nil && disk.hasSnapshot(keys[$0 - 1]) }) else { return }
+        let hash = keys[length - 1]
+        disk.flush()  // a staged entry becomes readable
+        disk.pinned = [hash]
+        defer { disk.pinned = [] }
+        guard let page = allocate(.page) else { return }
+        guard let snapshot = allocate(.snapshot) else {
+            store.release(page)
+            return
+        }
+        let read = disk.readPages([hash], tokens: { _ in prompt[start..<(start + length)] }) { _, p in
+            store.pages.write(store.slot(page), from: p)
+            return true
+        }
+        guard read == 1, disk.readSnapshot(hash, into: store.pointer(snapshot)) else {
+            store.release(page)
+            store.release(snapshot)
+            return
+        }
+        prefix.insert(CachedPage(
+            hash: hash, page: page, snapshot: snapshot, tokens: Array(prompt[start..<(start + length)]), depth: depth, isTail: true))
+        disk.recordLookup(hitTokens: length, missTokens: 0, used: [hash])
     }
 
     /// Reads chain pages `first..<upTo` (chain index 0 is page `first`) into new page blocks

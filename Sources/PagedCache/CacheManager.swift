@@ -108,7 +108,10 @@ public final class CacheManager {
         var hits = prefix.match(prompt, pageTokens: P, maxPages: maxPages)
         // Hold the hits before allocating (reading from disk does), so eviction cannot take them.
         for h in hits { store.retain(h.page) }
-        if disk != nil { hits = extendFromDisk(prompt, ramHits: hits, maxPages: maxPages) }
+        if disk != nil {
+            hits = extendFromDisk(prompt, ramHits: hits, maxPages: maxPages)
+            loadTailFromDisk(prompt, hits: hits)
+        }
         let tail = deepestTail(prompt, hits: hits)
         if let tail {
             while hits.count > tail.depth { store.release(hits.removeLast().page) }

@@ -99,19 +99,7 @@ public final class PrefixCache {
     public func matchTail(_ tokens: [Int], parent: UInt64, depth: Int, start: Int, maxTokens: Int) -> CachedPage? {
         let n = min(maxTokens, tokens.count - start)
         guard n > 0 else { return nil }
-        // The chained hash is a running fold: the hash of every prefix length in one pass.
-        var prefixHashes: [UInt64] = []
-        prefixHashes.reserveCapacity(n)
-        var h = parent ^ 0xCBF2_9CE4_8422_2325
-        for t in tokens[start..<(start + n)] {
-            var v = UInt64(bitPattern: Int64(t))
-            for _ in 0..<8 {
-                h ^= v & 0xFF
-                h = h &* 0x0000_0100_0000_01B3
-                v >>= 8
-            }
-            prefixHashes.append(h)
-        }
+        let prefixHashes = Self.tailHashes(tokens, parent: parent, start: start, count: n)
         for length in stride(from: n, through: 1, by: -1) {
             guard let e = entries[prefixHashes[length - 1]], e.isTail, e.depth == depth, e.snapshot != nil,
                 e.tokens.elementsEqual(tokens[start..<(start + length)])
@@ -119,6 +107,24 @@ public final class PrefixCache {
             return e
         }
         return nil
+    }
+
+    /// The keys of the tails of every length 1...`count` under `parent` over `tokens[start...]`
+    /// (element i: length i + 1). The chained hash is a running fold: one pass gives them all.
+    public static func tailHashes(_ tokens: [Int], parent: UInt64, start: Int, count: Int) -> [UInt64] {
+        var out: [UInt64] = []
+        out.reserveCapacity(count)
+        var h = parent ^ 0xCBF2_9CE4_8422_2325
+        for t in tokens[start..<(start + count)] {
+            var v = UInt64(bitPattern: Int64(t))
+            for _ in 0..<8 {
+                h ^= v & 0xFF
+                h = h &* 0x0000_0100_0000_01B3
+                v >>= 8
+            }
+            out.append(h)
+        }
+        return out
     }
 
     /// Entries that are tails.

@@ -41,14 +41,38 @@ import Testing
             core.cache.persistToDisk()
             #expect((core.cache.disk?.stats.entriesWritten ?? 0) >= 50)
         }
-        // Second server on the same directory: the new turn resumes at the last full page.
+        // Second server on the same directory: the new turn resumes at the previous prompt's
+        // end (203 = 50 pages of 4 and a tail of 3, read back from disk).
         let model = FakeModel()
         let core = try engine(model, dir: dir, budget: 1 << 20)
         let id = try core.add(prompt: turn2, parameters: greedy(6))
         let (tokens, events) = drain(core)
-        #expect(cached(events[id]) == 200)
+        #expect(cached(events[id]) == 203)
         #expect(tokens[id]![0]! == expected)
-        #expect(core.cache.disk!.stats.hitTokens == 200)
+        #expect(core.cache.disk!.stats.hitTokens == 203)
+    }
+
+    /// A conversation's next turn (prompt + answer + a new message) after a restart resumes
+    /// at the end of the answer, from a tail on disk, with the same tokens as cold.
+    @Test func aNextTurnAfterARestartResumesAtTheAnswersEndFromDisk() throws {
+        let dir = directory()
+        let prompt = (0..<61).map { ($0 * 11 + 3) % 49 + 1 }
+        var answer: [Int] = []
+        do {
+            let core = try engine(FakeModel(), dir: dir, budget: 1 << 20)
+            let a = try core.add(prompt: prompt, parameters: greedy(6))
+            answer = try #require(drain(core).tokens[a]?[0])
+            core.cache.persistToDisk()
+        }
+        let next = prompt + answer + [5, 6, 7]
+        let core = try engine(FakeModel(), dir: dir, budget: 1 << 20)
+        let id = try core.add(prompt: next, parameters: greedy(5))
+        let (tokens, events) = drain(core)
+        #expect(cached(events[id]) == prompt.count + answer.count - 1)
+        #expect(core.cache.prefix.tailCount >= 1)
+        let cold = EngineCore(model: FakeModel(), configuration: EngineConfiguration(cacheBytes: 1 << 20, tokenBudget: 16))
+        let ref = try cold.add(prompt: next, parameters: greedy(5))
+        #expect(tokens[id]![0]! == drain(cold).tokens[ref]![0]!)
     }
 
     @Test func evictedEntriesComeBackUnderRandomLoad() throws {
