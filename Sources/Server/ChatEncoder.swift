@@ -60,8 +60,14 @@ struct ChatEncoder: OpenAIStreamEncoder {
     /// The conversation with choice 0's answer appended, rendered up to the next turn's
     /// messages (the generation opener left off). nil for n > 1 or an assistant prefix.
     func nextTurnPrefix() -> String? {
-        guard var next = conversation, choices.count == 1, next.messages.last?.prefix != true else { return nil }
-        let a = choices[0]
+        guard choices.count == 1 else { return nil }
+        return Self.nextTurnPrefix(conversation, answer: choices[0])
+    }
+
+    /// `conversation` with `a` appended as the assistant's turn, rendered up to the next
+    /// turn's messages; nil without a conversation or after an assistant prefix.
+    static func nextTurnPrefix(_ conversation: ChatConversation?, answer a: ChoiceAccumulator) -> String? {
+        guard var next = conversation, next.messages.last?.prefix != true else { return nil }
         var m = ChatMessage(role: .assistant, content: a.output.content ?? "")
         m.reasoning = a.output.reasoning
         m.toolCalls = zip(a.output.toolCalls, a.toolIDs).map { ChatToolCall(id: $1, name: $0.name, arguments: $0.arguments) }

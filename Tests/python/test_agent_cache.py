@@ -107,3 +107,28 @@ def test_a_ten_turn_agent_conversation_hits_the_cache_and_answers_as_cold(warm):
     if report:
         with open(report, "w") as f:
             json.dump({"turns": rows, "cold_turn": COLD_TURN, "cold_ttft": cold_ttft, "warm_ttft": warm_ttft}, f)
+
+
+def test_anthropic_messages_next_turns_read_the_previous_turn_from_the_cache(warm):
+    """/v1/messages: `cache_read_input_tokens` counts the hit, and a next turn reads at least
+    95 % of the previous turn's input + output from the cache."""
+    def post(messages):
+        body = {"model": "dsv4-tiny", "max_tokens": 30, "temperature": 0, "system": SYSTEM + " (messages)", "messages": messages,
+                "tools": [{"name": t["function"]["name"], "description": t["function"]["description"], "input_schema": t["function"]["parameters"]}
+                          for t in TOOLS], "thinking": {"type": "disabled"}}
+        status, _, raw = warm.request("POST", "/v1/messages", json.dumps(body), {"content-type": "application/json"}, timeout=300)
+        assert status == 200, raw
+        return json.loads(raw)
+
+    messages = [{"role": "user", "content": "Step 1: list the failing tests."}]
+    previous = None
+    for turn in range(1, 5):
+        r = post(messages)
+        u = r["usage"]
+        total_input = u["input_tokens"] + u["cache_read_input_tokens"]
+        if previous:
+            need = previous["input_tokens"] + previous["cache_read_input_tokens"] + previous["output_tokens"]
+            assert u["cache_read_input_tokens"] >= 0.95 * need, f"turn {turn}: read {u['cache_read_input_tokens']} of {need}"
+        assert u["input_tokens"] > 0 and total_input > 0
+        previous = u
+        messages = messages + [{"role": "assistant", "content": r["content"]}, {"role": "user", "content": f"Step {turn + 1}: go on."}]
