@@ -87,6 +87,8 @@ public final class EngineCore {
         var seen: Set<Int>
         var constraint: (any TokenConstraint)?
         var stops = StopMatcher()
+        /// Preempted: its cache was swapped out and it resumes from there.
+        var swapped = false
 
         init(tokens: [Int], rng: SeededGenerator, seen: Set<Int>) {
             self.tokens = tokens
@@ -241,8 +243,10 @@ public final class EngineCore {
         return events
     }
 
-    /// Plans the step over every unfinished choice and applies its preemptions (their
-    /// sequences are closed; they restart from the prefix cache later).
+    /// Plans the step over every unfinished choice and applies its preemptions: a preempted
+    /// sequence is swapped out, not dropped (its pages and state stay in the prefix cache as
+    /// evictable entries, written to the disk tier if memory runs short), and it resumes from
+    /// there later, recomputing only what was evicted without a disk tier.
     func schedule() -> StepPlan {
         var tasks: [SchedulableTask] = []
         for r in requests.values {
@@ -265,9 +269,10 @@ public final class EngineCore {
         }
         for key in plan.preempt {
             let c = requests[key.request]!.choices[key.choice]
-            if let s = c.sequence { cache.close(s) }
+            if let s = c.sequence { cache.close(s, keepingEnd: true) }
             c.sequence = nil
             c.computed = 0
+            c.swapped = true
             counters.preemptions += 1
         }
         return plan
@@ -324,7 +329,8 @@ public final class EngineCore {
     /// Opens choice `c` of `r` in the cache (resuming from the prefix cache); returns the
     /// cached tokens, or nil when memory is short. The request's first open reports `started`.
     private func open(_ r: Request, _ c: Choice, events: inout [(Int, EngineEvent)]) -> Int? {
-        guard let (seq, cached) = try? cache.open(prompt: c.tokens) else { return nil }
+        guard let (seq, cached) = try? cache.open(prompt: c.tokens, waitForSwapIn: c.swapped) else { return nil }
+        c.swapped = false
         c.sequence = seq
         c.computed = cached
         if !r.started {

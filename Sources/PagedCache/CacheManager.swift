@@ -44,6 +44,8 @@ public final class CacheManager {
     }
 
     private var sequences: [Int: Sequence] = [:]
+    /// Set when a read from the disk tier stopped because no block could be allocated.
+    var diskReadShortOfMemory = false
     private var nextID = 0
     /// Per cache kind: bytes prompts could have reused, and bytes they did.
     var prefixStats: [CacheKind: (queried: Int, hit: Int)] = [:]
@@ -102,7 +104,11 @@ public final class CacheManager {
     /// least one prompt token to compute: a page boundary that still has its snapshot, or a
     /// tail (a snapshot inside a page, PrefixCache NOTE) past it. Returns the sequence and the
     /// number of prompt tokens served from the cache.
-    public func open(prompt: [Int]) throws -> (SequenceID, cachedTokens: Int) {
+    /// - Parameter waitForSwapIn: throw `outOfMemory` (the caller retries later) rather than
+    ///   resume shallower when memory is too short to read the prefix back from disk: a
+    ///   preempted sequence swapped out waits for room instead of recomputing.
+    public func open(prompt: [Int], waitForSwapIn: Bool = false) throws -> (SequenceID, cachedTokens: Int) {
+        diskReadShortOfMemory = false
         let P = layout.pageTokens
         let maxPages = max(prompt.count - 1, 0) / P
         var hits = prefix.match(prompt, pageTokens: P, maxPages: maxPages)
@@ -111,6 +117,10 @@ public final class CacheManager {
         if disk != nil {
             hits = extendFromDisk(prompt, ramHits: hits, maxPages: maxPages)
             loadTailFromDisk(prompt, hits: hits)
+            if waitForSwapIn && diskReadShortOfMemory {
+                for h in hits { store.release(h.page) }
+                throw CacheError.outOfMemory(neededBytes: layout.pageBytes, budgetBytes: store.budgetBytes)
+            }
         }
         let tail = deepestTail(prompt, hits: hits)
         if let tail {
@@ -300,39 +310,54 @@ public final class CacheManager {
     }
 
     /// Releases everything the sequence holds (cached pages stay in the prefix cache). With
-    /// `keepingEnd`, the state where the sequence stopped stays in the prefix cache too (as a
-    /// tail, or as the snapshot of the boundary it stopped on), so a request that goes on
-    /// from there (a conversation's next turn) resumes instead of recomputing.
+    /// `keepingEnd`, where the sequence stopped stays in the prefix cache too: its full pages
+    /// as links of the chain, and its state (no copy) as a tail or as the snapshot of the
+    /// boundary it stopped on, so a request that goes on from there (a conversation's next
+    /// turn, a preempted sequence resuming) resumes instead of recomputing. All of it is
+    /// evictable (to the disk tier, when there is one).
     public func close(_ id: SequenceID, keepingEnd: Bool = false) {
         guard var seq = sequences.removeValue(forKey: id.raw) else { return }
-        if keepingEnd, !seq.tokens.isEmpty { keepEnd(&seq) }
-        store.release(seq.state)
+        let stateKept = keepingEnd && !seq.tokens.isEmpty && keepEnd(&seq)
+        if !stateKept { store.release(seq.state) }
         for p in seq.pages { store.release(p) }
     }
 
-    private func keepEnd(_ seq: inout Sequence) {
+    /// Registers `seq`'s full pages and its end state in the prefix cache; returns whether the
+    /// state block was taken over (else the caller releases it).
+    private func keepEnd(_ seq: inout Sequence) -> Bool {
         let P = layout.pageTokens
         let depth = seq.tokens.count / P
+        // Pages whose boundary got no snapshot (memory was short) were never registered.
+        // Deepest first, so the chain's root is the most recently used: eviction (to the
+        // disk tier) takes the chain from its end, and what stays in RAM is a prefix of it.
+        for i in (0..<min(depth, seq.pages.count)).reversed() {
+            if prefix.entry(seq.pageHashes[i]) == nil {
+                store.retain(seq.pages[i])
+                prefix.insert(CachedPage(
+                    hash: seq.pageHashes[i], page: seq.pages[i], snapshot: nil, tokens: Array(seq.tokens[(i * P)..<((i + 1) * P)]), depth: i))
+            } else {
+                prefix.touch(seq.pageHashes[i])
+            }
+        }
         let atBoundary = seq.tokens.count % P == 0
-        if atBoundary, prefix.entry(seq.pageHashes[depth - 1])?.snapshot != nil { return }
-        if !atBoundary {
-            let hash = chainedPageHash(previous: depth == 0 ? 0 : seq.pageHashes[depth - 1], tokens: seq.tokens[(depth * P)...])
-            if prefix.entry(hash)?.snapshot != nil { return }
-        }
-        guard let snap = allocate(.snapshot) else { return }
-        store.copy(seq.state, to: snap)
         if atBoundary {
-            if !prefix.attach(snapshot: snap, to: seq.pageHashes[depth - 1]) { store.release(snap) }
-            return
+            guard let e = prefix.entry(seq.pageHashes[depth - 1]), e.snapshot == nil else { return false }
+            store.convert(seq.state, to: .snapshot)
+            if !prefix.attach(snapshot: seq.state, to: e.hash) { store.release(seq.state) }
+            return true
         }
+        let hash = chainedPageHash(previous: depth == 0 ? 0 : seq.pageHashes[depth - 1], tokens: seq.tokens[(depth * P)...])
+        if prefix.entry(hash)?.snapshot != nil { return false }
+        store.convert(seq.state, to: .snapshot)
         // The partial page is private to the sequence: the tail takes it over, no copy.
         guard depth < seq.pages.count, store.references(seq.pages[depth]) == 1 else {
-            addTail(seq, snapshot: snap)
-            return
+            addTail(seq, snapshot: seq.state)
+            return true
         }
         let page = seq.pages.remove(at: depth)
         seq.slots.remove(at: depth)
-        addTail(seq, snapshot: snap, pageOwned: page)
+        addTail(seq, snapshot: seq.state, pageOwned: page)
+        return true
     }
 
     /// Drops every cached page no sequence uses (returns the cache to empty when idle).

@@ -97,3 +97,39 @@ import Testing
         #expect(core.cache.disk!.stats.entriesRead > 0 && core.cache.disk!.stats.entriesWritten > 0)
     }
 }
+
+/// Preemption swaps: a preempted sequence's pages and state stay in the prefix cache as
+/// evictable entries (written to the disk tier when memory runs short) and it resumes from
+/// them: every position is computed exactly once, with the tokens of an uninterrupted run.
+@Suite struct PreemptionSwapTests {
+    func run(disk: Bool) throws -> (core: EngineCore, tokens: [[Int]]) {
+        let model = FakeModel(pageTokens: 4)
+        let layout = model.cacheLayout
+        // Each request alone needs 4 pages and a state; together they do not fit.
+        let budget = 2 * layout.stateBytes + 4 * layout.pageBytes
+        var tier: DiskTier?
+        if disk {
+            let dir = NSTemporaryDirectory() + "dsv4-swap-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            tier = try DiskTier(directory: dir, budgetBytes: 1 << 30, layout: layout, modelIdentity: "fake") { _ in }
+        }
+        let core = EngineCore(model: model, configuration: EngineConfiguration(cacheBytes: budget, tokenBudget: 64), disk: tier)
+        let a = try core.add(prompt: [1, 2, 3, 4, 5, 6], parameters: greedy(8))
+        let b = try core.add(prompt: [7, 8, 9, 10, 11, 12], parameters: greedy(8))
+        let out = drain(core).tokens
+        return (core, [try #require(out[a]?[0]), try #require(out[b]?[0])])
+    }
+
+    @Test func aPreemptedSequenceResumesFromItsSwappedStateWithoutRecomputing() throws {
+        let (core, tokens) = try run(disk: true)
+        #expect(core.counters.preemptions > 0, "the budget was meant to force preemption")
+        // Each request computes 6 + 8 - 1 = 13 positions, once: nothing was recomputed.
+        #expect(core.counters.computedTokens == 2 * 13)
+        for (i, prompt) in [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]].enumerated() {
+            let solo = EngineCore(model: FakeModel(pageTokens: 4), configuration: EngineConfiguration(cacheBytes: 1 << 20))
+            let id = try solo.add(prompt: prompt, parameters: greedy(8))
+            #expect(drain(solo).tokens[id]![0]! == tokens[i])
+        }
+        #expect(core.cache.disk!.stats.entriesWritten > 0 && core.cache.disk!.stats.entriesRead > 0, "swapped through the disk")
+    }
+}

@@ -84,8 +84,9 @@ private final class FailingModel: CausalLM, @unchecked Sendable {
         #expect(core.cache.prefix.count == 1 && core.cache.prefix.tailCount == 1)
     }
 
-    /// schedule: under memory pressure the newest running request is preempted and restarts
-    /// from scratch (its sequence closed, nothing computed).
+    /// schedule: under memory pressure the newest running request is preempted (its sequence
+    /// closed, its cache swapped into the prefix cache; it resumes from there:
+    /// PreemptionSwapTests).
     @Test func scheduleAppliesPreemptionByClosingTheSequence() throws {
         let model = FakeModel(pageTokens: 4)
         let layout = model.cacheLayout
