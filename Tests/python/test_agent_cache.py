@@ -86,7 +86,9 @@ def test_a_ten_turn_agent_conversation_hits_the_cache_and_answers_as_cold(warm):
         cached = usage.prompt_tokens_details.cached_tokens
         if previous:
             need = previous.prompt_tokens + previous.completion_tokens
-            assert cached >= 0.95 * need, f"turn {turn}: cached {cached} of the previous turn's {need} prompt + output tokens"
+            # The issue asks for 95 %; the previous prompt alone is about 94 % here, and the
+            # whole previous turn is cached (measured 100.1-100.3 %: its end token too).
+            assert cached >= 0.99 * need, f"turn {turn}: cached {cached} of the previous turn's {need} prompt + output tokens"
             assert cached < usage.prompt_tokens
         rows.append((turn, usage.prompt_tokens, usage.completion_tokens, cached, ttft))
         if turn == COLD_TURN:
@@ -132,3 +134,20 @@ def test_anthropic_messages_next_turns_read_the_previous_turn_from_the_cache(war
         assert u["input_tokens"] > 0 and total_input > 0
         previous = u
         messages = messages + [{"role": "assistant", "content": r["content"]}, {"role": "user", "content": f"Step {turn + 1}: go on."}]
+
+
+def test_responses_next_turns_read_the_previous_turn_from_the_cache(warm):
+    """/v1/responses with previous_response_id: the server renders the stored history, and a
+    next turn reads at least 99 % of the previous turn's input + output from the cache (the
+    previous input alone is about 92 % of it)."""
+    c = client(warm)
+    tools = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
+              "parameters": t["function"]["parameters"]} for t in TOOLS]
+    r = c.responses.create(model="dsv4-tiny", instructions=SYSTEM + " (responses)", input="Step 1: where do the tests live?", tools=tools,
+                           max_output_tokens=60, temperature=0, reasoning={"effort": "none"})
+    for turn in range(2, 5):
+        previous = r.usage
+        r = c.responses.create(model="dsv4-tiny", previous_response_id=r.id, instructions=SYSTEM + " (responses)", input=f"Step {turn}: go on.", tools=tools,
+                               max_output_tokens=60, temperature=0, reasoning={"effort": "none"})
+        need = previous.input_tokens + previous.output_tokens
+        assert r.usage.input_tokens_details.cached_tokens >= 0.99 * need, f"turn {turn}: cached {r.usage.input_tokens_details.cached_tokens} of {need}"
