@@ -1,7 +1,7 @@
 """A 10-turn agent conversation with tools on the real dsv4-tiny (issue 13, must-show 2): each
 turn re-sends the previous prompt, the assistant's answer (a tool call and its result on some
-turns) and a new message; from turn 2 the prefix cache serves at least 95 % of the previous
-turn's prompt + output tokens (snapshots at the end of every prompt and output, and the answer
+turns) and a new message; from turn 2 the prefix cache serves at least 95 % (the issue's bar;
+the tests ask 99 %) of the previous turn's prompt + output tokens (snapshots at the end of every prompt and output, and the answer
 as the template renders it back), and a turn served from the cache answers token for token as
 the same request served cold."""
 import json, os, time
@@ -113,7 +113,7 @@ def test_a_ten_turn_agent_conversation_hits_the_cache_and_answers_as_cold(warm):
 
 def test_anthropic_messages_next_turns_read_the_previous_turn_from_the_cache(warm):
     """/v1/messages: `cache_read_input_tokens` counts the hit, and a next turn reads at least
-    95 % of the previous turn's input + output from the cache."""
+    99 % of the previous turn's input + output from the cache."""
     def post(messages):
         body = {"model": "dsv4-tiny", "max_tokens": 30, "temperature": 0, "system": SYSTEM + " (messages)", "messages": messages,
                 "tools": [{"name": t["function"]["name"], "description": t["function"]["description"], "input_schema": t["function"]["parameters"]}
@@ -130,7 +130,7 @@ def test_anthropic_messages_next_turns_read_the_previous_turn_from_the_cache(war
         total_input = u["input_tokens"] + u["cache_read_input_tokens"]
         if previous:
             need = previous["input_tokens"] + previous["cache_read_input_tokens"] + previous["output_tokens"]
-            assert u["cache_read_input_tokens"] >= 0.95 * need, f"turn {turn}: read {u['cache_read_input_tokens']} of {need}"
+            assert u["cache_read_input_tokens"] >= 0.99 * need, f"turn {turn}: read {u['cache_read_input_tokens']} of {need}"
         assert u["input_tokens"] > 0 and total_input > 0
         previous = u
         messages = messages + [{"role": "assistant", "content": r["content"]}, {"role": "user", "content": f"Step {turn + 1}: go on."}]
