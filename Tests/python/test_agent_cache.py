@@ -1,9 +1,10 @@
 """A 10-turn agent conversation with tools on the real dsv4-tiny (issue 13, must-show 2): each
 turn re-sends the previous prompt, the assistant's answer (a tool call and its result on some
 turns) and a new message; from turn 2 the prefix cache serves at least 95 % (the issue's bar;
-the tests ask 99 %) of the previous turn's prompt + output tokens (snapshots at the end of every prompt and output, and the answer
-as the template renders it back), and a turn served from the cache answers token for token as
-the same request served cold."""
+the tests ask 99 %) of the previous turn's prompt + output tokens (snapshots at the end of
+every prompt and output, and the answer as the template renders it back), and a turn served
+from the cache answers token for token as the same request served cold. The same through
+/v1/messages and /v1/responses."""
 import json, os, time
 
 import pytest
