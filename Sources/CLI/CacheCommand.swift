@@ -22,7 +22,7 @@ struct CacheInspectCommand: ParsableCommand {
         if r.groups.isEmpty { print("  no entries") }
         for g in r.groups {
             let hex = String(g.fingerprint, radix: 16)
-            print("  model \(hex): \(g.entries) entries (\(g.snapshots) with a snapshot), \(g.bytes) bytes, \(g.entries * g.pageTokens) tokens of history")
+            print("  model \(hex): \(g.entries) entries (\(g.snapshots) with a snapshot, \(g.tails) prompt or output ends), \(g.bytes) bytes, \((g.entries - g.tails) * g.pageTokens) tokens of full pages")
         }
         if r.temporary > 0 { print("  \(r.temporary) unfinished writes (removed when a server starts)") }
         for u in r.unusable { print("  unusable: \(u)") }

@@ -87,6 +87,8 @@ public final class EngineCore {
         var seen: Set<Int>
         var constraint: (any TokenConstraint)?
         var stops = StopMatcher()
+        /// Preempted: its cache was swapped out and it resumes from there.
+        var swapped = false
 
         init(tokens: [Int], rng: SeededGenerator, seen: Set<Int>) {
             self.tokens = tokens
@@ -109,6 +111,8 @@ public final class EngineCore {
         var cachedPromptTokens = 0
         var forked = false
         var cancelled = false
+        /// Computes the prompt into the prefix cache and samples nothing (`warm(prompt:)`).
+        var cacheOnly = false
 
         init(id: Int, arrival: Int, arrivalTime: Duration, prompt: [Int], parameters: SamplingParameters, seed: UInt64, first: Choice) {
             self.id = id
@@ -175,6 +179,19 @@ public final class EngineCore {
         return id
     }
 
+    /// Queues a request that only computes `prompt` into the prefix cache, leaving a snapshot
+    /// at its end: the server warms the exact prefix a conversation's next turn sends (the
+    /// previous prompt and the answer as the chat template renders it back), so that turn
+    /// resumes there. It reports `started` and then `finished` with reason `length` and no
+    /// token. Throws when the prompt is invalid or cannot fit.
+    public func warm(prompt: [Int]) throws -> Int {
+        var p = SamplingParameters()
+        p.maxTokens = 1
+        let id = try add(prompt: prompt, parameters: p)
+        requests[id]!.cacheOnly = true
+        return id
+    }
+
     /// Marks a request cancelled; it stops at the next step and frees its cache.
     public func cancel(_ id: Int) { requests[id]?.cancelled = true }
 
@@ -226,8 +243,10 @@ public final class EngineCore {
         return events
     }
 
-    /// Plans the step over every unfinished choice and applies its preemptions (their
-    /// sequences are closed; they restart from the prefix cache later).
+    /// Plans the step over every unfinished choice and applies its preemptions: a preempted
+    /// sequence is swapped out, not dropped (its pages and state stay in the prefix cache as
+    /// evictable entries, written to the disk tier if memory runs short), and it resumes from
+    /// there later, recomputing only what was evicted without a disk tier.
     func schedule() -> StepPlan {
         var tasks: [SchedulableTask] = []
         for r in requests.values {
@@ -250,9 +269,10 @@ public final class EngineCore {
         }
         for key in plan.preempt {
             let c = requests[key.request]!.choices[key.choice]
-            if let s = c.sequence { cache.close(s) }
+            if let s = c.sequence { cache.close(s, keepingEnd: true) }
             c.sequence = nil
             c.computed = 0
+            c.swapped = true
             counters.preemptions += 1
         }
         return plan
@@ -287,10 +307,13 @@ public final class EngineCore {
             let view = cache.view(seq)
             var pos = c.computed
             let end = c.computed + n
+            // A snapshot at every page boundary and at the end of the prompt (where a
+            // conversation's next turn can resume: PrefixCache NOTE on tails).
+            let promptEnd = requests[key.request]!.prompt.count
             while pos < end {
                 let boundary = (pos / layout.pageTokens + 1) * layout.pageTokens
-                let segEnd = min(end, boundary)
-                let snap = segEnd == boundary ? cache.allocateSnapshot() : nil
+                let segEnd = pos < promptEnd && promptEnd < boundary ? min(end, promptEnd) : min(end, boundary)
+                let snap = segEnd == boundary || segEnd == promptEnd ? cache.allocateSnapshot() : nil
                 let toks = Array(c.tokens[pos..<segEnd])
                 let last = segEnd == end && end == c.tokens.count
                 batch.segments.append(Segment(key: key, tokens: toks, snapshot: snap, wantsLogits: last))
@@ -306,17 +329,20 @@ public final class EngineCore {
     /// Opens choice `c` of `r` in the cache (resuming from the prefix cache); returns the
     /// cached tokens, or nil when memory is short. The request's first open reports `started`.
     private func open(_ r: Request, _ c: Choice, events: inout [(Int, EngineEvent)]) -> Int? {
-        guard let (seq, cached) = try? cache.open(prompt: c.tokens) else { return nil }
+        guard let (seq, cached) = try? cache.open(prompt: c.tokens, waitForSwapIn: c.swapped) else { return nil }
+        c.swapped = false
         c.sequence = seq
         c.computed = cached
         if !r.started {
             r.started = true
             let wait = clock.now - r.arrivalTime
-            counters.admittedRequests += 1
-            counters.totalQueueWait += wait
-            counters.maxQueueWait = max(counters.maxQueueWait, wait)
-            counters.promptTokens += r.prompt.count
-            counters.cachedPromptTokens += cached
+            if !r.cacheOnly {
+                counters.admittedRequests += 1
+                counters.totalQueueWait += wait
+                counters.maxQueueWait = max(counters.maxQueueWait, wait)
+                counters.promptTokens += r.prompt.count
+                counters.cachedPromptTokens += cached
+            }
             r.cachedPromptTokens = cached
             events.append((r.id, .started(promptTokens: r.prompt.count, cachedTokens: cached)))
         }
@@ -358,6 +384,15 @@ public final class EngineCore {
             cache.commit(c.sequence!, tokens: seg.tokens, snapshot: seg.snapshot)
             c.computed += seg.tokens.count
             guard seg.wantsLogits else { continue }
+            if r.cacheOnly {
+                // The prompt-end snapshot was taken with this segment; nothing to sample.
+                c.finished = .length
+                cache.close(c.sequence!)
+                c.sequence = nil
+                events.append((r.id, .finished(choice: 0, reason: .length, stopString: nil)))
+                requests[r.id] = nil
+                continue
+            }
             var targets = [seg.key.choice]
             if seg.key.choice == 0 && !r.forked && r.parameters.n > 1 { targets += fork(r, from: c) }
             for k in targets { events += sample(r, choice: k, logits: logits[i]) }
@@ -418,7 +453,8 @@ public final class EngineCore {
         var events: [(Int, EngineEvent)] = [(r.id, .token(choice: k, s))]
         if let (reason, stop) = finishReason(r, ch, s.token) {
             ch.finished = reason
-            if let q = ch.sequence { cache.close(q) }
+            // The state where the output stopped stays cached: a next turn resumes there.
+            if let q = ch.sequence { cache.close(q, keepingEnd: true) }
             ch.sequence = nil
             events.append((r.id, .finished(choice: k, reason: reason, stopString: stop)))
         }

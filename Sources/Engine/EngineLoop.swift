@@ -22,6 +22,8 @@ public struct EngineMetrics: Sendable {
     public var cacheUsedBytes: Int
     public var cacheBudgetBytes: Int
     public var cachedPages: Int
+    /// Snapshots inside a page (prompt and output ends) held by the prefix cache.
+    public var cachedTails: Int
     public var prefixQueriedTokens: Int
     public var prefixHitTokens: Int
     public var pageBytes: Int
@@ -48,7 +50,8 @@ public struct EngineMetrics: Sendable {
         runningSequences = core.runningSequenceCount
         cacheUsedBytes = usage.usedBytes
         cacheBudgetBytes = usage.budgetBytes
-        cachedPages = core.cache.prefix.count
+        cachedPages = core.cache.prefix.count - core.cache.prefix.tailCount
+        cachedTails = core.cache.prefix.tailCount
         prefixQueriedTokens = core.cache.prefix.queriedTokens
         prefixHitTokens = core.cache.prefix.hitTokens
         pageBytes = core.cache.layout.pageBytes
@@ -70,7 +73,7 @@ public struct EngineMetrics: Sendable {
 public final class EngineLoop: @unchecked Sendable {
     private let core: EngineCore
     private let lock = NSCondition()
-    private var inbox: [(id: Int, prompt: [Int], parameters: SamplingParameters, constraint: (any TokenConstraintFactory)?)] = []
+    private var inbox: [(id: Int, prompt: [Int], parameters: SamplingParameters, constraint: (any TokenConstraintFactory)?, cacheOnly: Bool)] = []
     private var cancels: [Int] = []
     private var streams: [Int: AsyncStream<EngineEvent>.Continuation] = [:]
     private var pendingChoices: [Int: Int] = [:]
@@ -98,6 +101,20 @@ public final class EngineLoop: @unchecked Sendable {
     public func submit(
         prompt: [Int], parameters: SamplingParameters, constraint: (any TokenConstraintFactory)? = nil
     ) throws -> (id: Int, events: AsyncStream<EngineEvent>) {
+        try enqueue(prompt: prompt, parameters: parameters, constraint: constraint, cacheOnly: false)
+    }
+
+    /// Queues a request that computes `prompt` into the prefix cache and samples nothing
+    /// (`EngineCore.warm(prompt:)`); its stream ends when the prompt's state is cached.
+    public func warm(prompt: [Int]) throws -> (id: Int, events: AsyncStream<EngineEvent>) {
+        var p = SamplingParameters()
+        p.maxTokens = 1
+        return try enqueue(prompt: prompt, parameters: p, constraint: nil, cacheOnly: true)
+    }
+
+    private func enqueue(
+        prompt: [Int], parameters: SamplingParameters, constraint: (any TokenConstraintFactory)?, cacheOnly: Bool
+    ) throws -> (id: Int, events: AsyncStream<EngineEvent>) {
         try core.validate(prompt: prompt, parameters: parameters)
         let (stream, continuation) = AsyncStream<EngineEvent>.makeStream(bufferingPolicy: .unbounded)
         lock.lock()
@@ -107,7 +124,7 @@ public final class EngineLoop: @unchecked Sendable {
         nextID += 1
         streams[id] = continuation
         pendingChoices[id] = parameters.n
-        inbox.append((id, prompt, parameters, constraint))
+        inbox.append((id, prompt, parameters, constraint, cacheOnly))
         continuation.onTermination = { [weak self] reason in
             if case .cancelled = reason { self?.cancel(id) }
         }
@@ -158,7 +175,7 @@ public final class EngineLoop: @unchecked Sendable {
             var events: [(Int, EngineEvent)] = []
             for r in newRequests {
                 do {
-                    let cid = try core.add(prompt: r.prompt, parameters: r.parameters, constraint: r.constraint)
+                    let cid = try r.cacheOnly ? core.warm(prompt: r.prompt) : core.add(prompt: r.prompt, parameters: r.parameters, constraint: r.constraint)
                     coreIDs[r.id] = cid
                     loopIDs[cid] = r.id
                 } catch let e as EngineError {

@@ -38,7 +38,7 @@ public final class BlockStore {
     public private(set) var version = 0
     /// A block: its kind, its buffer (states, snapshots) or pool slot (pages), its references.
     private struct Block {
-        let kind: BlockKind
+        var kind: BlockKind
         let pointer: UnsafeMutablePointer<Float>?
         let slot: Int
         var refs: Int
@@ -142,6 +142,18 @@ public final class BlockStore {
         } else {
             pages.release(b.slot)
         }
+    }
+
+    /// Makes a live state a snapshot or back (same layout, no copy): a closing sequence's
+    /// state kept by the prefix cache.
+    public func convert(_ id: BlockID, to kind: BlockKind) {
+        guard var b = blocks[id.raw] else { preconditionFailure("convert of unknown block \(id)") }
+        precondition(b.kind.isStateLike && kind.isStateLike, "only states and snapshots convert")
+        live[b.kind]! -= 1
+        live[kind]! += 1
+        b.kind = kind
+        blocks[id.raw] = b
+        version += 1
     }
 
     /// Copies the contents of `source` into `destination` (same layout: page to page, or

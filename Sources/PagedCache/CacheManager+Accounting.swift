@@ -9,22 +9,26 @@ import ModelRuntime
 /// prompt share the prompt's full pages and own the rest. Every sequence holds one state.
 /// Every page boundary a sequence reaches takes one snapshot when memory allows; snapshots
 /// are reclaimable at any time (PrefixCache NOTE), so they are counted apart: `bytes` must
-/// fit the budget, `peakBytes` is what the run holds when nothing is reclaimed.
+/// fit the budget, `peakBytes` is what the run holds when nothing is reclaimed. A prompt that
+/// ends inside a page also takes a snapshot there, and (while its output goes on) a copy of
+/// that partial page: a tail, as reclaimable as the snapshots.
 public struct CacheFootprint: Sendable, Equatable, CustomStringConvertible {
     public let pages: Int
     public let states: Int
     public let snapshots: Int
+    /// Copies of partial pages held by tails (reclaimable).
+    public let tailPages: Int
     public let pageBytes: Int
     public let stateBytes: Int
 
     /// Pages and states: what the request needs to run at all.
     public var bytes: Int { pages * pageBytes + states * stateBytes }
-    /// Snapshots, reclaimable.
-    public var snapshotBytes: Int { snapshots * stateBytes }
+    /// Snapshots and tail pages, reclaimable.
+    public var snapshotBytes: Int { snapshots * stateBytes + tailPages * pageBytes }
     public var peakBytes: Int { bytes + snapshotBytes }
 
     public var description: String {
-        "\(pages) history pages of \(pageBytes) B and \(states) sequence states of \(stateBytes) B, plus up to \(snapshots) reclaimable boundary snapshots"
+        "\(pages) history pages of \(pageBytes) B and \(states) sequence states of \(stateBytes) B, plus up to \(snapshots) reclaimable snapshots and \(tailPages) tail pages"
     }
 }
 
@@ -67,9 +71,11 @@ extension CacheManager {
         let pagesPerSequence = layout.pageCount(forPositions: positions)
         let boundaries = positions / pT
         let extra = max(n - 1, 0)
+        let promptTail = promptTokens % pT == 0 ? 0 : 1
         return CacheFootprint(
             pages: pagesPerSequence + extra * (pagesPerSequence - sharedPages), states: max(n, 1),
-            snapshots: boundaries + extra * (boundaries - sharedPages), pageBytes: layout.pageBytes, stateBytes: layout.stateBytes)
+            snapshots: boundaries + extra * (boundaries - sharedPages) + promptTail, tailPages: maxTokens > 1 ? promptTail : 0,
+            pageBytes: layout.pageBytes, stateBytes: layout.stateBytes)
     }
 
     /// Every kind of the layout (in `CacheKind.allCases` order), with block counts.

@@ -39,46 +39,122 @@ extension CacheManager {
         guard let disk, disk.isEnabled else { return ram }
         disk.flush()  // staged entries become readable
         let P = layout.pageTokens
+        // The chain goes on through disk entries and RAM entries alike (eviction may have taken
+        // a chain's root to disk and left deeper pages in RAM).
         var chain: [UInt64] = []
         var h = ram.last?.hash ?? 0
         for i in ram.count..<max(maxPages, ram.count) {
-            h = chainedPageHash(previous: h, tokens: prompt[(i * P)..<((i + 1) * P)])
+            let slice = prompt[(i * P)..<((i + 1) * P)]
+            h = chainedPageHash(previous: h, tokens: slice)
+            if let e = prefix.entry(h), !e.isTail, e.tokens.elementsEqual(slice) {
+                chain.append(h)
+                continue
+            }
             guard prefix.entry(h) == nil, disk.contains(h) else { break }
             chain.append(h)
         }
         let hashes = ram.map(\.hash) + chain
         let ramResume = (ram.lastIndex { $0.snapshot != nil } ?? -1) + 1
-        // Depths (pages covered) the disk can resume from, deepest first.
-        let depths = (ramResume..<hashes.count).reversed().filter { disk.hasSnapshot(hashes[$0]) }.map { $0 + 1 }
-        guard let deepest = depths.first else {
+        // Depths (pages covered) the disk or RAM can resume from, deepest first; and the
+        // chain's end when a tail continues it (a swapped-out sequence's pages have no snapshots).
+        let depths = (ramResume..<hashes.count).reversed().filter { disk.hasSnapshot(hashes[$0]) || prefix.entry(hashes[$0])?.snapshot != nil }
+            .map { $0 + 1 }
+        let tailDepth = hashes.count > ram.count && hasTail(prompt, after: hashes) ? hashes.count : 0
+        guard let deepest = [depths.first ?? 0, tailDepth].max(), deepest > 0 else {
             disk.recordLookup(hitTokens: 0, missTokens: (maxPages - ramResume) * P, used: [])
             return ram
         }
         // Staging during the read may flush, and flushing may evict: not these entries.
         disk.pinned = Set(hashes)
         defer { disk.pinned = [] }
-        loadPages(chain, prompt: prompt, first: ram.count, upTo: deepest)
+        var held = loadPages(chain, prompt: prompt, first: ram.count, upTo: deepest)
         var hits = ram.map { prefix.entry($0.hash)! }
-        for j in chain.indices { if let e = prefix.entry(chain[j]) { hits.append(e) } else { break } }
+        for j in chain.indices {
+            guard let e = prefix.entry(chain[j]), held[e.hash] == e.page else { break }
+            hits.append(e)
+            held[e.hash] = nil
+        }
+        // Held past a gap (an entry evicted while reading): not hits.
+        for (_, page) in held { store.release(page) }
         let resumed = attachSnapshot(disk, hits: hits, depths: depths)
         let gained = max(resumed - ramResume, 0)
         disk.recordLookup(hitTokens: gained * P, missTokens: (maxPages - ramResume - gained) * P, used: Array(hashes.prefix(resumed)))
         return hits.map { prefix.entry($0.hash)! }
     }
 
-    /// Reads chain pages `first..<upTo` (chain index 0 is page `first`) into new page blocks
-    /// held by the prefix cache and by the caller.
-    private func loadPages(_ chain: [UInt64], prompt: [Int], first: Int, upTo depth: Int) {
-        guard let disk, depth > first else { return }
+    /// Whether RAM or the disk has a tail of `prompt` right after the pages `hashes`.
+    private func hasTail(_ prompt: [Int], after hashes: [UInt64]) -> Bool {
+        guard let disk else { return false }
         let P = layout.pageTokens
-        _ = disk.readPages(Array(chain.prefix(depth - first)), tokens: { prompt[((first + $0) * P)..<((first + $0 + 1) * P)] }) { j, page in
-            guard let id = allocate(.page) else { return false }
+        let start = hashes.count * P, n = min(P - 1, prompt.count - 1 - start)
+        guard n > 0 else { return false }
+        let parent = hashes.last ?? 0
+        if prefix.matchTail(prompt, parent: parent, depth: hashes.count, start: start, maxTokens: n) != nil { return true }
+        return PrefixCache.tailHashes(prompt, parent: parent, start: start, count: n).contains { disk.hasSnapshot($0) }
+    }
+
+    /// Reads the longest tail at the end of `hits` (the prompt's matched full pages) from disk
+    /// into the prefix cache, unless RAM has a tail there already.
+    func loadTailFromDisk(_ prompt: [Int], hits: [CachedPage]) {
+        guard let disk, disk.isEnabled else { return }
+        let P = layout.pageTokens
+        let depth = hits.count, start = depth * P
+        let n = min(P - 1, prompt.count - 1 - start)
+        let parent = hits.last?.hash ?? 0
+        guard n > 0, prefix.matchTail(prompt, parent: parent, depth: depth, start: start, maxTokens: n) == nil else { return }
+        let keys = PrefixCache.tailHashes(prompt, parent: parent, start: start, count: n)
+        guard let length = (1...n).reversed().first(where: { prefix.entry(keys[$0 - 1]) == nil && disk.hasSnapshot(keys[$0 - 1]) }) else { return }
+        let hash = keys[length - 1]
+        disk.flush()  // a staged entry becomes readable
+        disk.pinned = [hash]
+        defer { disk.pinned = [] }
+        guard let page = allocate(.page) else {
+            diskReadShortOfMemory = true
+            return
+        }
+        guard let snapshot = allocate(.snapshot) else {
+            diskReadShortOfMemory = true
+            store.release(page)
+            return
+        }
+        let read = disk.readPages([hash], tokens: { _ in prompt[start..<(start + length)] }) { _, p in
+            store.pages.write(store.slot(page), from: p)
+            return true
+        }
+        guard read == 1, disk.readSnapshot(hash, into: store.pointer(snapshot)) else {
+            store.release(page)
+            store.release(snapshot)
+            return
+        }
+        prefix.insert(CachedPage(
+            hash: hash, page: page, snapshot: snapshot, tokens: Array(prompt[start..<(start + length)]), depth: depth, isTail: true))
+        disk.recordLookup(hitTokens: length, missTokens: 0, used: [hash])
+    }
+
+    /// Reads chain pages `first..<upTo` (chain index 0 is page `first`) that RAM does not hold
+    /// into new page blocks held by the prefix cache; returns every chain page of the span
+    /// now held for the caller (RAM links retained first, so eviction cannot take them).
+    private func loadPages(_ chain: [UInt64], prompt: [Int], first: Int, upTo depth: Int) -> [UInt64: BlockID] {
+        var held: [UInt64: BlockID] = [:]
+        guard let disk, depth > first else { return held }
+        let P = layout.pageTokens
+        let span = Array(chain.prefix(depth - first).enumerated())
+        for (_, h) in span { if let e = prefix.entry(h) { store.retain(e.page); held[h] = e.page } }
+        let onDisk = span.filter { held[$0.element] == nil }.map(\.offset)
+        _ = disk.readPages(onDisk.map { chain[$0] }, tokens: { prompt[((first + onDisk[$0]) * P)..<((first + onDisk[$0] + 1) * P)] }) { k, page in
+            guard let id = allocate(.page) else {
+                diskReadShortOfMemory = true
+                return false
+            }
             store.pages.write(store.slot(id), from: page)
+            let j = onDisk[k]
+            held[chain[j]] = id
             let i = first + j
             prefix.insert(CachedPage(hash: chain[j], page: id, snapshot: nil, tokens: Array(prompt[(i * P)..<((i + 1) * P)]), depth: i))
             store.retain(id)
             return true
         }
+        return held
     }
 
     /// Attaches the deepest disk snapshot that reads back whole to its entry among `hits`;
@@ -86,7 +162,11 @@ extension CacheManager {
     private func attachSnapshot(_ disk: DiskTier, hits: [CachedPage], depths: [Int]) -> Int {
         let ramResume = (hits.lastIndex { $0.snapshot != nil } ?? -1) + 1
         for d in depths where d <= hits.count && d > ramResume {
-            guard let s = allocate(.snapshot) else { break }
+            if hits[d - 1].snapshot != nil { return d }  // a RAM link of the chain has one
+            guard let s = allocate(.snapshot) else {
+                diskReadShortOfMemory = true
+                break
+            }
             if disk.readSnapshot(hits[d - 1].hash, into: store.pointer(s)), prefix.attach(snapshot: s, to: hits[d - 1].hash) {
                 return d
             }

@@ -44,6 +44,8 @@ public final class CacheManager {
     }
 
     private var sequences: [Int: Sequence] = [:]
+    /// Set when a read from the disk tier stopped because no block could be allocated.
+    var diskReadShortOfMemory = false
     private var nextID = 0
     /// Per cache kind: bytes prompts could have reused, and bytes they did.
     var prefixStats: [CacheKind: (queried: Int, hit: Int)] = [:]
@@ -98,36 +100,69 @@ public final class CacheManager {
 
     // MARK: - Sequences
 
-    /// Opens a sequence for `prompt`, resuming from the deepest cached page boundary that
-    /// leaves at least one prompt token to compute and still has its snapshot. Returns the
-    /// sequence and the number of prompt tokens served from the cache.
-    public func open(prompt: [Int]) throws -> (SequenceID, cachedTokens: Int) {
-        let maxPages = max(prompt.count - 1, 0) / layout.pageTokens
-        var hits = prefix.match(prompt, pageTokens: layout.pageTokens, maxPages: maxPages)
+    /// Opens a sequence for `prompt`, resuming from the deepest cached point that leaves at
+    /// least one prompt token to compute: a page boundary that still has its snapshot, or a
+    /// tail (a snapshot inside a page, PrefixCache NOTE) past it. Returns the sequence and the
+    /// number of prompt tokens served from the cache.
+    /// - Parameter waitForSwapIn: throw `outOfMemory` (the caller retries later) rather than
+    ///   resume shallower when memory is too short to read the prefix back from disk: a
+    ///   preempted sequence swapped out waits for room instead of recomputing.
+    public func open(prompt: [Int], waitForSwapIn: Bool = false) throws -> (SequenceID, cachedTokens: Int) {
+        diskReadShortOfMemory = false
+        let P = layout.pageTokens
+        let maxPages = max(prompt.count - 1, 0) / P
+        var hits = prefix.match(prompt, pageTokens: P, maxPages: maxPages)
         // Hold the hits before allocating (reading from disk does), so eviction cannot take them.
         for h in hits { store.retain(h.page) }
-        if disk != nil { hits = extendFromDisk(prompt, ramHits: hits, maxPages: maxPages) }
-        while let last = hits.last, last.snapshot == nil {
-            store.release(last.page)
-            hits.removeLast()
+        if disk != nil {
+            hits = extendFromDisk(prompt, ramHits: hits, maxPages: maxPages)
+            loadTailFromDisk(prompt, hits: hits)
+            if waitForSwapIn && diskReadShortOfMemory {
+                for h in hits { store.release(h.page) }
+                throw CacheError.outOfMemory(neededBytes: layout.pageBytes, budgetBytes: store.budgetBytes)
+            }
         }
-        prefix.recordLookup(queried: prompt.count, hit: hits.count * layout.pageTokens)
+        let tail = deepestTail(prompt, hits: hits)
+        if let tail {
+            while hits.count > tail.depth { store.release(hits.removeLast().page) }
+        } else {
+            while let last = hits.last, last.snapshot == nil {
+                store.release(last.page)
+                hits.removeLast()
+            }
+        }
+        let cached = hits.count * P + (tail?.tokens.count ?? 0)
+        prefix.recordLookup(queried: prompt.count, hit: cached)
         recordKindLookup(reusablePages: maxPages, hitPages: hits.count)
         for h in hits { prefix.touch(h.hash) }
-        let resume = hits.last?.snapshot
-        if let resume { store.retain(resume) }
-        defer { if let resume { store.release(resume) } }
-        guard let state = allocate(.state) else {
+        if let tail { prefix.touch(tail.hash) }
+        let resume = tail?.snapshot ?? hits.last?.snapshot
+        // Held while allocating: eviction takes neither the snapshot nor the tail's page.
+        let held = [resume, tail?.page].compactMap { $0 }
+        for b in held { store.retain(b) }
+        defer { for b in held { store.release(b) } }
+        func fail(_ bytes: Int) -> CacheError {
             for h in hits { store.release(h.page) }
-            throw CacheError.outOfMemory(neededBytes: layout.stateBytes, budgetBytes: store.budgetBytes)
+            return CacheError.outOfMemory(neededBytes: bytes, budgetBytes: store.budgetBytes)
         }
+        guard let state = allocate(.state) else { throw fail(layout.stateBytes) }
         var seq = Sequence(state: state)
         if let resume {
             store.copy(resume, to: state)
             seq.pages = hits.map(\.page)
             seq.slots = hits.map { store.slot($0.page) }
             seq.pageHashes = hits.map(\.hash)
-            seq.tokens = Array(prompt[0..<(hits.count * layout.pageTokens)])
+            seq.tokens = Array(prompt[0..<cached])
+            if let tail {
+                // The sequence writes on into its partial page: a private copy of the tail's.
+                guard let page = allocate(.page) else {
+                    store.release(state)
+                    throw fail(layout.pageBytes)
+                }
+                store.copy(tail.page, to: page)
+                seq.pages.append(page)
+                seq.slots.append(store.slot(page))
+            }
         } else {
             initializeState(store.pointer(state))
         }
@@ -188,8 +223,10 @@ public final class CacheManager {
                 prefix.insert(CachedPage(
                     hash: hash, page: seq.pages[i], snapshot: snap,
                     tokens: Array(seq.tokens[(i * layout.pageTokens)..<((i + 1) * layout.pageTokens)]), depth: i))
-            } else if !(atBoundary && prefix.attach(snapshot: snap, to: hash)) {
-                // Known boundary with its snapshot, or not a boundary.
+            } else if !atBoundary {
+                addTail(seq, snapshot: snap)
+            } else if !prefix.attach(snapshot: snap, to: hash) {
+                // A known boundary with its snapshot.
                 store.release(snap)
             }
         }
@@ -227,10 +264,16 @@ public final class CacheManager {
         return nid
     }
 
-    /// Releases everything the sequence holds (cached pages stay in the prefix cache).
-    public func close(_ id: SequenceID) {
-        guard let seq = sequences.removeValue(forKey: id.raw) else { return }
-        store.release(seq.state)
+    /// Releases everything the sequence holds (cached pages stay in the prefix cache). With
+    /// `keepingEnd`, where the sequence stopped stays in the prefix cache too: its full pages
+    /// as links of the chain, and its state (no copy) as a tail or as the snapshot of the
+    /// boundary it stopped on, so a request that goes on from there (a conversation's next
+    /// turn, a preempted sequence resuming) resumes instead of recomputing. All of it is
+    /// evictable (to the disk tier, when there is one).
+    public func close(_ id: SequenceID, keepingEnd: Bool = false) {
+        guard var seq = sequences.removeValue(forKey: id.raw) else { return }
+        let stateKept = keepingEnd && !seq.tokens.isEmpty && keepEnd(&seq)
+        if !stateKept { store.release(seq.state) }
         for p in seq.pages { store.release(p) }
     }
 

@@ -11,6 +11,8 @@ public struct DiskDirectoryReport: Sendable, Equatable {
         public var snapshots = 0
         public var bytes = 0
         public var pageTokens = 0
+        /// Entries that are tails (a snapshot inside a page: fewer tokens than a page).
+        public var tails = 0
     }
     /// Entry groups, most bytes first.
     public var groups: [Group] = []
@@ -50,6 +52,7 @@ extension DiskTier {
                 var g = groups[h.fingerprint] ?? .init(fingerprint: h.fingerprint, pageTokens: h.pageTokens)
                 g.entries += 1
                 g.snapshots += h.snapshotBytes > 0 ? 1 : 0
+                g.tails += h.tokenCount < h.pageTokens ? 1 : 0
                 g.bytes += h.fileBytes
                 groups[h.fingerprint] = g
             }

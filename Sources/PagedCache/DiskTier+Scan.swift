@@ -87,7 +87,8 @@ extension DiskTier {
     func check(_ parsed: Result<DiskEntryHeader, DiskEntryHeader.Problem>, fileSize: Int) -> Result<DiskEntryHeader, DiskEntryHeader.Problem> {
         guard case .success(let h) = parsed else { return parsed }
         guard h.fingerprint == fingerprint else { return .failure(.foreignModel) }
-        guard h.pageTokens == layout.pageTokens, h.tokenCount == layout.pageTokens, h.pageBytes == layout.pageBytes,
+        // A tail (a snapshot inside a page) holds fewer tokens than a page.
+        guard h.pageTokens == layout.pageTokens, (1...layout.pageTokens).contains(h.tokenCount), h.pageBytes == layout.pageBytes,
             h.snapshotBytes == 0 || h.snapshotBytes == layout.stateBytes
         else { return .failure(.corrupt("sizes do not match the layout")) }
         guard fileSize == h.fileBytes else { return .failure(.corrupt("\(fileSize) bytes, header says \(h.fileBytes): truncated")) }

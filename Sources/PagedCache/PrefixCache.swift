@@ -10,6 +10,13 @@
 // one per page of every running sequence would cost more than the history itself. A
 // snapshot whose page is still in use is dropped under memory pressure; its entry stays as a
 // link of the chain, and requests resume from a shallower boundary.
+//
+// Tails: a snapshot can also sit inside a page (the end of a prompt, the end of an output),
+// where the next turn of a conversation resumes. A tail entry holds a private copy of that
+// partial page, its tokens (fewer than a page) and the state there; it is keyed by the hash
+// chained from its parent page's hash over its own tokens, so it never matches a full page.
+// A resumed sequence copies the tail's page (it goes on writing into it). Tails are evicted
+// whole, by the same least-recently-used order as the rest.
 import ModelRuntime
 
 /// One cached page and the state snapshot at its end.
@@ -22,13 +29,16 @@ public struct CachedPage: Sendable {
     public let tokens: [Int]
     /// The page's index in its chain (0: a prompt's first page).
     public let depth: Int
+    /// A tail: a partial page (`tokens` holds fewer than a page) whose snapshot sits inside it.
+    public let isTail: Bool
 
-    public init(hash: UInt64, page: BlockID, snapshot: BlockID?, tokens: [Int], depth: Int = 0) {
+    public init(hash: UInt64, page: BlockID, snapshot: BlockID?, tokens: [Int], depth: Int = 0, isTail: Bool = false) {
         self.hash = hash
         self.page = page
         self.snapshot = snapshot
         self.tokens = tokens
         self.depth = depth
+        self.isTail = isTail
     }
 }
 
@@ -83,6 +93,43 @@ public final class PrefixCache {
         return out
     }
 
+    /// The longest tail under `parent` (the chained hash of the `depth` pages before it; 0 at
+    /// depth 0) whose tokens are `tokens[start...]`'s first 1...`maxTokens` (less than a page),
+    /// and that still has its snapshot.
+    public func matchTail(_ tokens: [Int], parent: UInt64, depth: Int, start: Int, maxTokens: Int) -> CachedPage? {
+        let n = min(maxTokens, tokens.count - start)
+        guard n > 0 else { return nil }
+        let prefixHashes = Self.tailHashes(tokens, parent: parent, start: start, count: n)
+        for length in stride(from: n, through: 1, by: -1) {
+            guard let e = entries[prefixHashes[length - 1]], e.isTail, e.depth == depth, e.snapshot != nil,
+                e.tokens.elementsEqual(tokens[start..<(start + length)])
+            else { continue }
+            return e
+        }
+        return nil
+    }
+
+    /// The keys of the tails of every length 1...`count` under `parent` over `tokens[start...]`
+    /// (element i: length i + 1). The chained hash is a running fold: one pass gives them all.
+    public static func tailHashes(_ tokens: [Int], parent: UInt64, start: Int, count: Int) -> [UInt64] {
+        var out: [UInt64] = []
+        out.reserveCapacity(count)
+        var h = parent ^ 0xCBF2_9CE4_8422_2325
+        for t in tokens[start..<(start + count)] {
+            var v = UInt64(bitPattern: Int64(t))
+            for _ in 0..<8 {
+                h ^= v & 0xFF
+                h = h &* 0x0000_0100_0000_01B3
+                v >>= 8
+            }
+            out.append(h)
+        }
+        return out
+    }
+
+    /// Entries that are tails.
+    public private(set) var tailCount = 0
+
     /// Records a lookup's outcome for hit-rate metrics.
     public func recordLookup(queried: Int, hit: Int) {
         lookups += 1
@@ -103,6 +150,7 @@ public final class PrefixCache {
     public func insert(_ page: CachedPage) -> Bool {
         guard entries[page.hash] == nil else { return false }
         entries[page.hash] = page
+        if page.isTail { tailCount += 1 }
         touch(page.hash)
         return true
     }
@@ -138,6 +186,7 @@ public final class PrefixCache {
         if victim.whole {
             entries[victim.entry.hash] = nil
             lastUse[victim.entry.hash] = nil
+            if victim.entry.isTail { tailCount -= 1 }
             return .entry(victim.entry)
         }
         entries[victim.entry.hash]!.snapshot = nil
@@ -149,6 +198,7 @@ public final class PrefixCache {
         let all = Array(entries.values)
         entries.removeAll()
         lastUse.removeAll()
+        tailCount = 0
         return all
     }
 }

@@ -38,6 +38,8 @@ struct ChatEncoder: OpenAIStreamEncoder {
     var choices: [ChoiceAccumulator]
     /// Choices whose first (role) chunk was sent.
     var opened = Set<Int>()
+    /// The request's conversation (set for the prefix cache's next-turn warm-up).
+    var conversation: ChatConversation?
 
     static let latencyMetric: String? = "chat_completion"
 
@@ -53,6 +55,27 @@ struct ChatEncoder: OpenAIStreamEncoder {
         self.wantLogprobs = wantLogprobs
         self.includeUsage = includeUsage
         choices = (0..<n).map { _ in ChoiceAccumulator(thinking: thinking, tools: parseToolCalls) }
+    }
+
+    /// The conversation with choice 0's answer appended, rendered up to the next turn's
+    /// messages (the generation opener left off). nil for n > 1 or an assistant prefix.
+    func nextTurnPrefix() -> String? {
+        guard choices.count == 1 else { return nil }
+        return Self.nextTurnPrefix(conversation, answer: choices[0])
+    }
+
+    /// `conversation` with `a` appended as the assistant's turn, rendered up to the next
+    /// turn's messages; nil without a conversation or after an assistant prefix.
+    static func nextTurnPrefix(_ conversation: ChatConversation?, answer a: ChoiceAccumulator) -> String? {
+        guard var next = conversation, next.messages.last?.prefix != true else { return nil }
+        var m = ChatMessage(role: .assistant, content: a.output.content ?? "")
+        m.reasoning = a.output.reasoning
+        m.toolCalls = zip(a.output.toolCalls, a.toolIDs).map { ChatToolCall(id: $1, name: $0.name, arguments: $0.arguments) }
+        next.messages.append(m)
+        let text = PromptRenderer.render(next)
+        let opener = PromptRenderer.assistant + (next.thinking ? PromptRenderer.thinkOpen : PromptRenderer.thinkClose)
+        guard text.hasSuffix(opener) else { return nil }
+        return String(text.dropLast(opener.count))
     }
 
     // MARK: - Streaming

@@ -81,10 +81,12 @@ extension DSV4Server {
 
     func chatCompletions(_ body: JSONValue, _ call: Call) async throws -> Response {
         let plan = try planChat(body)
-        let encoder = ChatEncoder(
+        let base = ChatEncoder(
             id: Self.requestID("chatcmpl-"), model: modelName, created: Int(Date().timeIntervalSince1970), logprobs: LogprobText(tokenizer: tokenizer),
             thinking: plan.conversation.thinking, parseToolCalls: plan.parseToolCalls, n: plan.parameters.n,
             wantLogprobs: plan.parameters.logprobs, includeUsage: plan.includeUsage)
+        var encoder = base
+        encoder.conversation = plan.conversation
         var job = plan.job
         job.returnProgress = try FieldReader(body: body).bool("return_progress") ?? false
         return try await drive(job, encoder, call: call)

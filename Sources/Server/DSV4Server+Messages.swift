@@ -115,8 +115,9 @@ extension DSV4Server {
         let job = GenerationJob(
             prompt: plan.prompt, parameters: plan.parameters, constraint: plan.job.constraint, stream: stream,
             returnProgress: try FieldReader(body: body).bool("return_progress") ?? false)
-        let encoder = MessagesEncoder(
+        var encoder = MessagesEncoder(
             id: Self.requestID("msg_"), model: modelName, thinking: plan.conversation.thinking, parseToolCalls: plan.parseToolCalls)
+        encoder.conversation = plan.conversation
         return try await drive(job, encoder, call: call)
     }
 }

@@ -103,6 +103,7 @@ extension DSV4Server {
         var encoder = ResponsesEncoder(
             id: id, created: Int(Date().timeIntervalSince1970), echo: responsesEcho(body), thinking: plan.conversation.thinking,
             parseToolCalls: plan.parseToolCalls, parallelToolCalls: try r.bool("parallel_tool_calls") ?? true)
+        encoder.conversation = plan.conversation
         if try r.bool("store") ?? true {
             let store = responseStore, input = history + Self.inputItems(body)
             encoder.onComplete = { response, output in store.put(id: id, response: response, history: input + output) }

@@ -76,6 +76,13 @@ protocol GenerationEncoder: SendableMetatype {
     mutating func streamClosing(usage: GenerationUsage, timings: JSONValue) -> String
     /// The whole answer (not streaming).
     func response(usage: GenerationUsage, timings: JSONValue) -> JSONValue
+    /// The prompt text a next turn of this conversation begins with (the conversation and
+    /// this answer as the chat template renders them back), or nil when the API has none.
+    func nextTurnPrefix() -> String?
+}
+
+extension GenerationEncoder {
+    func nextTurnPrefix() -> String? { nil }
 }
 
 extension DSV4Server {
@@ -98,6 +105,7 @@ extension DSV4Server {
             }
         } onCancel: { run.cancel() }
         account(tally.usage, latencyMetric: E.latencyMetric, since: record.received)
+        await warmNextTurn(encoder.nextTurnPrefix())
         return json(encoder.response(usage: tally.usage, timings: record.timingsJSON))
     }
 
@@ -119,6 +127,7 @@ extension DSV4Server {
                     out += apply(u, to: &encoder, &tally, record: record, streaming: true)
                     if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
                 }
+                await warmNextTurn(encoder.nextTurnPrefix())
                 try await writer.write(ByteBuffer(string: encoder.streamClosing(usage: tally.usage, timings: record.timingsJSON)))
                 try await writer.finish(nil)
                 account(tally.usage, latencyMetric: latencyMetric, since: record.received)
@@ -130,6 +139,17 @@ extension DSV4Server {
             }
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// Computes `text` (a next turn's prefix) into the prefix cache and waits until its end
+    /// state is cached, so that a next turn sent after this answer resumes at the end of this
+    /// one. Mostly the finished output's own cached end state serves it and one token is
+    /// computed; where the template renders the answer back in other tokens (dropped
+    /// reasoning, re-serialised tool calls, text that tokenizes differently), the differing
+    /// part is recomputed. Best effort: a prefix that cannot fit is skipped.
+    func warmNextTurn(_ text: String?) async {
+        guard let text, let events = try? engine.warm(prompt: tokenizer.encode(text)).events else { return }
+        for await _ in events {}
     }
 
     /// The `prompt_progress` event an update implies: at admission (what the prefix cache

@@ -15,6 +15,8 @@ struct MessagesEncoder: GenerationEncoder {
     /// Streaming: index and kind ("thinking", "text", "tool_use") of the open content block.
     var blockIndex = -1
     var openBlock: String?
+    /// The request's conversation (set for the prefix cache's next-turn warm-up).
+    var conversation: ChatConversation?
 
     static let latencyMetric: String? = nil
 
@@ -24,6 +26,8 @@ struct MessagesEncoder: GenerationEncoder {
         self.thinking = thinking
         choice = ChoiceAccumulator(thinking: thinking, tools: parseToolCalls)
     }
+
+    func nextTurnPrefix() -> String? { ChatEncoder.nextTurnPrefix(conversation, answer: choice) }
 
     // MARK: - Streaming
 

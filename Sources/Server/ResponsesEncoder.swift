@@ -57,6 +57,8 @@ struct ResponsesEncoder: GenerationEncoder {
     let echo: [(String, JSONValue)]
     let parallelToolCalls: Bool
     var choice: ChoiceAccumulator
+    /// The request's conversation (set for the prefix cache's next-turn warm-up).
+    var conversation: ChatConversation?
     var items: [ResponsesItem] = []
     var sequence = 0
     var incomplete = false
@@ -75,6 +77,8 @@ struct ResponsesEncoder: GenerationEncoder {
         self.parallelToolCalls = parallelToolCalls
         choice = ChoiceAccumulator(thinking: thinking, tools: parseToolCalls)
     }
+
+    func nextTurnPrefix() -> String? { ChatEncoder.nextTurnPrefix(conversation, answer: choice) }
 
     // MARK: - Events
 

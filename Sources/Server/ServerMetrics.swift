@@ -97,6 +97,8 @@ public final class ServerMetrics: Sendable {
             ("{dtype=\"\(e.cacheStorage)\"}", e.pageBytesPerToken),
         ])
         line("dsv4_prefix_cache_pages", "Full history pages held by the prefix cache.", "gauge", [("", Double(e.cachedPages))])
+        line("dsv4_prefix_cache_tails", "Snapshots inside a page (the end of a prompt or of an output) held by the prefix cache.", "gauge",
+             [("", Double(e.cachedTails))])
         line("dsv4_prefix_cache_queried_tokens_total", "Prompt tokens looked up in the prefix cache.", "counter", [("", Double(e.prefixQueriedTokens))])
         line("dsv4_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache.", "counter", [("", Double(e.prefixHitTokens))])
         line("dsv4_prefix_cache_hit_rate", "Hit tokens / queried tokens.", "gauge",

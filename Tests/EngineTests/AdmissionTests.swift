@@ -33,11 +33,15 @@ import Testing
         let f = core.cache.footprint(promptTokens: 10, maxTokens: 7, n: 3)
         #expect(f.pages == 4 + 2 * 2)
         #expect(f.states == 3)
-        #expect(f.snapshots == 4 + 2 * 2)
+        // Every boundary, and the prompt's end (10 is inside a page): a tail, with its page.
+        #expect(f.snapshots == 4 + 2 * 2 + 1 && f.tailPages == 1)
         #expect(f.bytes == 8 * 16 + 3 * 8)
-        #expect(f.peakBytes == 8 * 16 + 11 * 8)
+        #expect(f.peakBytes == 8 * 16 + 12 * 8 + 16)
         let one = core.cache.footprint(promptTokens: 10, maxTokens: 7, n: 1)
-        #expect(one.pages == 4 && one.states == 1 && one.snapshots == 4)
+        #expect(one.pages == 4 && one.states == 1 && one.snapshots == 5)
+        // A prompt ending on a boundary takes no tail; one answered in one token keeps no page copy.
+        #expect(core.cache.footprint(promptTokens: 12, maxTokens: 7, n: 1).tailPages == 0)
+        #expect(core.cache.footprint(promptTokens: 9, maxTokens: 1, n: 1).tailPages == 0)
     }
 
     /// The footprint is exact: a cold uninterrupted run with room peaks at exactly its pages,

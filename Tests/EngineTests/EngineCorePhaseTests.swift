@@ -32,7 +32,8 @@ private final class FailingModel: CausalLM, @unchecked Sendable {
     }
 
     /// prepare: opens the planned sequences (reporting `started`), splits the prompt at page
-    /// boundaries (4 tokens here) with a snapshot at each full boundary, and asks for logits
+    /// boundaries (4 tokens here) with a snapshot at each full boundary and at the prompt's
+    /// end (a tail: where a next turn resumes), and asks for logits
     /// only at the end of the prompt.
     @Test func prepareSplitsAtPageBoundariesAndReportsStarted() throws {
         let core = EngineCore(model: FakeModel(pageTokens: 4), configuration: EngineConfiguration())
@@ -41,7 +42,7 @@ private final class FailingModel: CausalLM, @unchecked Sendable {
         let batch = core.prepare(core.schedule(), events: &events)
         #expect(events.count == 1 && events[0].0 == id && events[0].1 == .started(promptTokens: 10, cachedTokens: 0))
         #expect(batch.segments.map(\.tokens) == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]])
-        #expect(batch.segments.map { $0.snapshot != nil } == [true, true, false])
+        #expect(batch.segments.map { $0.snapshot != nil } == [true, true, true])
         #expect(batch.segments.map(\.wantsLogits) == [false, false, true])
         #expect(batch.steps.map(\.position) == [0, 4, 8])
         #expect(core.runningSequenceCount == 1)
@@ -78,11 +79,14 @@ private final class FailingModel: CausalLM, @unchecked Sendable {
         #expect(finished == [0, 1])
         #expect(out.allSatisfy { $0.0 == id })
         #expect(!core.hasWork && core.runningSequenceCount == 0)
-        #expect(core.cache.prefix.count == 0)  // three tokens: no full page to register
+        // Three tokens: no full page to register; the prompt's end is cached as one tail (the
+        // choices stopped there too: nothing more to keep).
+        #expect(core.cache.prefix.count == 1 && core.cache.prefix.tailCount == 1)
     }
 
-    /// schedule: under memory pressure the newest running request is preempted and restarts
-    /// from scratch (its sequence closed, nothing computed).
+    /// schedule: under memory pressure the newest running request is preempted (its sequence
+    /// closed, its cache swapped into the prefix cache; it resumes from there:
+    /// PreemptionSwapTests).
     @Test func scheduleAppliesPreemptionByClosingTheSequence() throws {
         let model = FakeModel(pageTokens: 4)
         let layout = model.cacheLayout

@@ -162,7 +162,7 @@ func greedy(_ maxTokens: Int, n: Int = 1) -> SamplingParameters {
             try core.add(prompt: Array(repeating: 1, count: 90), parameters: greedy(9))
         } throws: { e in
             guard case EngineError.exceedsCache(let need, 200, _) = e else { return false }
-            return need == 25 * 16 + 8 && "\(e)".contains("25 history pages of 16 B and 1 sequence states of 8 B, plus up to 24 reclaimable")
+            return need == 25 * 16 + 8 && "\(e)".contains("25 history pages of 16 B and 1 sequence states of 8 B, plus up to 25 reclaimable snapshots and 1 tail pages")
         }
         #expect(!core.hasWork)
         #expect(model.forwardCalls == 0)

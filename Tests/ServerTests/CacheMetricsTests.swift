@@ -28,10 +28,12 @@ final class KindedScriptedModel: CausalLM, @unchecked Sendable {
             while core.hasWork { _ = core.step() }
         }
         let text = ServerMetrics().render(engine: EngineMetrics(core: core))
-        // Two full 16-token pages stay cached (4 B each) with their snapshots (4 B each).
+        // Two full 16-token pages stay cached (4 B each) with their snapshots (4 B each), and two
+        // tails (a partial page and a snapshot each): the prompt's end (40) and the output's (41).
         for needle in [
-            #"dsv4_cache_blocks{block="page"} 2"#, #"dsv4_cache_blocks{block="snapshot"} 2"#, #"dsv4_cache_blocks{block="state"} 0"#,
-            #"dsv4_cache_kind_used_bytes{kind="csaEntries"} 8"#, #"dsv4_cache_kind_used_bytes{kind="windowRings"} 8"#,
+            #"dsv4_cache_blocks{block="page"} 4"#, #"dsv4_cache_blocks{block="snapshot"} 4"#, #"dsv4_cache_blocks{block="state"} 0"#,
+            #"dsv4_prefix_cache_pages 2"#, #"dsv4_prefix_cache_tails 2"#,
+            #"dsv4_cache_kind_used_bytes{kind="csaEntries"} 16"#, #"dsv4_cache_kind_used_bytes{kind="windowRings"} 16"#,
             #"dsv4_cache_kind_capacity_bytes{kind="csaEntries"} 4096"#,
             // The second prompt could reuse 2 pages and hit both; the first hit nothing.
             #"dsv4_prefix_cache_kind_queried_bytes_total{kind="csaEntries"} 16"#,
