@@ -274,43 +274,29 @@ VNNI_TGT static inline int i8_tile_vnni(const int32_t *q4, const int32_t *bias, 
     return (int)_mm512_cmp_ps_mask(s, _mm512_set1_ps(thr), _CMP_GT_OQ);
 }
 
-VNNI_TGT static void i8_task_vnni(void *ctx, int task) {
-    const i8_job *j = (const i8_job *)ctx;
-    const idx_sel *s = &j->sel;
-    idx_range r = idx_sel_range(s, task);
-    float sc[IDX_TILE];
-    for (size_t tile = r.a; tile < r.b; tile++) {
-        size_t e0 = tile * IDX_TILE;
-        if (tile + r.ahead < r.b) idx_prefetch_tile(j->tiles[tile + r.ahead], j->tile_bytes);
-        const uint8_t *u = (const uint8_t *)j->tiles[tile];
-        for (size_t t = r.t0; t < r.t1; t++) {
-            if (!idx_sel_wants(s, t, e0)) continue;
-            float thr = s->lists[t * s->segments + r.seg].thr;
-            size_t th = t * j->H;
-            if (i8_tile_vnni(j->p.q4 + th * j->G, j->p.bias + th, j->p.c + th, j->H, j->G, u, thr, sc))
-                idx_sel_offer(s, t, r.seg, e0, sc);
-        }
+// One task of the 8-bit top-k (query block × key range) with the tile scorer TILE_FN.
+#define I8_TASK(NAME, TARGET, TILE_FN)                                                                   \
+    TARGET static void NAME(void *ctx, int task) {                                                      \
+        const i8_job *j = (const i8_job *)ctx;                                                          \
+        const idx_sel *s = &j->sel;                                                                     \
+        idx_range r = idx_sel_range(s, task);                                                           \
+        float sc[IDX_TILE];                                                                             \
+        for (size_t tile = r.a; tile < r.b; tile++) {                                                   \
+            size_t e0 = tile * IDX_TILE;                                                                \
+            if (tile + r.ahead < r.b) idx_prefetch_tile(j->tiles[tile + r.ahead], j->tile_bytes);      \
+            const uint8_t *u = (const uint8_t *)j->tiles[tile];                                         \
+            for (size_t t = r.t0; t < r.t1; t++) {                                                      \
+                if (!idx_sel_wants(s, t, e0)) continue;                                                 \
+                float thr = s->lists[t * s->segments + r.seg].thr;                                      \
+                size_t th = t * j->H;                                                                   \
+                if (TILE_FN(j->p.q4 + th * j->G, j->p.bias + th, j->p.c + th, j->H, j->G, u, thr, sc))  \
+                    idx_sel_offer(s, t, r.seg, e0, sc);                                                 \
+            }                                                                                           \
+        }                                                                                               \
     }
-}
 
-__attribute__((target("avx2,fma"))) static void i8_task_avx2(void *ctx, int task) {
-    const i8_job *j = (const i8_job *)ctx;
-    const idx_sel *s = &j->sel;
-    idx_range r = idx_sel_range(s, task);
-    float sc[IDX_TILE];
-    for (size_t tile = r.a; tile < r.b; tile++) {
-        size_t e0 = tile * IDX_TILE;
-        if (tile + r.ahead < r.b) idx_prefetch_tile(j->tiles[tile + r.ahead], j->tile_bytes);
-        const uint8_t *u = (const uint8_t *)j->tiles[tile];
-        for (size_t t = r.t0; t < r.t1; t++) {
-            if (!idx_sel_wants(s, t, e0)) continue;
-            float thr = s->lists[t * s->segments + r.seg].thr;
-            size_t th = t * j->H;
-            if (i8_tile_avx2(j->p.q4 + th * j->G, j->p.bias + th, j->p.c + th, j->H, j->G, u, thr, sc))
-                idx_sel_offer(s, t, r.seg, e0, sc);
-        }
-    }
-}
+I8_TASK(i8_task_vnni, VNNI_TGT, i8_tile_vnni)
+I8_TASK(i8_task_avx2, __attribute__((target("avx2,fma"))), i8_tile_avx2)
 
 void ck_indexer_topk_i8(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
                         const void *const *tiles, const int32_t *visible, size_t k, int32_t *out) {
