@@ -105,25 +105,30 @@ struct GenerateCommand: AsyncParsableCommand {
         return p
     }
 
+    /// The prompt's token ids (--prompt encoded, or --prompt-ids), and the tokenizer when the
+    /// run needs text (a text prompt, or stop strings).
+    private func readPrompt() -> ([Int], BPETokenizer?) {
+        if let prompt {
+            let tokenizer: BPETokenizer
+            do { tokenizer = try BPETokenizer(path: model) } catch { fail("\(error)") }
+            let ids = tokenizer.encode(prompt)
+            guard !ids.isEmpty else { fail("--prompt is empty") }
+            return (ids, tokenizer)
+        }
+        guard let data = promptIds!.data(using: .utf8), let parsed = try? JSONDecoder().decode([Int].self, from: data) else {
+            fail("--prompt-ids must be a JSON array of integers")
+        }
+        // Stop strings match text: the tokenizer decodes the generated ids for them.
+        guard !stop.isEmpty else { return (parsed, nil) }
+        do { return (parsed, try BPETokenizer(path: model)) } catch {
+            fail("--stop needs the model's tokenizer.json to read the generated text: \(error)")
+        }
+    }
+
     func run() async throws {
         guard (prompt == nil) != (promptIds == nil) else { fail("give exactly one of --prompt TEXT or --prompt-ids JSON") }
         if let problem = ProcessMemory.cacheBudgetProblem(kvCacheMemory) { fail(problem) }
-        var tokenizer: BPETokenizer?
-        let ids: [Int]
-        if let prompt {
-            do { tokenizer = try BPETokenizer(path: model) } catch { fail("\(error)") }
-            ids = tokenizer!.encode(prompt)
-            guard !ids.isEmpty else { fail("--prompt is empty") }
-        } else {
-            guard let data = promptIds!.data(using: .utf8), let parsed = try? JSONDecoder().decode([Int].self, from: data) else {
-                fail("--prompt-ids must be a JSON array of integers")
-            }
-            ids = parsed
-            // Stop strings match text: the tokenizer decodes the generated ids for them.
-            if !stop.isEmpty {
-                do { tokenizer = try BPETokenizer(path: model) } catch { fail("--stop needs the model's tokenizer.json to read the generated text: \(error)") }
-            }
-        }
+        let (ids, tokenizer) = readPrompt()
         let printText = promptIds == nil
         var decoders = [IncrementalDecoder](repeating: IncrementalDecoder(), count: max(n, 1))
         var p = samplingParameters()

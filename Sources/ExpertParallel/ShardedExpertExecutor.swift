@@ -215,28 +215,44 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         let t2 = DispatchTime.now().uptimeNanoseconds
         st.exposedSeconds += Double(t2 - t1) / 1e9
         st.commSeconds += Double(t2 - commStart) / 1e9
-        // When the last rank started its last all-gather: the wait after that is communication.
-        var lastPost = t1
-        var p = buffer + receiveBase[W - 1]
-        for r in 0..<P {
-            var t: UInt64 = 0
-            withUnsafeMutableBytes(of: &t) { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p + 2), count: 8)) }
-            lastPost = max(lastPost, t)
-            p += rankArea[r][W - 1]
-        }
+        let lastPost = Self.lastPost(after: t1, receive: buffer + receiveBase[W - 1], areas: rankArea.map { $0[W - 1] })
         st.unhiddenSeconds += t2 > lastPost ? Double(t2 - lastPost) / 1e9 : 0
         stats[layer] = st
 
-        // Sum in one fixed order on every rank: rank, then wave, then token.
-        for r in 0..<P {
-            for w in 0..<W {
-                var p = buffer + receiveBase[w]
+        sumInOrder(
+            layer: layer, receive: receiveBase.map { buffer + $0 }, rankArea: rankArea, touched: touched, header: header,
+            digest: digestBits, output: output, d: d)
+    }
+
+    /// When the last rank started its last all-gather (the post times the senders wrote into
+    /// the received blocks, `areas` floats apart): the wait after that is communication.
+    private static func lastPost(after t: UInt64, receive: UnsafeMutablePointer<Float>, areas: [Int]) -> UInt64 {
+        var latest = t
+        var p = receive
+        for area in areas {
+            var posted: UInt64 = 0
+            withUnsafeMutableBytes(of: &posted) { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p + 2), count: 8)) }
+            latest = max(latest, posted)
+            p += area
+        }
+        return latest
+    }
+
+    /// Sums every rank's received rows into `output` in one fixed order on every rank (rank, then
+    /// wave, then token), after checking each block's routing digest against this rank's.
+    private func sumInOrder(
+        layer: Int, receive: [UnsafeMutablePointer<Float>], rankArea: [[Int]], touched: [[[Int]]], header: Int,
+        digest: UInt64, output: UnsafeMutablePointer<Float>, d: Int
+    ) {
+        for r in rankArea.indices {
+            for w in receive.indices {
+                var p = receive[w]
                 for q in 0..<r { p += rankArea[q][w] }
                 var got: UInt64 = 0
                 withUnsafeMutableBytes(of: &got) { $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: 8)) }
                 precondition(
-                    got == digestBits,
-                    "expert parallelism: rank \(r) routed layer \(layer) differently from rank \(me); the ranks' forward passes diverged")
+                    got == digest,
+                    "expert parallelism: rank \(r) routed layer \(layer) differently from rank \(world.rank); the ranks' forward passes diverged")
                 for (i, t) in touched[r][w].enumerated() {
                     axpy(1, p + header + i * d, output + t * d, d)
                 }
