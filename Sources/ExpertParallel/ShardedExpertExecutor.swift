@@ -266,29 +266,11 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         layer: Int, _ wave: [Int], buckets: [[Int]], topK K: Int, touched: [Int], input: UnsafePointer<Float>, d: Int,
         routing: ExpertRouting, rows: UnsafeMutablePointer<Float>
     ) {
-        let n = wave.reduce(0) { $0 + buckets[$1].count }
-        guard n > 0 else { return }
         var rowOf = [Int](repeating: -1, count: routing.tokenCount)
         for (i, t) in touched.enumerated() { rowOf[t] = i }
-        let xs = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * d)
-        defer { xs.deallocate() }
-        let ys = xs + n * d
-        var items: [(expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>)] = []
-        var row = 0
-        for e in wave {
-            for (i, slot) in buckets[e].enumerated() { (xs + (row + i) * d).update(from: input + (slot / K) * d, count: d) }
-            items.append((experts[layer][e], UnsafePointer(xs + row * d), buckets[e].count, ys + row * d))
-            row += buckets[e].count
-        }
-        activation.forward(items)
-        // Combine in expert order, as LocalExpertExecutor does.
-        row = 0
-        for e in wave {
-            for (i, slot) in buckets[e].enumerated() {
-                axpy(routing.weights[slot], ys + (row + i) * d, rows + rowOf[slot / K] * d, d)
-            }
-            row += buckets[e].count
-        }
+        activation.runRouted(
+            wave.map { (experts[layer][$0], buckets[$0]) }, topK: K, input: input, hiddenSize: d, weights: routing.weights
+        ) { slot in rows + rowOf[slot / K] * d }
     }
 }
 

@@ -101,7 +101,37 @@ public struct SwiGLU: Sendable {
     }
 }
 
-/// Runs the experts in this process over the kernel threads: the tokens routed to each
+extension SwiGLU {
+    /// Runs each expert on the tokens of its (token, slot) pairs, gathered from `input` (rows of
+    /// `hiddenSize`), all in the same two waves, then adds weight[slot] · output to
+    /// `destination(slot)` in expert order, then slot order (the reference loop's order, so every
+    /// executor sums the same way).
+    public func runRouted(
+        _ experts: [(weights: ExpertWeights, slots: [Int])], topK K: Int, input: UnsafePointer<Float>, hiddenSize d: Int,
+        weights: [Float], destination: (Int) -> UnsafeMutablePointer<Float>
+    ) {
+        let rows = experts.reduce(0) { $0 + $1.slots.count }
+        guard rows > 0 else { return }
+        let xs = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * d)
+        defer { xs.deallocate() }
+        let ys = xs + rows * d
+        var items: [(expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>)] = []
+        var row = 0
+        for e in experts {
+            for (i, slot) in e.slots.enumerated() { (xs + (row + i) * d).update(from: input + (slot / K) * d, count: d) }
+            items.append((e.weights, UnsafePointer(xs + row * d), e.slots.count, ys + row * d))
+            row += e.slots.count
+        }
+        forward(items)
+        row = 0
+        for e in experts {
+            for (i, slot) in e.slots.enumerated() { axpy(weights[slot], ys + (row + i) * d, destination(slot), d) }
+            row += e.slots.count
+        }
+    }
+}
+
+/// Runs the experts in this process over the kernel threads/// Runs the experts in this process over the kernel threads: the tokens routed to each
 /// expert form one matrix product, and all experts of a layer run in the same two waves.
 public final class LocalExpertExecutor: ExpertExecutor {
     /// `[layer][expert]`; layers without routed experts hold an empty array.
@@ -132,28 +162,9 @@ public final class LocalExpertExecutor: ExpertExecutor {
         }
         // Gather each used expert's tokens, run them all in two waves, then combine.
         let used = buckets.indices.filter { !buckets[$0].isEmpty }
-        let rows = used.reduce(0) { $0 + buckets[$1].count }
-        guard rows > 0 else { return }
-        let xs = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * d)
-        defer { xs.deallocate() }
-        let ys = xs + rows * d
-        var items: [(expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>)] = []
-        var row = 0
-        for e in used {
-            for (i, slot) in buckets[e].enumerated() {
-                (xs + (row + i) * d).update(from: input + (slot / routing.topK) * d, count: d)
-            }
-            items.append((layerExperts[e], UnsafePointer(xs + row * d), buckets[e].count, ys + row * d))
-            row += buckets[e].count
-        }
-        activation.forward(items)
-        // Combine in expert order, as the reference loop does.
-        row = 0
-        for e in used {
-            for (i, slot) in buckets[e].enumerated() {
-                axpy(routing.weights[slot], ys + (row + i) * d, output + (slot / routing.topK) * d, d)
-            }
-            row += buckets[e].count
-        }
+        activation.runRouted(
+            used.map { (layerExperts[$0], buckets[$0]) }, topK: routing.topK, input: input, hiddenSize: d,
+            weights: routing.weights
+        ) { slot in output + (slot / routing.topK) * d }
     }
 }
