@@ -43,6 +43,36 @@ func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
         }
     }
 
+    /// A block of tokens gives each token the bits it gets alone: on AVX2 machines blocks of 6
+    /// tokens and more run from fp32 panels (K cut into 512-value panels whose accumulators
+    /// go to memory and back, 64-row panels, 3 × 2 blocks), fewer run the 2 × 2 / 1 × 4 blocks,
+    /// one token the decode path. Shapes with remainders everywhere: T off 3, K off 16 and
+    /// over two panels, N off 64 and odd, a strided y.
+    @Test(arguments: StorageType.denseTypes)
+    func tokenBlocksAreBitIdenticalToSingleTokens(type: StorageType) {
+        for (t, k, n) in [(6, 16, 2), (7, 100, 67), (13, 256, 129), (8, 1100, 5), (50, 530, 70), (4, 513, 9)] {
+            let x = randomFloats(t * k, seed: UInt64(t * 31 + k))
+            let wf = randomFloats(n * k, seed: UInt64(n * 13 + k))
+            let stored: [UInt8] = switch type {
+            case .f32: wf.withUnsafeBytes { Array($0) }
+            case .bf16: wf.map(floatToBF16).withUnsafeBytes { Array($0) }
+            case .f16: wf.map { Float16($0).bitPattern }.withUnsafeBytes { Array($0) }
+            case .f8e4m3, .fp4e2m1: []
+            }
+            let ldy = n + 3
+            var block = [Float](repeating: -7, count: t * ldy), single = [Float](repeating: 0, count: n)
+            stored.withUnsafeBytes { w in
+                ck_matmul(x, k, t, k, w.baseAddress!, type.kernelType, n, &block, ldy)
+                for ti in 0..<t {
+                    x.withUnsafeBufferPointer { xp in ck_matmul(xp.baseAddress! + ti * k, k, 1, k, w.baseAddress!, type.kernelType, n, &single, n) }
+                    let row = Array(block[(ti * ldy)..<(ti * ldy + n)])
+                    #expect(row.map(\.bitPattern) == single.map(\.bitPattern), "\(type) t=\(t) k=\(k) n=\(n): token \(ti) differs")
+                    #expect(block[(ti * ldy + n)..<(ti * ldy + ldy)].allSatisfy { $0 == -7 }, "y padding written")
+                }
+            }
+        }
+    }
+
     @Test func stridedRowsAndSubmatrices() {
         // y rows written with a stride, x read with a stride, W a row slice.
         let (t, k, n) = (5, 19, 6)
