@@ -28,6 +28,25 @@ extension ServeCommand {
     }
 }
 
+/// Rank 0's log lines at shutdown: per MoE layer, what the dispatch and the combine moved.
+func logExpertParallelTraffic(_ dispatcher: DispatchingExpertExecutor, logger: Logger) {
+    let sharded = dispatcher.sharded
+    for (l, (d, c)) in zip(dispatcher.dispatchStats, sharded.stats).enumerated() where d.calls > 0 {
+        let n = Double(d.calls)
+        logger.info(
+            "expert parallelism",
+            metadata: [
+                "layer": "\(l)", "calls": "\(d.calls)",
+                "dispatch_bytes_per_call": "\(Int(Double(d.bytesSent) / n))",
+                "dispatch_us_per_call": "\(String(format: "%.1f", 1e6 * d.seconds / n))",
+                "combine_bytes_received_per_call": "\(Int(Double(c.bytesReceived) / n))",
+                "combine_waves_per_call": "\(String(format: "%.2f", Double(c.waves) / n))",
+                "combine_wait_us_per_call": "\(String(format: "%.1f", 1e6 * c.exposedSeconds / n))",
+                "experts_us_per_call": "\(String(format: "%.1f", 1e6 * c.computeSeconds / n))",
+            ])
+    }
+}
+
 /// Rank 0's guard against a worker rank that died or stopped answering. MPI gives no error
 /// for either: the layer call just never completes. Two signs end the server:
 /// - a layer call in flight longer than `stallSeconds` (a worker stopped answering);

@@ -134,7 +134,10 @@ struct ServeCommand: AsyncParsableCommand {
         let server = DSV4Server(engine: engine, tokenizer: tok, options: options, logger: logger)
         do { try await server.run() } catch { fail("\(error)") }
         // The engine has stopped: the workers may go.
-        dispatcher?.quit()
+        if let dispatcher {
+            dispatcher.quit()
+            logExpertParallelTraffic(dispatcher, logger: logger)
+        }
     }
 
     /// The disk tier of --cache-dir, if given; exits non-zero when another server holds it.
