@@ -61,8 +61,11 @@ final class WorkerWatch: Sendable {
     let logger: Logger
     let stallSeconds: Double
     let signalGraceSeconds = 0.25
+    /// How long after the signal a stuck call is looked for; with `flushSeconds`, under the
+    /// 1 s before mpirun's SIGKILL.
+    let signalWindowSeconds = 0.55
     /// Time for the error responses to reach the clients before the process exits.
-    let flushSeconds = 0.4
+    let flushSeconds = 0.3
     private let ending = Atomic<Bool>(false)
 
     init(dispatcher: DispatchingExpertExecutor, engine: EngineLoop, logger: Logger, stallSeconds: Double) {
@@ -86,13 +89,17 @@ final class WorkerWatch: Sendable {
         t.start()
     }
 
-    /// A shutdown signal arrived: if a layer call is stuck, the job is being torn down around
-    /// a lost worker and nothing can drain; otherwise the graceful shutdown goes on.
+    /// A shutdown signal arrived: if a layer call is stuck (now, or in the next
+    /// `signalWindowSeconds`: the engine may be between two layers), the job is being torn
+    /// down around a lost worker and nothing can drain; otherwise the graceful shutdown goes on.
     func shutdownSignalled() {
         let t = Thread { [self] in
-            usleep(UInt32(signalGraceSeconds * 1e6))
-            if let s = dispatcher.inFlightSeconds, s >= signalGraceSeconds {
-                lost("the mpirun job is ending while a step waits for the expert-parallel worker ranks (a worker rank died or was stopped)")
+            let end = Date(timeIntervalSinceNow: signalWindowSeconds)
+            while Date() < end {
+                if let s = dispatcher.inFlightSeconds, s >= signalGraceSeconds {
+                    lost("the mpirun job is ending while a step waits for the expert-parallel worker ranks (a worker rank died or was stopped)")
+                }
+                usleep(20_000)
             }
         }
         t.name = "dsv4-signal-watch"
