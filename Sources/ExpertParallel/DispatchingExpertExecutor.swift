@@ -54,6 +54,7 @@ extension MPIWorld {
 
 /// Dispatch (rank 0 → every rank) of one MoE layer call, summed over calls.
 public struct LayerDispatchStats: Sendable, Equatable {
+    /// Layer calls dispatched (one per forward pass).
     public var calls = 0
     /// Bytes rank 0 broadcast (header, input rows, routing), counted once per receiving rank.
     public var bytesSent = 0
@@ -79,6 +80,7 @@ public final class DispatchingExpertExecutor: ExpertExecutor, @unchecked Sendabl
     }
     private let flight = Mutex(Flight())
 
+    /// - Parameter sharded: rank 0's executor over the job's world (rank 0 only).
     public init(sharded: ShardedExpertExecutor) {
         precondition(sharded.world.rank == 0, "only rank 0 dispatches")
         self.sharded = sharded
