@@ -52,11 +52,17 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("responses-store-count"), help: "Stored Responses (store: true) kept at most; least recently used go first.")
     var responsesStoreCount = 1000
     @Option(name: .customLong("responses-store-bytes"), help: "Bytes of stored Responses kept at most.") var responsesStoreBytes = 64 << 20
+    @OptionGroup var parallel: ExpertParallelOptions
+    @Option(
+        name: .customLong("expert-stall-timeout"),
+        help: "Under mpirun: seconds an MoE layer may wait for the worker ranks before rank 0 fails the requests (503) and exits non-zero.")
+    var expertStallTimeout = 120.0
     @Option(name: .customLong("fake-script"), help: ArgumentHelp(
         "Testing aid: answer every request with this file's text (tokenized), then EOS, instead of running the model.", visibility: .hidden))
     var fakeScript: String?
 
     func validate() throws {
+        if !(expertStallTimeout > 0 && expertStallTimeout < 1e7) { throw ValidationError("--expert-stall-timeout must be a positive number of seconds") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if port < 0 || port > 65535 { throw ValidationError("--port must be in 0...65535") }
         if let problem = ProcessMemory.cacheBudgetProblem(kvCacheMemory) { throw ValidationError(problem) }
@@ -77,10 +83,6 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if MPIWorld.launchedByMPIRun {
-            // TODO(issue 14): rank 0 serves, the other ranks follow its engine steps.
-            fail("dsv4 serve does not run under mpirun yet; logits, generate and bench decode|prefill do")
-        }
         let dir = model ?? defaultModelDirectory()
         KernelThreads.start(count: threads)
         let m: DeepSeekV4Model
@@ -94,6 +96,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard tok.vocabularySize <= m.vocabSize else {
             fail("tokenizer has \(tok.vocabularySize) tokens but the model only \(m.vocabSize)")
         }
+        // Under mpirun the worker ranks stay in here until rank 0 stops.
+        let dispatcher = attachExpertParallel(to: m)
         var served: any CausalLM = m
         if let fakeScript {
             guard let text = try? String(contentsOfFile: fakeScript, encoding: .utf8) else { fail("cannot read \(fakeScript)") }
@@ -122,8 +126,18 @@ struct ServeCommand: AsyncParsableCommand {
         options.keepAliveSeconds = keepAliveInterval
         options.responsesStoreCount = responsesStoreCount
         options.responsesStoreBytes = responsesStoreBytes
+        if let dispatcher {
+            let watch = WorkerWatch(dispatcher: dispatcher, engine: engine, logger: logger, stallSeconds: expertStallTimeout)
+            watch.start()
+            options.onShutdownSignal = { watch.shutdownSignalled() }
+        }
         let server = DSV4Server(engine: engine, tokenizer: tok, options: options, logger: logger)
         do { try await server.run() } catch { fail("\(error)") }
+        // The engine has stopped: the workers may go.
+        if let dispatcher {
+            dispatcher.quit()
+            logExpertParallelTraffic(dispatcher, logger: logger)
+        }
     }
 
     /// The disk tier of --cache-dir, if given; exits non-zero when another server holds it.

@@ -155,6 +155,23 @@ public final class EngineLoop: @unchecked Sendable {
         while thread?.isFinished == false { usleep(1000) }
     }
 
+    /// Fails every request in flight or queued with `error` at once, from any thread, and
+    /// refuses new ones. For when the engine thread cannot finish its step (it may be blocked
+    /// for good, e.g. waiting for a lost expert-parallel worker): nothing waits for it.
+    public func abort(_ error: EngineError) {
+        lock.lock()
+        stopping = true
+        let all = Array(streams.values)
+        streams.removeAll()
+        pendingChoices.removeAll()
+        lock.unlock()
+        // Outside the lock, as in run() (see the NOTE there).
+        for c in all {
+            c.yield(.failed(error))
+            c.finish()
+        }
+    }
+
     private static func snapshot(_ core: EngineCore) -> EngineMetrics { EngineMetrics(core: core) }
 
     /// Engine-side id mapping: loop ids are the core's ids (both count from 0 in submit order).

@@ -81,6 +81,9 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case shuttingDown
     /// The model failed.
     case modelFailure(String)
+    /// The server can no longer compute (e.g. an expert-parallel worker process was lost);
+    /// it is stopping. `reason` says why.
+    case unavailable(reason: String)
 
     public var description: String {
         switch self {
@@ -93,6 +96,7 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
             "the request needs \(n) bytes of KV cache (\(d)) but the cache holds \(b) bytes; lower max_tokens or n, shorten the prompt, or raise --kv-cache-memory"
         case .shuttingDown: "the server is shutting down"
         case .modelFailure(let m): "model failure: \(m)"
+        case .unavailable(let r): "the server cannot compute any more and is stopping: \(r)"
         }
     }
 }

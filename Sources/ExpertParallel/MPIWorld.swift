@@ -113,10 +113,17 @@ public final class MPIWorld: @unchecked Sendable {
         var count = Int64(bytes.count)
         MPI_Bcast(&count, 1, dsv4_mpi_int64(), Int32(root), comm)
         var buffer = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
-        if count > 0 {
-            buffer.withUnsafeMutableBytes { p in _ = MPI_Bcast(p.baseAddress, Int32(count), dsv4_mpi_byte(), Int32(root), comm) }
-        }
+        buffer.withUnsafeMutableBytes { broadcast($0, root: root) }
         return buffer
+    }
+
+    /// Rank `root`'s `buffer` into every rank's `buffer`, in place (the same byte count on
+    /// every rank; root's is only read).
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int = 0) {
+        guard buffer.count > 0 else { return }
+        precondition(buffer.count <= Int(Int32.max), "broadcast of \(buffer.count) bytes")
+        let rc = MPI_Bcast(buffer.baseAddress, Int32(buffer.count), dsv4_mpi_byte(), Int32(root), comm)
+        precondition(rc == MPI_SUCCESS, "MPI_Bcast failed with code \(rc)")
     }
 
     /// A pending non-blocking collective.

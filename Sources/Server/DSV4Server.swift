@@ -42,6 +42,10 @@ public struct ServerOptions: Sendable {
     public var responsesStoreCount = 1000
     /// Bytes of stored Responses (response JSON plus conversation items) kept at most.
     public var responsesStoreBytes = 64 << 20
+    /// Called (once, on a service-lifecycle task) when SIGTERM/SIGINT starts the graceful
+    /// shutdown, before in-flight requests are drained: a composition root can check there
+    /// that the engine can still finish them (see `EngineLoop.abort`).
+    public var onShutdownSignal: (@Sendable () -> Void)?
 
     public init(maxModelLen: Int) { self.maxModelLen = maxModelLen }
 }
@@ -220,7 +224,7 @@ public final class DSV4Server: Sendable {
         case .tokenOutOfRange: APIError.badRequest(e.description, param: "prompt", code: "invalid_value")
         case .contextTooLong: APIError.badRequest(e.description, param: "messages", code: "context_length_exceeded")
         case .exceedsCache: APIError.badRequest(e.description, code: "context_length_exceeded")
-        case .shuttingDown: APIError(.serviceUnavailable, e.description, type: "server_error")
+        case .shuttingDown, .unavailable: APIError(.serviceUnavailable, e.description, type: "server_error")
         case .modelFailure: APIError.internal(e.description)
         }
     }
@@ -359,7 +363,8 @@ public final class DSV4Server: Sendable {
                 logger.info("dsv4 serving \(self.options.servedModelNames) on \(channel.localAddress?.description ?? "?")")
             },
             logger: logger)
-        let service = DrainingService(app: app, engine: engine, grace: .seconds(options.shutdownTimeoutSeconds), logger: logger)
+        let service = DrainingService(
+            app: app, engine: engine, grace: .seconds(options.shutdownTimeoutSeconds), onSignal: options.onShutdownSignal, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         engine.shutdown()
@@ -373,10 +378,11 @@ struct DrainingService<App: Service>: Service {
     let app: App
     let engine: EngineLoop
     let grace: Duration
+    let onSignal: (@Sendable () -> Void)?
     let logger: Logger
 
     func run() async throws {
-        let engine = engine, grace = grace, logger = logger
+        let engine = engine, grace = grace, onSignal = onSignal, logger = logger
         let (stopped, stop) = AsyncStream<Void>.makeStream()
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -392,6 +398,7 @@ struct DrainingService<App: Service>: Service {
             }
         } onGracefulShutdown: {
             logger.info("shutting down: no new connections; waiting for in-flight requests")
+            onSignal?()
             stop.finish()
         }
     }

@@ -85,6 +85,13 @@ import Tokenization
         #expect(e.internalDetail?.contains("NaN in layer 3") == true)
     }
 
+    /// A server that lost an expert-parallel worker answers 503 with the reason (not a 500).
+    @Test func unavailableEngineIsA503WithItsReason() {
+        let e = DSV4Server.map(.unavailable(reason: "an expert-parallel worker rank stopped answering"))
+        #expect(e.status.code == 503)
+        #expect(e.body(requestID: "req-7", dialect: .openAI).contains("worker rank stopped answering"))
+    }
+
     /// API keys are compared with every byte of every configured key (a timing attack
     /// cannot be shown in a unit test; this pins the comparison's answers).
     @Test func apiKeysMatchExactly() {

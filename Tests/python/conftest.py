@@ -33,13 +33,15 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Server:
-    def __init__(self, *args, tls_ca=None, unix_socket=None):
+    def __init__(self, *args, tls_ca=None, unix_socket=None, launcher=(), env=None):
+        """`launcher`: a command line `dsv4 serve` runs under (e.g. mpirun and its flags)."""
         self.port = free_port()
         self.tls_ca = tls_ca
         self.unix_socket = unix_socket
         self.log = tempfile.NamedTemporaryFile(prefix="dsv4-serve-", suffix=".log", delete=False)
         extra = ["--unix-socket", unix_socket] if unix_socket else []
-        self.proc = subprocess.Popen([BIN, "serve", "--port", str(self.port), *extra, *args], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([*launcher, BIN, "serve", "--port", str(self.port), *extra, *args], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
         self.base = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         deadline = time.time() + 120
         while time.time() < deadline:

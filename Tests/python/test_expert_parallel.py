@@ -1,14 +1,18 @@
 """Expert parallelism under Open MPI: `mpirun -n 2|3 dsv4 logits` on the committed fixtures
 matches transformers (1e-4) and the single-process logits (1e-5) in every feeding mode; ranks
 on different checkpoints refuse to start; a rank that dies ends the job, non-zero, with no
-process left behind."""
-import json, os, re, shutil, signal, subprocess, tempfile, time
+process left behind. `mpirun -n 2 dsv4 serve` answers the official openai client token for
+token like a one-process server, batches and reuses cached prefixes, stops cleanly on SIGTERM,
+and answers 503 / an error event within 10 s when a worker is killed or stopped."""
+import concurrent.futures, json, os, re, shutil, signal, subprocess, tempfile, time
 
 import numpy as np
+import openai
 import pytest
+from openai import OpenAI
 from safetensors.numpy import load_file
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, Server
 
 FIXTURES = os.path.join(ROOT, "Tests", "Fixtures")
 MPIRUN = shutil.which("mpirun")
@@ -170,8 +174,176 @@ def test_tcp_transport_gives_the_same_logits(tmp_path):
         assert float(np.abs(load_file(out)["logits"] - single).max()) <= 1e-5
 
 
-def test_serve_under_mpirun_is_refused_clearly():
-    r = subprocess.run([MPIRUN, *MPI_FLAGS, "-n", "2", BIN, "serve", "--model", os.path.join(FIXTURES, "tiny-hf"), "--port", "0"],
-                       capture_output=True, text=True, timeout=60, env=ENV)
-    assert r.returncode != 0
-    assert "dsv4 serve does not run under mpirun yet" in r.stderr
+# MARK: dsv4 serve under mpirun
+
+TINY = os.path.join(os.environ.get("DSV4_HOME") or os.path.expanduser("~/.cache/dsv4"), "models", "dsv4-tiny")
+NO_THINKING = {"thinking": {"type": "disabled"}}
+
+
+def mpi_server(*args):
+    """`mpirun -n 2 dsv4 serve` on the bundled tiny model."""
+    return Server("--model", TINY, *args, launcher=[MPIRUN, *MPI_FLAGS, "-n", "2"], env=ENV)
+
+
+def rank_pids(mpirun_pid):
+    """{rank: pid} of the dsv4 processes mpirun started."""
+    out = {}
+    for pid in children(mpirun_pid):
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        rank = [e.split(b"=", 1)[1] for e in env if e.startswith(b"OMPI_COMM_WORLD_RANK=")]
+        if rank:
+            out[int(rank[0])] = pid
+    return out
+
+
+def gone(pid):
+    return not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def client(server):
+    return OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """A single-process server and an `mpirun -n 2` one, on the same model."""
+    single = Server("--model", TINY, env=ENV)
+    try:
+        sharded = mpi_server()
+    except Exception:
+        single.stop()
+        raise
+    yield single, sharded
+    single.stop()
+    sharded.stop()
+
+
+def greedy(server, prompt, max_tokens=16, **extra):
+    """The tokens (and their logprobs) of a greedy chat completion."""
+    r = client(server).chat.completions.create(
+        model="dsv4-tiny", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0, logprobs=True,
+        extra_body=NO_THINKING, **extra)
+    return [(t.token, t.logprob) for t in r.choices[0].logprobs.content], r.usage
+
+
+def assert_same_tokens(got, want):
+    """The same tokens, with the same logprobs up to float rounding: a token whose experts span
+    ranks or waves gets its weighted expert outputs added as partial sums (an fma chain per
+    partial, then +) rather than one fma chain, which the logits tests' 1e-5 allows."""
+    assert [t for t, _ in got] == [t for t, _ in want]
+    assert max(abs(a - b) for (_, a), (_, b) in zip(got, want)) <= 1e-4
+
+
+def test_serve_under_mpirun_answers_token_for_token_like_one_process(servers):
+    single, sharded = servers
+    for prompt in ("Hello!", "Name three colours."):
+        want, _ = greedy(single, prompt)
+        got, usage = greedy(sharded, prompt)
+        assert len(got) == usage.completion_tokens == 16
+        assert_same_tokens(got, want)
+    # The legacy Completions API, streamed.
+    args = dict(model="dsv4-tiny", prompt="Once upon a time", max_tokens=12, temperature=0, stream=True)
+    texts = ["".join(c.choices[0].text for c in client(s).completions.create(**args) if c.choices) for s in (single, sharded)]
+    assert texts[0] and texts[0] == texts[1]
+    # Rank 0 says how the experts are spread; both ranks hold their share.
+    log = "\n".join(sharded.log_lines())
+    assert "rank 0/2" in log and "rank 1/2" in log
+
+
+def test_serve_under_mpirun_batches_concurrent_requests(servers):
+    single, sharded = servers
+    prompts = [f"Count to {n}." for n in range(2, 6)]
+    want = [greedy(single, p, max_tokens=24)[0] for p in prompts]
+    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
+        futures = [pool.submit(greedy, sharded, p, 24) for p in prompts]
+        batch = 0
+        while not all(f.done() for f in futures):
+            batch = max(batch, sharded.metrics().get("dsv4_engine_batch_size", 0))
+            time.sleep(0.01)
+        got = [f.result()[0] for f in futures]
+    for g, w in zip(got, want):
+        assert_same_tokens(g, w)
+    assert batch >= 2, "the requests were never in one step"
+
+
+def test_serve_under_mpirun_reuses_cached_prefixes(servers):
+    single, sharded = servers
+    system = f"nonce {time.time()} " + "The quick brown fox jumps over the lazy dog. " * 30
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}]
+
+    def ask(s):
+        r = client(s).chat.completions.create(model="dsv4-tiny", messages=messages, max_tokens=4, temperature=0, extra_body=NO_THINKING)
+        return r.choices[0].message.content, r.usage
+
+    first, second, reference = ask(sharded), ask(sharded), ask(single)
+    assert first[1].prompt_tokens_details.cached_tokens == 0
+    assert 0 < second[1].prompt_tokens_details.cached_tokens < second[1].prompt_tokens
+    assert first[0] == second[0] == reference[0]
+
+
+def test_serve_under_mpirun_stops_cleanly_on_sigterm():
+    """SIGTERM to rank 0 (idle): it drains, tells the worker to quit, and the job exits 0."""
+    s = mpi_server()
+    try:
+        assert greedy(s, "Hi", max_tokens=2)[1].completion_tokens == 2
+        ranks = rank_pids(s.proc.pid)
+        assert sorted(ranks) == [0, 1]
+        os.kill(ranks[0], signal.SIGTERM)
+        assert s.proc.wait(timeout=30) == 0, "\n".join(s.log_lines()[-30:])
+        assert all(gone(p) for p in ranks.values())
+        # Rank 0 reports each MoE layer's traffic: 8 layers of the tiny model.
+        traffic = [l for l in s.log_lines() if "expert parallelism" in l and "dispatch_bytes_per_call" in l]
+        assert len(traffic) == 8, "\n".join(s.log_lines()[-30:])
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_serve_under_mpirun_fails_requests_when_a_worker_is_lost(how):
+    """A worker killed (SIGKILL) or stopped (SIGSTOP, with a 2 s stall limit) during a streamed
+    request: the client gets an error within 10 s, rank 0 exits non-zero, nothing is left."""
+    s = mpi_server("--expert-stall-timeout", "2")
+    ranks = rank_pids(s.proc.pid)
+    try:
+        assert sorted(ranks) == [0, 1]
+        stream = client(s).chat.completions.create(
+            model="dsv4-tiny", messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=100000, stream=True,
+            extra_body={**NO_THINKING, "ignore_eos": True})
+        chunks = iter(stream)
+        for _ in range(5):
+            next(chunks)  # well into the decode loop
+        # A second request, not streamed, in flight at the same time: it gets the 503 itself.
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        plain = pool.submit(client(s).chat.completions.create, model="dsv4-tiny", messages=[{"role": "user", "content": "Hi"}],
+                            max_tokens=100000, extra_body={**NO_THINKING, "ignore_eos": True})
+        time.sleep(0.3)
+        os.kill(ranks[1], signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+        lost = time.time()
+        with pytest.raises(openai.APIError) as error:
+            for _ in chunks:
+                assert time.time() - lost < 10, "tokens keep coming after the worker was lost"
+        elapsed = time.time() - lost
+        assert elapsed < 10
+        with pytest.raises(openai.APIStatusError) as status:
+            plain.result(timeout=10)
+        pool.shutdown()
+        assert status.value.status_code == 503
+        body = status.value.body
+        assert body["type"] == "server_error" and "expert-parallel worker rank" in body["message"], body
+        rc = s.proc.wait(timeout=10)
+        assert rc != 0
+        time.sleep(0.5)
+        assert all(gone(p) for p in ranks.values()), "a rank process was left behind"
+        log = "\n".join(s.log_lines())
+        print(f"{how}: client error after {elapsed:.2f} s: {error.value!r}; mpirun exit {rc}")
+        # Rank 0 answered the stream with an OpenAI error event before it exited.
+        assert "expert-parallel worker rank" in str(error.value), log[-3000:]
+        assert "failing the requests in flight and exiting" in log
+    finally:
+        for p in ranks.values():
+            if not gone(p):
+                os.kill(p, signal.SIGKILL)
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
