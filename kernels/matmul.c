@@ -118,6 +118,10 @@ void ck_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck
         ck_avx2_matmul(x, ldx, T, K, w, dtype, N, y, ldy);
         return;
     }
+    if (ck_use_avx2()) {  // FP8 / FP4 without scales
+        ck_matmul_scaled(x, ldx, T, K, w, dtype, NULL, N, y, ldy);
+        return;
+    }
     ck_ref_matmul(x, ldx, T, K, w, dtype, N, y, ldy);
 }
 

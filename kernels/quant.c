@@ -150,6 +150,69 @@ TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales 
     }
 }
 
+// MARK: - AVX2 row decoders (machines without AVX-512)
+//
+// The same values as the tables, 16 (FP8) or 8 (FP4) at a time; a block's tail, odd FP4
+// offsets and scales whose 2^8 multiple overflows go through the tables.
+// E4M3 through fp16: the magnitude bits shifted left by 7 (sign to bit 15) are an fp16 of
+// value v·2^-8, subnormals included, converted exactly by F16C; × (scale·2^8) then rounds the
+// same real product v·scale as the table path. NaN codes (0x7F/0xFF) are patched.
+// E2M1: the magnitude indexes an 8-float table (vpermps), the sign bit is OR-ed in.
+
+#define TGT2 __attribute__((target("avx2,fma,f16c")))
+
+TGT2 static void decode_fp8_avx2(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
+    size_t bc = s ? s->block_cols : K;
+    const __m256i mag = _mm256_set1_epi16(0x7F), sgn = _mm256_set1_epi16(0x80);
+    for (size_t k0 = 0; k0 < K; k0 += bc) {
+        size_t k1 = k0 + bc < K ? k0 + bc : K, k = k0;
+        float sc = scale_lut(s, n, k0), sc8 = sc * 256.0f;
+        if (isfinite(sc8)) {
+            __m256 f = _mm256_set1_ps(sc8);
+            for (; k + 16 <= k1; k += 16) {
+                __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + k)));
+                __m256i m = _mm256_and_si256(b, mag);
+                __m256i h = _mm256_or_si256(_mm256_slli_epi16(m, 7), _mm256_slli_epi16(_mm256_and_si256(b, sgn), 8));
+                __m256 lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
+                __m256 hi = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
+                _mm256_storeu_ps(dst + k, lo);
+                _mm256_storeu_ps(dst + k + 8, hi);
+                if (!_mm256_testz_si256(_mm256_cmpeq_epi16(m, mag), _mm256_cmpeq_epi16(m, mag)))
+                    for (size_t i = k; i < k + 16; i++) dst[i] = e4m3_lut[row[i]] * sc;
+            }
+        }
+        for (; k < k1; k++) dst[k] = e4m3_lut[row[k]] * sc;
+    }
+}
+
+TGT2 static void decode_fp4_avx2(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
+    size_t bc = s ? s->block_cols : K;
+    const __m256 table = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256i seven = _mm256_set1_epi32(7), eight = _mm256_set1_epi32(8);
+    for (size_t k0 = 0; k0 < K; k0 += bc) {
+        size_t k1 = k0 + bc < K ? k0 + bc : K, k = k0;
+        float sc = scale_lut(s, n, k0);
+        __m256 f = _mm256_set1_ps(sc);
+        if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * sc; k++; }
+        for (; k + 8 <= k1; k += 8) {  // 8 values = 4 bytes, low nibble first
+            int32_t word;
+            memcpy(&word, row + k / 2, 4);
+            __m256i nib = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);
+            __m256 v = _mm256_permutevar8x32_ps(table, _mm256_and_si256(nib, seven));
+            __m256i sign = _mm256_slli_epi32(_mm256_and_si256(nib, eight), 28);
+            v = _mm256_or_ps(v, _mm256_castsi256_ps(sign));
+            _mm256_storeu_ps(dst + k, _mm256_mul_ps(v, f));
+        }
+        for (; k + 2 <= k1; k += 2) {
+            const float *p = e2m1_pair_lut[row[k / 2]];
+            dst[k] = p[0] * sc;
+            dst[k + 1] = p[1] * sc;
+        }
+        if (k < k1) dst[k] = e2m1_pair_lut[row[k / 2]][0] * sc;
+    }
+}
+
 // MARK: - fused decode and product for few tokens (decode)
 //
 // For 1-3 tokens the decoded rows are never stored: each 16-value group is decoded into a
@@ -265,6 +328,9 @@ static void decode_row(const void *w, ck_dtype dtype, size_t K, const ck_scales 
     if (ck_use_avx512()) {
         if (dtype == CK_DTYPE_F8E4M3) { decode_fp8_avx512(row, K, s, n, dst); return; }
         if (dtype == CK_DTYPE_FP4E2M1) { decode_fp4_avx512(row, K, s, n, dst); return; }
+    } else if (ck_use_avx2()) {
+        if (dtype == CK_DTYPE_F8E4M3) { decode_fp8_avx2(row, K, s, n, dst); return; }
+        if (dtype == CK_DTYPE_FP4E2M1) { decode_fp4_avx2(row, K, s, n, dst); return; }
     }
     switch (dtype) {
     case CK_DTYPE_F8E4M3: {
@@ -302,6 +368,24 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
     for (size_t r = 0; r < nrows; r++) decode_row(w, dtype, K, scales, r0 + r, dst + r * K);
 }
 
+// AVX2: rows decoded into an L2-sized block, then the AVX2 fp32 product over it, for any
+// number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).
+static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                               const ck_scales *scales, size_t N, float *y, size_t ldy) {
+    size_t R = 16384 / K;
+    if (R < 4) R = 4;
+    if (R > N) R = N;
+    float *xp = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
+    float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * K);
+    ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, xp);
+    for (size_t n0 = 0; n0 < N; n0 += R) {
+        size_t nr = n0 + R <= N ? R : N - n0;
+        ck_decode_rows(w, dtype, K, scales, n0, nr, buf);
+        ck_avx2_matmul_prepared(xp, T, K, buf, CK_DTYPE_F32, nr, y + n0, ldy);
+    }
+    free(xp);
+}
+
 // MARK: - fast path
 
 void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
@@ -309,6 +393,10 @@ void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void
     if (T == 0 || N == 0) return;
     if (scales == NULL && dtype != CK_DTYPE_F8E4M3 && dtype != CK_DTYPE_FP4E2M1) {
         ck_matmul(x, ldx, T, K, w, dtype, N, y, ldy);
+        return;
+    }
+    if (!ck_use_avx512() && ck_use_avx2() && K > 0) {
+        matmul_scaled_avx2(x, ldx, T, K, w, dtype, scales, N, y, ldy);
         return;
     }
     if (!ck_use_avx512() || K == 0) {

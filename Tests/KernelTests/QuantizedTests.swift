@@ -121,6 +121,45 @@ struct QuantMatrix {
         }
     }
 
+    /// The vector row decoders (AVX-512 or AVX2) give the table decoders' bits with block
+    /// scales: every byte under E8M0 scales from tiny to overflowing (2^8 · scale past fp32
+    /// takes the table path on AVX2) and NaN, and under float32 scales (subnormal, huge,
+    /// arbitrary); blocks of 16, 32, 48 and 128 columns, K with a partial block and, for FP4,
+    /// odd block starts.
+    @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
+    func vectorRowDecodersMatchScalarWithScales(type: StorageType) {
+        let e8: [UInt8] = [0, 1, 100, 127, 134, 136, 246, 247, 250, 254, 255]
+        let f32: [Float] = [1e-40, 3.7e-39, 0.013, 1.5, 2.9e36, 1e38, -0.75]
+        for bc in [16, 32, 48, 128] where !(type == .fp4e2m1 && bc % 2 == 1) {
+            for useF32 in [Int32(0), 1] {
+                let K = 3 * bc + 10, rows = 11
+                let rb = ck_row_bytes(type.kernelType, K)
+                let w = (0..<(rows * rb)).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ $0 / 256) }
+                let ld = (K + bc - 1) / bc
+                let e8s = (0..<(rows * ld)).map { e8[$0 % e8.count] }
+                let f32s = (0..<(rows * ld)).map { f32[$0 % f32.count] }
+                func decode() -> [Float] {
+                    var out = [Float](repeating: 0, count: rows * K)
+                    w.withUnsafeBytes { wp in
+                        let decodeWith = { (data: UnsafeRawPointer) in
+                            var sc = ck_scales(data: data, f32: useF32, ld: ld, block_rows: 1, block_cols: bc, row0: 0)
+                            ck_decode_rows(wp.baseAddress!, type.kernelType, K, &sc, 0, rows, &out)
+                        }
+                        if useF32 == 1 { f32s.withUnsafeBytes { decodeWith($0.baseAddress!) } } else { e8s.withUnsafeBytes { decodeWith($0.baseAddress!) } }
+                    }
+                    return out
+                }
+                KernelSelection.forceScalar(true)
+                let scalar = decode()
+                KernelSelection.forceScalar(false)
+                let fast = decode()
+                for i in scalar.indices where !(scalar[i].isNaN && fast[i].isNaN) {
+                    #expect(fast[i].bitPattern == scalar[i].bitPattern, "\(type) bc=\(bc) f32=\(useF32) element \(i): \(fast[i]) vs \(scalar[i])")
+                }
+            }
+        }
+    }
+
     @Test func everyE8M0CodePointMatchesTorch() throws {
         let g = try FPGolden.load()
         #expect(g.e8m0.count == 256)
