@@ -94,6 +94,22 @@ static inline float scale_lut(const ck_scales *s, size_t row, size_t k) {
     return e8m0_lut[((const uint8_t *)s->data)[i]];
 }
 
+// The scales of row `row`, block after block (no division per block: FP4 has one per 32 values).
+typedef struct {
+    const ck_scales *s;
+    size_t i;
+} scale_walk;
+
+static inline scale_walk scale_row(const ck_scales *s, size_t row) {
+    return (scale_walk){s, s ? ((s->row0 + row) / s->block_rows) * s->ld : 0};
+}
+
+static inline float scale_next(scale_walk *w) {
+    if (!w->s) return 1.0f;
+    size_t i = w->i++;
+    return w->s->f32 ? ((const float *)w->s->data)[i] : e8m0_lut[((const uint8_t *)w->s->data)[i]];
+}
+
 // MARK: - AVX-512 row decoders
 //
 // E4M3 without a lookup: the 7 magnitude bits shifted into an fp32's exponent/mantissa field
@@ -157,16 +173,18 @@ TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales 
 // E4M3 through fp16: the magnitude bits shifted left by 7 (sign to bit 15) are an fp16 of
 // value v·2^-8, subnormals included, converted exactly by F16C; × (scale·2^8) then rounds the
 // same real product v·scale as the table path. NaN codes (0x7F/0xFF) are patched.
-// E2M1: the magnitude indexes an 8-float table (vpermps), the sign bit is OR-ed in.
+// E2M1 through fp16 too: every E2M1 value is an fp16 whose low byte is zero, so a 16-byte
+// table of high bytes (pshufb) and F16C decode 32 values per step.
 
 #define TGT2 __attribute__((target("avx2,fma,f16c")))
 
 TGT2 static void decode_fp8_avx2(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
     size_t bc = s ? s->block_cols : K;
+    scale_walk sw = scale_row(s, n);
     const __m256i mag = _mm256_set1_epi16(0x7F), sgn = _mm256_set1_epi16(0x80);
     for (size_t k0 = 0; k0 < K; k0 += bc) {
         size_t k1 = k0 + bc < K ? k0 + bc : K, k = k0;
-        float sc = scale_lut(s, n, k0), sc8 = sc * 256.0f;
+        float sc = scale_next(&sw), sc8 = sc * 256.0f;
         if (isfinite(sc8)) {
             __m256 f = _mm256_set1_ps(sc8);
             for (; k + 16 <= k1; k += 16) {
@@ -187,22 +205,25 @@ TGT2 static void decode_fp8_avx2(const uint8_t *row, size_t K, const ck_scales *
 
 TGT2 static void decode_fp4_avx2(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
     size_t bc = s ? s->block_cols : K;
-    const __m256 table = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
-    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    const __m256i seven = _mm256_set1_epi32(7), eight = _mm256_set1_epi32(8);
+    scale_walk sw = scale_row(s, n);
+    // The fp16 encodings of the 16 E2M1 codes have a zero low byte: their high bytes, by code.
+    const __m128i high = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46, (char)0x80, (char)0xB8,
+                                       (char)0xBC, (char)0xBE, (char)0xC0, (char)0xC2, (char)0xC4, (char)0xC6);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
     for (size_t k0 = 0; k0 < K; k0 += bc) {
         size_t k1 = k0 + bc < K ? k0 + bc : K, k = k0;
-        float sc = scale_lut(s, n, k0);
+        float sc = scale_next(&sw);
         __m256 f = _mm256_set1_ps(sc);
         if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * sc; k++; }
-        for (; k + 8 <= k1; k += 8) {  // 8 values = 4 bytes, low nibble first
-            int32_t word;
-            memcpy(&word, row + k / 2, 4);
-            __m256i nib = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);
-            __m256 v = _mm256_permutevar8x32_ps(table, _mm256_and_si256(nib, seven));
-            __m256i sign = _mm256_slli_epi32(_mm256_and_si256(nib, eight), 28);
-            v = _mm256_or_ps(v, _mm256_castsi256_ps(sign));
-            _mm256_storeu_ps(dst + k, _mm256_mul_ps(v, f));
+        for (; k + 32 <= k1; k += 32) {  // 32 values = 16 bytes, low nibble first
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + k / 2));
+            __m128i lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
+            __m128i codes[2] = {_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi)};  // values k..k+15, k+16..k+31
+            for (int g = 0; g < 2; g++) {
+                __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_shuffle_epi8(high, codes[g])), 8);
+                _mm256_storeu_ps(dst + k + 16 * g, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f));
+                _mm256_storeu_ps(dst + k + 16 * g + 8, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f));
+            }
         }
         for (; k + 2 <= k1; k += 2) {
             const float *p = e2m1_pair_lut[row[k / 2]];
@@ -372,7 +393,9 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
 // number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).
 static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
                                const ck_scales *scales, size_t N, float *y, size_t ldy) {
-    size_t R = 16384 / K;
+    // Rows per decoded block: ~64 KB of floats for few tokens (decode: stays in L2); for 6
+    // tokens and more a whole 64-row panel of the fp32 product (matmul_avx2.c), whatever K.
+    size_t R = T >= 6 ? 64 : 16384 / K;
     if (R < 4) R = 4;
     if (R > N) R = N;
     float *xp = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
