@@ -18,15 +18,15 @@
 // ck_ref_indexer_scores and ck_ref_topk.
 #include "indexer_shared.h"
 
-#define BCAST512(p) _mm512_set1_ps(*(p))
-IDX_TILE_SCORES(tile_scores_avx512, __attribute__((target("avx512f"))), float, __m512, _mm512_loadu_ps, BCAST512,
-                _mm512_fmadd_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps)
-IDX_TILE_SCORES(tile_scores_avx2, __attribute__((target("avx2,fma"))), float, __m256, _mm256_loadu_ps,
+IDX_TILE_SCORES(tile_scores_avx512, __attribute__((target("avx512f"))), float, __m512, 16, 8, _mm512_loadu_ps,
+                BCAST512, _mm512_fmadd_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+                GTMASK512)
+IDX_TILE_SCORES(tile_scores_avx2, __attribute__((target("avx2,fma"))), float, __m256, 8, 4, _mm256_loadu_ps,
                 _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_setzero_ps,
-                _mm256_storeu_ps)
+                _mm256_storeu_ps, GTMASK256)
 
-IDX_TASK(task_avx512, tile_scores_avx512, __attribute__((target("avx512f"))), float, 16)
-IDX_TASK(task_avx2, tile_scores_avx2, __attribute__((target("avx2,fma"))), float, 8)
+IDX_TASK(task_avx512, tile_scores_avx512, __attribute__((target("avx512f"))), float)
+IDX_TASK(task_avx2, tile_scores_avx2, __attribute__((target("avx2,fma"))), float)
 
 void ck_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
                      const float *const *tiles, const int32_t *visible, size_t k, int32_t *out) {

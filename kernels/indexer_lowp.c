@@ -52,14 +52,14 @@ void ck_indexer_store_bf16(const float *key, size_t d, void *tile, size_t slot) 
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define LOAD_BF16_AVX512(p) \
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
-#define BCAST512(p) _mm512_set1_ps(*(p))
-IDX_TILE_SCORES(bf16_scores_avx512, __attribute__((target("avx512f"))), uint16_t, __m512, LOAD_BF16_AVX512,
-                BCAST512, _mm512_fmadd_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps)
-IDX_TILE_SCORES(bf16_scores_avx2, __attribute__((target("avx2,fma"))), uint16_t, __m256, LOAD_BF16_AVX2,
+IDX_TILE_SCORES(bf16_scores_avx512, __attribute__((target("avx512f"))), uint16_t, __m512, 16, 8, LOAD_BF16_AVX512,
+                BCAST512, _mm512_fmadd_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+                GTMASK512)
+IDX_TILE_SCORES(bf16_scores_avx2, __attribute__((target("avx2,fma"))), uint16_t, __m256, 8, 4, LOAD_BF16_AVX2,
                 _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_setzero_ps,
-                _mm256_storeu_ps)
-IDX_TASK(bf16_task_avx512, bf16_scores_avx512, __attribute__((target("avx512f"))), uint16_t, 16)
-IDX_TASK(bf16_task_avx2, bf16_scores_avx2, __attribute__((target("avx2,fma"))), uint16_t, 8)
+                _mm256_storeu_ps, GTMASK256)
+IDX_TASK(bf16_task_avx512, bf16_scores_avx512, __attribute__((target("avx512f"))), uint16_t)
+IDX_TASK(bf16_task_avx2, bf16_scores_avx2, __attribute__((target("avx2,fma"))), uint16_t)
 
 void ck_indexer_topk_bf16(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
                           const void *const *tiles, const int32_t *visible, size_t k, int32_t *out) {
@@ -283,14 +283,15 @@ VNNI_TGT static inline int i8_tile_vnni(const int32_t *q4, const int32_t *bias, 
         float sc[IDX_TILE];                                                                             \
         for (size_t tile = r.a; tile < r.b; tile++) {                                                   \
             size_t e0 = tile * IDX_TILE;                                                                \
-            if (tile + r.ahead < r.b) idx_prefetch_tile(j->tiles[tile + r.ahead], j->tile_bytes);      \
+            if (tile + r.ahead < r.b) idx_prefetch_part(j->tiles[tile + r.ahead], j->tile_bytes, 0, 1); \
             const uint8_t *u = (const uint8_t *)j->tiles[tile];                                         \
             for (size_t t = r.t0; t < r.t1; t++) {                                                      \
                 if (!idx_sel_wants(s, t, e0)) continue;                                                 \
-                float thr = s->lists[t * s->segments + r.seg].thr;                                      \
+                float thr = idx_sel_threshold(s, t, r.seg);                                             \
                 size_t th = t * j->H;                                                                   \
-                if (TILE_FN(j->p.q4 + th * j->G, j->p.bias + th, j->p.c + th, j->H, j->G, u, thr, sc))  \
-                    idx_sel_offer(s, t, r.seg, e0, sc);                                                 \
+                unsigned above = (unsigned)TILE_FN(j->p.q4 + th * j->G, j->p.bias + th, j->p.c + th,    \
+                                                   j->H, j->G, u, thr, sc);                             \
+                if (above) idx_sel_offer(s, t, r.seg, e0, sc, above);                                   \
             }                                                                                           \
         }                                                                                               \
     }
