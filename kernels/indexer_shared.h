@@ -196,7 +196,7 @@ static inline void idx_prefetch_part(const void *tile, size_t bytes, size_t part
     for (size_t l = a; l < b; l++) _mm_prefetch((const char *)tile + l * 64, _MM_HINT_T1);
 }
 
-// MARK: - float tiles ([d][16] elements of type KT, converted to fp32 by LOAD)
+// MARK: - float tiles ([d][16] fp32 values; bf16 tiles are widened to these first)
 
 #define IDX_QBLOCK 8  // queries that share each tile read
 
@@ -215,12 +215,13 @@ typedef struct {
 // is loaded once (all its vectors) and each head's query value broadcast once, feeding
 // HB × vectors FMAs into independent accumulators; then ReLU, scale and the head weight,
 // heads in order. Each head's dot product runs over the dimensions in order, so any HB gives
-// the same bits. AVX2 (8 lanes) takes 4 heads × 2 vectors: 6 loads per 8 FMAs, where 8 heads
-// × 1 vector needed 9 and Zen 3's two vector loads per cycle, not its two FMA pipes, set the
-// pace (measured: bench/RESULTS.md).
-#define IDX_TILE_SCORES(NAME, TARGET, KT, VT, LANES, HB, LOAD, BCAST, FMA, MAX, MUL, ZERO, STORE, GTMASK) \
+// the same bits. AVX2 (8 lanes) takes 4 heads × 2 vectors: 6 loads per 8 FMAs and 8
+// accumulators (the FMA latency × 2 pipes); 8 heads × 1 vector (9 loads per 8 FMAs) ran at 71 %
+// of the FMA peak on an L1-resident tile on Zen 3, this at 95 %; 8 heads × 2 vectors spill.
+// AVX-512 (16 lanes, 32 registers) keeps 8 heads × 1 vector.
+#define IDX_TILE_SCORES(NAME, TARGET, VT, LANES, HB, LOAD, BCAST, FMA, MAX, MUL, ZERO, STORE, GTMASK) \
     TARGET static inline unsigned NAME(const float *q, const float *w, size_t H, size_t d, float scale,  \
-                                       const KT *tile, float thr, float *out) {                          \
+                                       const float *tile, float thr, float *out) {                          \
         enum { NV = IDX_TILE / (LANES) };                                                                \
         VT score[NV];                                                                                    \
         for (int v = 0; v < NV; v++) score[v] = ZERO();                                                  \
@@ -258,23 +259,39 @@ typedef struct {
 #define GTMASK512(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
 #define GTMASK256(a, b) _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ))
 
-// One task: a block of IDX_QBLOCK queries against one segment of tiles (ctx: an idx_fjob).
-#define IDX_TASK(NAME, SCORES, TARGET, KT)                                                               \
+// The fp32 tile scorers, in every file that includes this one.
+IDX_TILE_SCORES(idx_scores_avx512, __attribute__((target("avx512f"))), __m512, 16, 8, _mm512_loadu_ps, BCAST512,
+                _mm512_fmadd_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps, GTMASK512)
+IDX_TILE_SCORES(idx_scores_avx2, __attribute__((target("avx2,fma"))), __m256, 8, 4, _mm256_loadu_ps,
+                _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_setzero_ps,
+                _mm256_storeu_ps, GTMASK256)
+
+// fp32 tiles are scored where they lie.
+#define IDX_AS_FLOAT(tile, d, wide) ((const float *)(tile))
+
+// One task: a block of IDX_QBLOCK queries against one segment of tiles (ctx: an idx_fjob), with
+// the fp32 scorer SCORES. Tiles of another format are widened once per block by
+// WIDEN(tile, d, wide) into `wide` (WIDE_FLOATS floats; exact, so the scores are the same bits
+// as scoring the widened values in registers) and read from there by every query.
+#define IDX_TASK(NAME, SCORES, TARGET, WIDEN, WIDE_FLOATS)                                               \
     TARGET static void NAME(void *ctx, int task) {                                                       \
         const idx_fjob *j = (const idx_fjob *)ctx;                                                       \
         idx_range r = idx_sel_range(&j->sel, task);                                                      \
         float sc[IDX_TILE];                                                                              \
+        float wide[WIDE_FLOATS];                                                                         \
         for (size_t tile = r.a; tile < r.b; tile++) {                                                    \
             size_t e0 = tile * IDX_TILE;                                                                 \
             const void *next = tile + r.ahead < r.b ? j->tiles[tile + r.ahead] : NULL;                   \
+            const float *keys = WIDEN(j->tiles[tile], j->d, wide);                                       \
             for (size_t t = r.t0; t < r.t1; t++) {                                                       \
                 if (next) idx_prefetch_part(next, j->tile_bytes, t - r.t0, r.t1 - r.t0);                 \
                 if (!idx_sel_wants(&j->sel, t, e0)) continue;                                            \
                 unsigned above = SCORES(j->q + t * j->H * j->d, j->w + t * j->H, j->H, j->d, j->scale,   \
-                                        (const KT *)j->tiles[tile], idx_sel_threshold(&j->sel, t, r.seg), sc); \
+                                        keys, idx_sel_threshold(&j->sel, t, r.seg), sc);                 \
                 if (above) idx_sel_offer(&j->sel, t, r.seg, e0, sc, above);                              \
             }                                                                                            \
         }                                                                                                \
+        (void)wide;                                                                                      \
     }
 
 // Runs a float-tile top-k with task `fn` (the caller has checked k > 0 and a vector path).
