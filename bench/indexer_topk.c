@@ -1,8 +1,9 @@
 // indexer_topk.c: the fused Lightning-Indexer top-k (ck_indexer_topk) on dsv4-tiny's indexer
 // shape (8 heads × 64, top-64) at a given depth: a prefill block of T queries, or one decode
 // query, against `visible` keys in tiles; GFLOP/s (2·T·H·d·visible) against the FMA peak of
-// the same threads measured right after (with 1 thread, both timed by the thread's CPU time, best
-// of the repeats: the figures that mean something while others share the cores); the keys as fp32 tiles (ck_indexer_topk), bf16 tiles
+// the same threads measured right after; with 1 thread both are timed by the thread's CPU
+// time, best of the repeats (DSV4_REPS, default 5): the figures that still mean something while
+// others share the cores. The keys as fp32 tiles (ck_indexer_topk), bf16 tiles
 // (ck_indexer_topk_bf16) or 8-bit tiles (ck_indexer_topk_i8; GFLOP/s counts the same
 // 2·T·H·d·visible as fp32, done as integer multiply-adds). Build and run (THREADS VISIBLE T
 // [f32|bf16|i8]):
@@ -10,6 +11,7 @@
 //   /tmp/idx 2 262144 64     # a 64-query prefill block at 1M tokens of context (ratio 4)
 //   /tmp/idx 2 262144 1      # one decode token there
 //   /tmp/idx 2 262144 64 i8  # the prefill block with the fp8 cache's 8-bit keys
+//   /tmp/idx 1 262144 64     # one thread, by CPU time (old vs new: bench/RESULTS.md)
 #include "../kernels/include/ckernels.h"
 #include <stdio.h>
 #include <stdlib.h>

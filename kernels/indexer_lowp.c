@@ -57,7 +57,8 @@ void ck_indexer_store_bf16(const float *key, size_t d, void *tile, size_t slot) 
 // A bf16 tile widened to fp32 (d × 16 floats at `wide`).
 #define IDX_WIDEN_BF16(NAME, TARGET, LOAD, STORE, LANES)                                                 \
     TARGET static inline const float *NAME(const void *tile, size_t d, float *wide) {                   \
-        for (size_t i = 0; i < d * IDX_TILE; i += (LANES)) STORE(wide + i, LOAD((const uint16_t *)tile + i)); \
+        for (size_t i = 0; i < d * IDX_TILE; i += (LANES))                                               \
+            STORE(wide + i, LOAD((const uint16_t *)tile + i));                                           \
         return wide;                                                                                     \
     }
 IDX_WIDEN_BF16(bf16_widen_avx512, __attribute__((target("avx512f"))), LOAD_BF16_AVX512, _mm512_storeu_ps, 16)

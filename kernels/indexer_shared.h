@@ -1,8 +1,8 @@
 // indexer_shared.h: the machinery of the Lightning Indexer's fused top-k that every key format
 // shares (indexer.c: fp32 tiles; indexer_lowp.c: bf16 and 8-bit tiles): the candidate lists
 // with their thresholds, the plan of tasks (query blocks × key ranges) over the thread pool,
-// the merge of a query's key ranges into its ordered k best, and the float tile scorer over a
-// vector type (fp32 and bf16 keys differ only in how a tile row is loaded).
+// the merge of a query's key ranges into its ordered k best, and the fp32 tile scorer over a
+// vector type (bf16 tiles are widened to fp32 tiles for it).
 //
 // Selection: each (query, key range) keeps a buffer of candidates with a threshold, the
 // score of the k-th best kept so far: a score enters only when it beats the threshold (later
@@ -221,7 +221,7 @@ typedef struct {
 // AVX-512 (16 lanes, 32 registers) keeps 8 heads × 1 vector.
 #define IDX_TILE_SCORES(NAME, TARGET, VT, LANES, HB, LOAD, BCAST, FMA, MAX, MUL, ZERO, STORE, GTMASK) \
     TARGET static inline unsigned NAME(const float *q, const float *w, size_t H, size_t d, float scale,  \
-                                       const float *tile, float thr, float *out) {                          \
+                                       const float *tile, float thr, float *out) {                       \
         enum { NV = IDX_TILE / (LANES) };                                                                \
         VT score[NV];                                                                                    \
         for (int v = 0; v < NV; v++) score[v] = ZERO();                                                  \
@@ -243,7 +243,8 @@ typedef struct {
             }                                                                                            \
             for (size_t x = 0; x < hb; x++) {                                                            \
                 VT wx = BCAST(w + h0 + x);                                                               \
-                for (int v = 0; v < NV; v++) score[v] = FMA(MUL(MAX(acc[x][v], ZERO()), sc), wx, score[v]); \
+                for (int v = 0; v < NV; v++)                                                             \
+                    score[v] = FMA(MUL(MAX(acc[x][v], ZERO()), sc), wx, score[v]);                       \
             }                                                                                            \
         }                                                                                                \
         unsigned above = 0;                                                                              \
