@@ -13,20 +13,15 @@
 // Selection (a threshold per query and key range, quickselect when a buffer fills), the
 // task plan and the tile scorer are shared with the bf16 and 8-bit tiles (indexer_shared.h).
 //
-// One source (a macro over the vector type), compiled for AVX-512 (16 lanes) and AVX2+FMA
-// (8 lanes, a tile in two halves), and a scalar twin (ck_ref_indexer_topk) built on
-// ck_ref_indexer_scores and ck_ref_topk.
+// One source (a macro over the vector type, indexer_shared.h), compiled for AVX-512 (16 lanes,
+// 8 heads at a time) and AVX2+FMA (8 lanes: a tile is two vectors, 4 heads at a time), and a
+// scalar twin (ck_ref_indexer_topk) built on ck_ref_indexer_scores and ck_ref_topk. The picks
+// are the same bits for any head block: each head's dot runs over the dimensions in order, and
+// the head-weighted sum over the heads in order.
 #include "indexer_shared.h"
 
-#define BCAST512(p) _mm512_set1_ps(*(p))
-IDX_TILE_SCORES(tile_scores_avx512, __attribute__((target("avx512f"))), float, __m512, _mm512_loadu_ps, BCAST512,
-                _mm512_fmadd_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_setzero_ps, _mm512_storeu_ps)
-IDX_TILE_SCORES(tile_scores_avx2, __attribute__((target("avx2,fma"))), float, __m256, _mm256_loadu_ps,
-                _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_setzero_ps,
-                _mm256_storeu_ps)
-
-IDX_TASK(task_avx512, tile_scores_avx512, __attribute__((target("avx512f"))), float, 16)
-IDX_TASK(task_avx2, tile_scores_avx2, __attribute__((target("avx2,fma"))), float, 8)
+IDX_TASK(task_avx512, idx_scores_avx512, __attribute__((target("avx512f"))), IDX_AS_FLOAT, 1)
+IDX_TASK(task_avx2, idx_scores_avx2, __attribute__((target("avx2,fma"))), IDX_AS_FLOAT, 1)
 
 void ck_indexer_topk(const float *q, const float *w, size_t T, size_t H, size_t d, float scale,
                      const float *const *tiles, const int32_t *visible, size_t k, int32_t *out) {

@@ -70,7 +70,9 @@ private func referenceScores(q: [Float], w: [Float], t: Int, H: Int, d: Int, sca
 
     @Test func prefillBlocksMatchTwinOnAwkwardShapes() {
         KernelThreads.start(count: 2)
-        for (H, d) in [(1, 1), (8, 64), (9, 63), (17, 16), (3, 130)] {
+        // Heads around the AVX2 scorer's blocks of 4 (4, 6 = 4 + 2, 9 = 4 + 4 + 1, 3 alone) and the
+        // AVX-512 scorer's blocks of 8.
+        for (H, d) in [(1, 1), (4, 64), (6, 33), (8, 64), (9, 63), (17, 16), (3, 130)] {
             for k in [1, 7, 64] {
                 let T = 13
                 let n = 700
