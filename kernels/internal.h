@@ -56,7 +56,7 @@ __attribute__((target("avx2,fma"))) static inline __m256 ck_exp256(__m256 v) {
 }
 /// Per-thread scratch of at least n floats (64-byte aligned; grows, then reused), one buffer
 /// per slot so kernels that call each other never share one (threadpool.c).
-enum { CK_SCRATCH_ATTEND = 0, CK_SCRATCH_QLANES = 1, CK_SCRATCH_KEYS = 2, CK_SCRATCH_PANEL = 3, CK_SCRATCH_PANEL_ACC = 4,
-       CK_SCRATCH_QROWS = 5, CK_SCRATCH_SLOTS = 6 };
+enum { CK_SCRATCH_ATTEND = 0, CK_SCRATCH_QLANES = 1, CK_SCRATCH_KEYS = 2, CK_SCRATCH_QROWS = 3,
+       CK_SCRATCH_SLOTS = 4 };
 float *ck_thread_scratch(int slot, size_t n);
 #endif

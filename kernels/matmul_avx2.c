@@ -13,13 +13,6 @@
 //
 // Blocks: 2 tokens × 2 rows (8 accumulators) while two tokens remain, then 1 token × 4 rows
 // (decode), then single rows.
-//
-// Prefill (PANEL_MIN_T tokens and more) runs the same arithmetic from L1 instead: the weights
-// are converted once per call, a panel of PANEL_ROWS rows × PANEL_KC values at a time, into
-// fp32 in the (wa, wb) order the loads above produce, and 3 tokens × 2 rows blocks walk the
-// panel while it and their x rows stay in L1. Each output's accumulators A and B go to a
-// buffer between K panels and come back for the next, so every output sees the same FMAs in
-// the same order and ends in the same tree: bit-identical to the blocks above.
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,131 +158,9 @@ KERNEL(f32, lw_f32, 4)
 KERNEL(bf16, lw_bf16, 2)
 KERNEL(f16, lw_f16, 2)
 
-// MARK: - Prefill from fp32 panels
-
-#define PANEL_MIN_T 6     // tokens from which the panel path pays for its conversion
-#define PANEL_ROWS 64     // weight rows per panel
-#define PANEL_KC 512      // values of K per panel (64 rows × 1 KB in L2; 3 x rows × 1 KB in L1)
-#define PANEL_MC 48       // tokens per block when K spans several panels (their accumulators in L2)
-
-// Rows [n0, n0 + nr) of w, values [k0, k0 + kc) (kc a multiple of CHUNK), as fp32 in load order:
-// each chunk's wa then its wb, row after row (`panel` [nr][kc]).
-TGT static void panel_fill(const void *w, ck_dtype dtype, size_t K, size_t n0, size_t nr, size_t k0, size_t kc,
-                           float *panel) {
-    size_t esz = dtype == CK_DTYPE_F32 ? 4 : 2, whole = K / CHUNK * CHUNK;
-    for (size_t j = 0; j < nr; j++) {
-        const char *row = (const char *)w + (n0 + j) * K * esz;
-        for (size_t k = k0; k < k0 + kc; k += CHUNK) {
-            _Alignas(32) char buf[CHUNK * 4] = {0};
-            const char *p = row + k * esz;
-            if (k >= whole) {
-                memcpy(buf, p, (K - k) * esz);
-                p = buf;
-            }
-            __m256 wa, wb;
-            if (dtype == CK_DTYPE_BF16) lw_bf16(p, &wa, &wb);
-            else if (dtype == CK_DTYPE_F16) lw_f16(p, &wa, &wb);
-            else lw_f32(p, &wa, &wb);
-            _mm256_storeu_ps(panel + j * kc + (k - k0), wa);
-            _mm256_storeu_ps(panel + j * kc + (k - k0) + 8, wb);
-        }
-    }
-}
-
-// TB tokens × NB panel rows over one K panel: accumulators from `acc` (or zero on the first
-// panel), FMAs over the panel's chunks, then back to `acc` or, on the last panel, the sums to y.
-// acc holds A then B (16 floats) per (token of the block starting at tb, panel row):
-// [PANEL_MC][PANEL_ROWS][16].
-#define PBLOCK(TB, NB)                                                                                  \
-    TGT static void pblk_##TB##x##NB(const float *xp, size_t Kp, const float *panel, size_t kc, size_t k0, \
-                                     size_t tb, size_t t0, size_t j0, size_t n0, float *acc, int first,   \
-                                     int last, float *y, size_t ldy) {                                    \
-        __m256 a[TB][NB], b[TB][NB];                                                                     \
-        for (int i = 0; i < TB; i++)                                                                     \
-            for (int j = 0; j < NB; j++) {                                                               \
-                float *c = acc + ((t0 - tb + i) * PANEL_ROWS + j0 + j) * 16;                                      \
-                a[i][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c);                              \
-                b[i][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + 8);                          \
-            }                                                                                            \
-        for (size_t k = 0; k < kc; k += CHUNK) {                                                         \
-            __m256 wa[NB], wb[NB];                                                                       \
-            for (int j = 0; j < NB; j++) {                                                               \
-                wa[j] = _mm256_loadu_ps(panel + (j0 + j) * kc + k);                                      \
-                wb[j] = _mm256_loadu_ps(panel + (j0 + j) * kc + k + 8);                                  \
-            }                                                                                            \
-            for (int i = 0; i < TB; i++) {                                                               \
-                __m256 xa = _mm256_loadu_ps(xp + (t0 + i) * Kp + k0 + k);                                \
-                __m256 xb = _mm256_loadu_ps(xp + (t0 + i) * Kp + k0 + k + 8);                            \
-                for (int j = 0; j < NB; j++) {                                                           \
-                    a[i][j] = _mm256_fmadd_ps(xa, wa[j], a[i][j]);                                       \
-                    b[i][j] = _mm256_fmadd_ps(xb, wb[j], b[i][j]);                                       \
-                }                                                                                        \
-            }                                                                                            \
-        }                                                                                                \
-        for (int i = 0; i < TB; i++)                                                                     \
-            for (int j = 0; j < NB; j++) {                                                               \
-                if (last) {                                                                              \
-                    y[(t0 + i) * ldy + n0 + j0 + j] = hsum(a[i][j], b[i][j]);                            \
-                } else {                                                                                 \
-                    float *c = acc + ((t0 - tb + i) * PANEL_ROWS + j0 + j) * 16;                                  \
-                    _mm256_storeu_ps(c, a[i][j]);                                                        \
-                    _mm256_storeu_ps(c + 8, b[i][j]);                                                    \
-                }                                                                                        \
-            }                                                                                            \
-    }
-
-PBLOCK(3, 2)
-PBLOCK(3, 1)
-PBLOCK(2, 2)
-PBLOCK(2, 1)
-PBLOCK(1, 2)
-PBLOCK(1, 1)
-
-// Tokens [t0, t0 + nt) (nt <= 3) against the panel's nr rows.
-TGT static void panel_tokens(const float *xp, size_t Kp, const float *panel, size_t nr, size_t kc, size_t k0, size_t tb,
-                             size_t t0, size_t nt, size_t n0, float *acc, int first, int last, float *y, size_t ldy) {
-    size_t j = 0;
-    for (; j + 2 <= nr; j += 2) {
-        if (nt == 3) pblk_3x2(xp, Kp, panel, kc, k0, tb, t0, j, n0, acc, first, last, y, ldy);
-        else if (nt == 2) pblk_2x2(xp, Kp, panel, kc, k0, tb, t0, j, n0, acc, first, last, y, ldy);
-        else pblk_1x2(xp, Kp, panel, kc, k0, tb, t0, j, n0, acc, first, last, y, ldy);
-    }
-    if (j < nr) {
-        if (nt == 3) pblk_3x1(xp, Kp, panel, kc, k0, tb, t0, j, n0, acc, first, last, y, ldy);
-        else if (nt == 2) pblk_2x1(xp, Kp, panel, kc, k0, tb, t0, j, n0, acc, first, last, y, ldy);
-        else pblk_1x1(xp, Kp, panel, kc, k0, tb, t0, j, n0, acc, first, last, y, ldy);
-    }
-}
-
-// Token blocks (all tokens when K fits one panel), row panels, K panels: a K panel's weights
-// are converted once per token block and walked by every 3 tokens of it.
-static void mm_panels(const float *xp, size_t Kp, size_t K, const void *w, ck_dtype dtype, size_t T, size_t N,
-                      float *y, size_t ldy) {
-    float *panel = ck_thread_scratch(CK_SCRATCH_PANEL, PANEL_ROWS * PANEL_KC);
-    size_t mc = Kp <= PANEL_KC ? T : PANEL_MC;
-    float *acc = Kp > PANEL_KC ? ck_thread_scratch(CK_SCRATCH_PANEL_ACC, PANEL_MC * PANEL_ROWS * 16) : NULL;
-    for (size_t tb = 0; tb < T; tb += mc) {
-        size_t te = T - tb < mc ? T : tb + mc;
-        for (size_t n0 = 0; n0 < N; n0 += PANEL_ROWS) {
-            size_t nr = N - n0 < PANEL_ROWS ? N - n0 : PANEL_ROWS;
-            for (size_t k0 = 0; k0 < Kp; k0 += PANEL_KC) {
-                size_t kc = Kp - k0 < PANEL_KC ? Kp - k0 : PANEL_KC;
-                panel_fill(w, dtype, K, n0, nr, k0, kc, panel);
-                int first = k0 == 0, last = k0 + kc == Kp;
-                for (size_t t = tb; t < te; t += 3)
-                    panel_tokens(xp, Kp, panel, nr, kc, k0, tb, t, te - t < 3 ? te - t : 3, n0, acc, first, last, y, ldy);
-            }
-        }
-    }
-}
-
 void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N, float *y,
                              size_t ldy) {
     size_t Kp = padded(K);
-    if (T >= PANEL_MIN_T && (dtype == CK_DTYPE_F32 || dtype == CK_DTYPE_BF16 || dtype == CK_DTYPE_F16)) {
-        mm_panels(xp, Kp, K, w, dtype, T, N, y, ldy);
-        return;
-    }
     switch (dtype) {
     case CK_DTYPE_F32: mm_f32(xp, Kp, K, w, T, N, y, ldy); break;
     case CK_DTYPE_BF16: mm_bf16(xp, Kp, K, w, T, N, y, ldy); break;

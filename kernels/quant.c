@@ -393,9 +393,7 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
 // number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).
 static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
                                const ck_scales *scales, size_t N, float *y, size_t ldy) {
-    // Rows per decoded block: ~64 KB of floats for few tokens (decode: stays in L2); for 6
-    // tokens and more a whole 64-row panel of the fp32 product (matmul_avx2.c), whatever K.
-    size_t R = T >= 6 ? 64 : 16384 / K;
+    size_t R = 16384 / K;  // rows per decoded block: ~64 KB of floats, stays in L2
     if (R < 4) R = 4;
     if (R > N) R = N;
     float *xp = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
@@ -438,7 +436,7 @@ void ck_matmul_scaled(const float *x, size_t ldx, size_t T, size_t K, const void
         return;
     }
     // Rows per decoded block: about 64 KiB of floats (stays in L2), at least 4 for the 4×4 kernel.
-    size_t R = (16384 / K) & ~(size_t)3;
+    size_t R = T >= 6 ? 32 : 16384 / K;
     if (R < 4) R = 4;
     if (R > N) R = N;
     float *buf = malloc(R * K * sizeof(float));

@@ -43,11 +43,9 @@ func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
         }
     }
 
-    /// A block of tokens gives each token the bits it gets alone: on AVX2 machines blocks of 6
-    /// tokens and more run from fp32 panels (K cut into 512-value panels whose accumulators
-    /// go to memory and back, 64-row panels, 3 × 2 blocks), fewer run the 2 × 2 / 1 × 4 blocks,
-    /// one token the decode path. Shapes with remainders everywhere: T off 3, K off 16 and
-    /// over two panels, N off 64 and odd, a strided y.
+    /// A block of tokens gives each token the bits it gets alone (on AVX2 machines 2 × 2 blocks
+    /// against the 1 × 4 decode blocks; on AVX-512 machines their own blocks). Shapes with
+    /// remainders everywhere: T odd, K off 16, N odd, a strided y.
     @Test(arguments: StorageType.denseTypes)
     func tokenBlocksAreBitIdenticalToSingleTokens(type: StorageType) {
         for (t, k, n) in [(6, 16, 2), (7, 100, 67), (13, 256, 129), (8, 1100, 5), (50, 530, 70), (4, 513, 9)] {
