@@ -87,14 +87,8 @@ __attribute__((constructor)) static void build_tables(void) {
     }
 }
 
-static inline float scale_lut(const ck_scales *s, size_t row, size_t k) {
-    if (!s) return 1.0f;
-    size_t i = ((s->row0 + row) / s->block_rows) * s->ld + k / s->block_cols;
-    if (s->f32) return ((const float *)s->data)[i];
-    return e8m0_lut[((const uint8_t *)s->data)[i]];
-}
-
-// The scales of row `row`, block after block (no division per block: FP4 has one per 32 values).
+// The scales of row `row`, block after block (no division per block: FP4 has one per 32 values);
+// the table decoders' scales, which must be scale_at's values.
 typedef struct {
     const ck_scales *s;
     size_t i;
@@ -121,12 +115,13 @@ static inline float scale_next(scale_walk *w) {
 
 TGT static void decode_fp8_avx512(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
     size_t bc = s ? s->block_cols : K;
+    scale_walk sw = scale_row(s, n);
     const __m512 rebias = _mm512_set1_ps(0x1p120f);
     const __m512i mag = _mm512_set1_epi32(0x7F), sign = _mm512_set1_epi32(0x80);
     const __m512 nan = _mm512_set1_ps(NAN);
     for (size_t k0 = 0; k0 < K; k0 += bc) {
         size_t k1 = k0 + bc < K ? k0 + bc : K;
-        __m512 sc = _mm512_set1_ps(scale_lut(s, n, k0));
+        __m512 sc = _mm512_set1_ps(scale_next(&sw));
         for (size_t k = k0; k < k1; k += 16) {
             __mmask16 m = k + 16 <= k1 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k1 - k)) - 1);
             __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, row + k));
@@ -141,6 +136,7 @@ TGT static void decode_fp8_avx512(const uint8_t *row, size_t K, const ck_scales 
 
 TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
     size_t bc = s ? s->block_cols : K;
+    scale_walk sw = scale_row(s, n);
     const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
                                         -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
     const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -148,7 +144,7 @@ TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales 
     const __m512i low = _mm512_set1_epi32(15);
     for (size_t k0 = 0; k0 < K; k0 += bc) {
         size_t k1 = k0 + bc < K ? k0 + bc : K;
-        float scf = scale_lut(s, n, k0);
+        float scf = scale_next(&sw);
         __m512 sc = _mm512_set1_ps(scf);
         size_t k = k0;
         if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * scf; k++; }
@@ -168,7 +164,7 @@ TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales 
 
 // MARK: - AVX2 row decoders (machines without AVX-512)
 //
-// The same values as the tables, 16 (FP8) or 8 (FP4) at a time; a block's tail, odd FP4
+// The same values as the tables, 16 (FP8) or 32 (FP4) at a time; a block's tail, odd FP4
 // offsets and scales whose 2^8 multiple overflows go through the tables.
 // E4M3 through fp16: the magnitude bits shifted left by 7 (sign to bit 15) are an fp16 of
 // value v·2^-8, subnormals included, converted exactly by F16C; × (scale·2^8) then rounds the
@@ -353,12 +349,13 @@ static void decode_row(const void *w, ck_dtype dtype, size_t K, const ck_scales 
         if (dtype == CK_DTYPE_F8E4M3) { decode_fp8_avx2(row, K, s, n, dst); return; }
         if (dtype == CK_DTYPE_FP4E2M1) { decode_fp4_avx2(row, K, s, n, dst); return; }
     }
+    scale_walk sw = scale_row(s, n);
     switch (dtype) {
     case CK_DTYPE_F8E4M3: {
         size_t bc = s ? s->block_cols : K;
         for (size_t k0 = 0; k0 < K; k0 += bc) {
             size_t k1 = k0 + bc < K ? k0 + bc : K;
-            float sc = scale_lut(s, n, k0);
+            float sc = scale_next(&sw);
             for (size_t k = k0; k < k1; k++) dst[k] = e4m3_lut[row[k]] * sc;
         }
         break;
@@ -367,7 +364,7 @@ static void decode_row(const void *w, ck_dtype dtype, size_t K, const ck_scales 
         size_t bc = s ? s->block_cols : K;
         for (size_t k0 = 0; k0 < K; k0 += bc) {
             size_t k1 = k0 + bc < K ? k0 + bc : K;
-            float sc = scale_lut(s, n, k0);
+            float sc = scale_next(&sw);
             size_t k = k0;
             if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * sc; k++; }
             for (; k + 2 <= k1; k += 2) {
