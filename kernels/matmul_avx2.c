@@ -117,7 +117,7 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
         size_t whole = K / CHUNK * CHUNK;                                                               \
         for (size_t k = 0; k < Kp; k += CHUNK) {                                                        \
             __m256 wa[NB], wb[NB];                                                                      \
-            if (TB == 1 && (k * ESZ) % 64 == 0) /* decode: the next block's line, see above */          \
+            if (t0 == 0 && (k * ESZ) % 64 == 0) /* the first pass over these rows: see above */     \
                 for (int j = 0; j < NB; j++) _mm_prefetch(rows + ((size_t)(j + NB) * K + k) * ESZ, _MM_HINT_T0); \
             for (int j = 0; j < NB; j++) {                                                              \
                 const char *p = rows + ((size_t)j * K + k) * ESZ;                                       \

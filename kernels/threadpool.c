@@ -155,6 +155,14 @@ float *ck_thread_scratch(int slot, size_t n) {
     return scratch_p[slot];
 }
 
+int ck_release_free_heap(void) {
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
+
 // MARK: - Stress check (tests): many tiny jobs of varying task counts back to back, the
 // pattern that exposed a task claimed twice (or past its job's end) by a worker still looking
 // at the previous job. Returns how many jobs did not run each of their tasks exactly once.

@@ -29,7 +29,8 @@ public enum BlockKind: String, Sendable, CaseIterable {
 }
 
 /// Owns the memory of every block; not thread-safe (the engine loop owns it). Pages live in a
-/// region-major PagePool sized to the budget; states and snapshots are plain buffers.
+/// region-major PagePool sized to the budget; states and snapshots are buffers of their own
+/// mappings (`MappedBuffer`), so the memory of a dropped one leaves the process.
 public final class BlockStore {
     public let layout: CacheLayout
     public let budgetBytes: Int
@@ -57,8 +58,8 @@ public final class BlockStore {
     }
 
     deinit {
-        for (_, b) in blocks { b.pointer?.deallocate() }
-        for p in freeStates { p.deallocate() }
+        for (_, b) in blocks { if let p = b.pointer { MappedBuffer.deallocate(p, floats: layout.stateFloats) } }
+        for p in freeStates { MappedBuffer.deallocate(p, floats: layout.stateFloats) }
     }
 
     public func bytes(of kind: BlockKind) -> Int { kind.isStateLike ? layout.stateBytes : layout.pageBytes }
@@ -88,7 +89,7 @@ public final class BlockStore {
         var pointer: UnsafeMutablePointer<Float>?
         var slot = -1
         if kind.isStateLike {
-            pointer = freeStates.popLast() ?? UnsafeMutablePointer<Float>.allocate(capacity: floats(of: kind))
+            pointer = freeStates.popLast() ?? MappedBuffer.allocate(floats: layout.stateFloats)
         } else {
             guard let s = pages.allocate() else { return nil }
             slot = s
@@ -138,7 +139,7 @@ public final class BlockStore {
         live[b.kind]! -= 1
         if let p = b.pointer {
             // Keep a few freed buffers for reuse; return the rest to the system.
-            if freeStates.count < 8 { freeStates.append(p) } else { p.deallocate() }
+            if freeStates.count < 8 { freeStates.append(p) } else { MappedBuffer.deallocate(p, floats: layout.stateFloats) }
         } else {
             pages.release(b.slot)
         }

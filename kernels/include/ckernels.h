@@ -101,6 +101,9 @@ int ck_pool_init(int threads);
 int ck_pool_threads(void);
 /// Runs fn(ctx, i) for i in [0, tasks) on the pool and the caller; returns when all are done.
 void ck_pool_run(int tasks, ck_task_fn fn, void *ctx);
+/// Hands the whole free pages of malloc's heaps (every arena) back to the system; returns 1
+/// when some memory was released (glibc's malloc_trim; 0 elsewhere).
+int ck_release_free_heap(void);
 /// Test hook: runs `jobs` tiny pool jobs (2, 4 or 6 tasks) back to back and returns how many
 /// did not run each task exactly once (0 expected).
 long ck_pool_stress(long jobs);
