@@ -1,6 +1,5 @@
 // EngineLoop.swift: runs an EngineCore on its own thread and exposes it to async callers:
 // submit → AsyncStream of events, cancel, metrics, shutdown.
-import CKernels
 import Foundation
 import ModelRuntime
 import PagedCache
@@ -88,6 +87,7 @@ public final class EngineLoop: @unchecked Sendable {
     public init(model: any CausalLM, configuration: EngineConfiguration, detokenize: (([Int]) -> String)? = nil, disk: DiskTier? = nil) {
         core = EngineCore(model: model, configuration: configuration, detokenize: detokenize, disk: disk)
         lastMetrics = EngineLoop.snapshot(core)
+        HeapTrimmer.start()
         let t = Thread { [weak self] in self?.run() }
         t.name = "dsv4-engine"
         t.stackSize = 8 << 20
@@ -179,20 +179,6 @@ public final class EngineLoop: @unchecked Sendable {
     private var coreIDs: [Int: Int] = [:]
     private var loopIDs: [Int: Int] = [:]
 
-    private var lastTrim = DispatchTime.now().uptimeNanoseconds
-
-    /// At most once a second, hands the pages of malloc's free chunks back to the system. A
-    /// long prompt allocates and frees megabytes of activations per step between long-lived
-    /// buffers, and the heap kept the holes: the 1M-token f32 prompt ended at 2.2 GB resident
-    /// for a 1.3 GB cache, ~0.45 GB of it free chunks (glibc's malloc_stats). Costs well under a
-    /// millisecond a second.
-    private func returnFreedMemory() {
-        let now = DispatchTime.now().uptimeNanoseconds
-        guard now - lastTrim >= 1_000_000_000 else { return }
-        lastTrim = now
-        _ = ck_release_free_heap()
-    }
-
     private func run() {
         while true {
             lock.lock()
@@ -221,7 +207,6 @@ public final class EngineLoop: @unchecked Sendable {
                 for (lid, cid) in coreIDs { core.cancel(cid); _ = lid }
             }
             for (cid, e) in core.step() { if let lid = loopIDs[cid] { events.append((lid, e)) } }
-            returnFreedMemory()
 
             lock.lock()
             lastMetrics = Self.snapshot(core)
