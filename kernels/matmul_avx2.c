@@ -12,12 +12,13 @@
 // never read past their end).
 //
 // Blocks: 2 tokens × 2 rows (8 accumulators) while two tokens remain, then 1 token × 4 rows
-// (decode), then single rows. A decode block streams its 4 rows once and prefetches the same
-// line of the next block's rows: the hardware prefetchers barely train on 4 streams of a few
-// hundred bytes each (measured, 2 threads, Zen 3, best of 3 against best of 3: dsv4-tiny's
-// 129,280 × 256 vocabulary projection 15.7 → 20.3 GB/s, 8,192 × 512 15.7 → 18.6, 4,096 ×
-// 1,024 +5 %, rows of 2,048 and 4,096 values +7 % and +3 %; bench/RESULTS.md). Prefetches
-// past the last row are harmless (they never fault).
+// (decode), then single rows. A block's first pass over its rows (t0 = 0: the only pass for one
+// token, the pass that brings a tile in from DRAM for a batch) prefetches the same line of the
+// next block's rows: the hardware prefetchers barely train on a few streams of a few hundred
+// bytes each (bench/matvec_shapes.c, 2 threads, Zen 3, GB/s of weights: dsv4-tiny's 129,280 ×
+// 256 vocabulary projection 16.9 → 22.6, 8,192 × 512 20.2 → 24.7, 4,096 × 1,024 23.0 → 25.5;
+// two tokens 20.7 → 23.8, eight 11.0 → 12.2; bench/RESULTS.md). Prefetches past the last row
+// are harmless (they never fault).
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
