@@ -69,10 +69,7 @@ public final class PagePool: @unchecked Sendable {
 
     /// Anonymous memory, zero-filled on first touch; not counted against overcommit.
     private static func map(floats: Int) -> (UnsafeMutablePointer<Float>, Int) {
-        let bytes = max(floats, 1) * MemoryLayout<Float>.stride
-        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        guard let p, p != MAP_FAILED else { fatalError("page pool: cannot map \(bytes) bytes") }
-        return (p.bindMemory(to: Float.self, capacity: max(floats, 1)), bytes)
+        (MappedBuffer.allocate(floats: floats), max(floats, 1) * MemoryLayout<Float>.stride)
     }
 
     /// The lowest free slot, or nil when all `capacity` are taken.
