@@ -45,18 +45,17 @@ enum MoE {
         let D = c.hiddenSize
         let routing = route(w, h: h, tokens: tokens, tokenCount: T, config: c)
         var out = [Float](repeating: 0, count: T * D)
+        // The shared expert runs while an expert-parallel executor's exchange is in flight.
+        var s = [Float](repeating: 0, count: w.shared == nil ? 0 : T * D)
         h.withUnsafeBufferPointer { hp in
             out.withUnsafeMutableBufferPointer { op in
-                executor.run(layer: layer, input: hp.baseAddress!, hiddenSize: D, routing: routing, output: op.baseAddress!)
-                if let shared = w.shared {
-                    var s = [Float](repeating: 0, count: T * D)
-                    s.withUnsafeMutableBufferPointer { sp in
-                        activation.forward(shared, x: hp.baseAddress!, tokenCount: T, y: sp.baseAddress!)
-                        for i in 0..<(T * D) { op[i] += sp[i] }
-                    }
+                executor.run(layer: layer, input: hp.baseAddress!, hiddenSize: D, routing: routing, output: op.baseAddress!) {
+                    guard let shared = w.shared else { return }
+                    s.withUnsafeMutableBufferPointer { activation.forward(shared, x: hp.baseAddress!, tokenCount: T, y: $0.baseAddress!) }
                 }
             }
         }
+        if !s.isEmpty { for i in 0..<(T * D) { out[i] += s[i] } }
         return out
     }
 }

@@ -93,6 +93,13 @@ public final class DispatchingExpertExecutor: ExpertExecutor, @unchecked Sendabl
         layer: Int, input: UnsafePointer<Float>, hiddenSize d: Int, routing: ExpertRouting,
         output: UnsafeMutablePointer<Float>
     ) {
+        run(layer: layer, input: input, hiddenSize: d, routing: routing, output: output) {}
+    }
+
+    public func run(
+        layer: Int, input: UnsafePointer<Float>, hiddenSize d: Int, routing: ExpertRouting,
+        output: UnsafeMutablePointer<Float>, alongside: () -> Void
+    ) {
         let t0 = DispatchTime.now().uptimeNanoseconds
         flight.withLock {
             precondition(!$0.closed, "an MoE layer call after the workers were told to quit")
@@ -110,7 +117,7 @@ public final class DispatchingExpertExecutor: ExpertExecutor, @unchecked Sendabl
         st.bytesSent += bytes * (world.size - 1)
         st.seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         dispatchStats[layer] = st
-        sharded.run(layer: layer, input: input, hiddenSize: d, routing: routing, output: output)
+        sharded.run(layer: layer, input: input, hiddenSize: d, routing: routing, output: output, alongside: alongside)
     }
 
     /// Seconds the current layer call has been running (waiting for the workers, mostly);

@@ -4,7 +4,9 @@
 // Every rank runs the dense part of the model on the same tokens, so every rank holds the same
 // routing. Rank r computes only the experts it owns (placement), cut into waves; after each
 // wave it starts an MPI_Iallgatherv of that wave's partial rows (only the tokens the wave
-// touched) and goes on with the next wave. At the end every rank sums all ranks' partials in
+// touched) and goes on with the next wave; after the last one it computes the caller's
+// `alongside` work (the model's shared expert, replicated on every rank) while the last
+// exchange travels. At the end every rank sums all ranks' partials in
 // one fixed order (rank, then wave), so all ranks hold bit-identical MoE outputs — the
 // invariant that keeps their routing, and therefore the whole replicated forward, in step.
 // A digest of the routing travels with every wave and is checked, so ranks that diverge stop
@@ -35,6 +37,8 @@ public struct LayerCommStats: Sendable, Equatable {
     public var unhiddenSeconds = 0.0
     /// Seconds computing this rank's experts.
     public var computeSeconds = 0.0
+    /// Seconds of the caller's `alongside` work done while the last wave was in flight.
+    public var alongsideSeconds = 0.0
 
     public init() {}
 
@@ -48,6 +52,7 @@ public struct LayerCommStats: Sendable, Equatable {
         s.exposedSeconds += b.exposedSeconds
         s.unhiddenSeconds += b.unhiddenSeconds
         s.computeSeconds += b.computeSeconds
+        s.alongsideSeconds += b.alongsideSeconds
         return s
     }
 }
@@ -64,8 +69,17 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
     /// Keeps the collectives moving while the next wave computes; nil: they move only at the
     /// MPI_Test between waves and in the final wait.
     public var progress: ProgressThread?
+    /// Runs the caller's `alongside` work (the shared expert) while the last wave's all-gather
+    /// is in flight; false: after the wait, as an executor without communication would (the
+    /// bench's unpipelined baseline).
+    public var overlapsAlongside = true
     /// `[layer]`, accumulated by `run`.
     public private(set) var stats: [LayerCommStats]
+    /// `[layer]`, one per call since the last `resetStats`: when this rank would have been ready
+    /// for the exchange's result if communication cost nothing (last wave posted, `alongside`
+    /// done, less the time spent in MPI calls posting and testing the waves) and when it had it
+    /// (monotonic ns).
+    public private(set) var callMarks: [[(ready: UInt64, done: UInt64)]]
 
     /// - Parameters:
     ///   - experts: `[layer][expert]`, as the model loaded them (mapped, untouched).
@@ -79,11 +93,24 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         self.world = world
         self.maxWaves = maxWaves
         stats = Array(repeating: LayerCommStats(), count: experts.count)
+        callMarks = Array(repeating: [], count: experts.count)
     }
 
     public func expertCount(layer: Int) -> Int { experts[layer].count }
 
-    public func resetStats() { stats = Array(repeating: LayerCommStats(), count: experts.count) }
+    public func resetStats() {
+        stats = Array(repeating: LayerCommStats(), count: experts.count)
+        callMarks = Array(repeating: [], count: experts.count)
+    }
+
+    /// Communication on the critical path of one call, from every rank's marks of it (same
+    /// host: one monotonic clock): how much later the last rank to finish had every partial
+    /// than the last rank to be ready was ready for them. A rank that waits while a slower rank
+    /// still computes is not delayed by the network; this is the delay the exchange adds.
+    public static func criticalNanoseconds(ready: [UInt64], done: [UInt64]) -> UInt64 {
+        let r = ready.max() ?? 0, d = done.max() ?? 0
+        return d > r ? d - r : 0
+    }
 
     /// Bytes of this rank's routed-expert weights over all layers.
     public var ownedExpertBytes: Int {
@@ -131,6 +158,16 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         layer: Int, input: UnsafePointer<Float>, hiddenSize d: Int, routing: ExpertRouting,
         output: UnsafeMutablePointer<Float>
     ) {
+        run(layer: layer, input: input, hiddenSize: d, routing: routing, output: output) {}
+    }
+
+    /// The experts in waves, each wave's all-gather posted as soon as it is computed; then
+    /// `alongside` (the shared expert: no data shared with the exchange) while the last ones
+    /// travel; then the wait and the fixed-order sum.
+    public func run(
+        layer: Int, input: UnsafePointer<Float>, hiddenSize d: Int, routing: ExpertRouting,
+        output: UnsafeMutablePointer<Float>, alongside: () -> Void
+    ) {
         let T = routing.tokenCount, K = routing.topK, P = world.size, me = world.rank
         let owner = placement.owner[layer]
         output.update(repeating: 0, count: T * d)
@@ -174,6 +211,7 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         st.calls += 1
         let digestBits = digest.value
         var commStart: UInt64 = 0
+        var mpiNanoseconds: UInt64 = 0  // in MPI calls before the wait: sending is work too
 
         for w in 0..<W {
             let send = buffer + cursor
@@ -204,10 +242,16 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
                 send: UnsafeRawPointer(send), sendBytes: rankArea[me][w] * 4, receive: UnsafeMutableRawPointer(receive),
                 counts: counts, offsets: offsets))
             for i in requests.indices { world.test(&requests[i]) }
+            mpiNanoseconds += DispatchTime.now().uptimeNanoseconds - posted
             progress?.begin()
             st.waves += 1
             st.bytesSent += rankArea[me][w] * 4 * (P - 1)
             st.bytesReceived += (waveArea[w] - rankArea[me][w]) * 4
+        }
+        if overlapsAlongside {
+            let t = DispatchTime.now().uptimeNanoseconds
+            alongside()
+            st.alongsideSeconds += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
         }
         progress?.end()
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -218,10 +262,12 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         let lastPost = Self.lastPost(after: t1, receive: buffer + receiveBase[W - 1], areas: rankArea.map { $0[W - 1] })
         st.unhiddenSeconds += t2 > lastPost ? Double(t2 - lastPost) / 1e9 : 0
         stats[layer] = st
+        callMarks[layer].append((t1 - mpiNanoseconds, t2))
 
         sumInOrder(
             layer: layer, receive: receiveBase.map { buffer + $0 }, rankArea: rankArea, touched: touched, header: header,
             digest: digestBits, output: output, d: d)
+        if !overlapsAlongside { alongside() }
     }
 
     /// When the last rank started its last all-gather (the post times the senders wrote into

@@ -53,6 +53,23 @@ public protocol ExpertExecutor: Sendable {
     func run(
         layer: Int, input: UnsafePointer<Float>, hiddenSize: Int, routing: ExpertRouting,
         output: UnsafeMutablePointer<Float>)
+
+    /// `run`, plus `alongside`: work that neither reads `output` nor writes what the experts
+    /// read (the model passes its shared expert), done while the call's own communication is
+    /// in flight. An executor with nothing in flight runs it after the experts (the default).
+    func run(
+        layer: Int, input: UnsafePointer<Float>, hiddenSize: Int, routing: ExpertRouting,
+        output: UnsafeMutablePointer<Float>, alongside: () -> Void)
+}
+
+extension ExpertExecutor {
+    public func run(
+        layer: Int, input: UnsafePointer<Float>, hiddenSize: Int, routing: ExpertRouting,
+        output: UnsafeMutablePointer<Float>, alongside: () -> Void
+    ) {
+        run(layer: layer, input: input, hiddenSize: hiddenSize, routing: routing, output: output)
+        alongside()
+    }
 }
 
 /// SwiGLU with V4's clamps: g = min(w1·x, limit), u = clamp(w3·x, ±limit), y = w2·(silu(g)⊙u).
@@ -131,7 +148,7 @@ extension SwiGLU {
     }
 }
 
-/// Runs the experts in this process over the kernel threads/// Runs the experts in this process over the kernel threads: the tokens routed to each
+/// Runs the experts in this process over the kernel threads: the tokens routed to each
 /// expert form one matrix product, and all experts of a layer run in the same two waves.
 public final class LocalExpertExecutor: ExpertExecutor {
     /// `[layer][expert]`; layers without routed experts hold an empty array.

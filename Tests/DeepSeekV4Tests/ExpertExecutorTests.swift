@@ -38,6 +38,34 @@ final class RecordingExpertExecutor: ExpertExecutor, @unchecked Sendable {
     }
 }
 
+/// Runs the `alongside` work (the shared expert) before the experts, as an executor busy with
+/// communication may, and counts the calls; `skipsAlongside` drops it instead.
+final class AlongsideFirstExecutor: ExpertExecutor, @unchecked Sendable {
+    let inner: any ExpertExecutor
+    let skipsAlongside: Bool
+    private(set) var alongsideCalls = 0
+
+    init(wrapping inner: any ExpertExecutor, skipsAlongside: Bool = false) {
+        self.inner = inner
+        self.skipsAlongside = skipsAlongside
+    }
+
+    func expertCount(layer: Int) -> Int { inner.expertCount(layer: layer) }
+
+    func run(layer: Int, input: UnsafePointer<Float>, hiddenSize: Int, routing: ExpertRouting, output: UnsafeMutablePointer<Float>) {
+        inner.run(layer: layer, input: input, hiddenSize: hiddenSize, routing: routing, output: output)
+    }
+
+    func run(
+        layer: Int, input: UnsafePointer<Float>, hiddenSize: Int, routing: ExpertRouting, output: UnsafeMutablePointer<Float>,
+        alongside: () -> Void
+    ) {
+        alongsideCalls += 1
+        if !skipsAlongside { alongside() }
+        inner.run(layer: layer, input: input, hiddenSize: hiddenSize, routing: routing, output: output)
+    }
+}
+
 @Suite struct ExpertExecutorTests {
     let dir = fixture("tiny-released")
 
@@ -85,5 +113,21 @@ final class RecordingExpertExecutor: ExpertExecutor, @unchecked Sendable {
         let withoutExperts = try run(model, ids, chunk: nil)
         let worst = zip(withExperts, withoutExperts).map { abs($0 - $1) }.max() ?? 0
         #expect(worst > 1e-2, "silencing the routed experts changed the logits by only \(worst)")
+    }
+
+    /// The model hands its shared expert to the executor as `alongside` work (expert-parallel
+    /// executors run it while their exchange travels): done in either order it changes no bit,
+    /// and dropped it changes the logits.
+    @Test func theSharedExpertRunsAsTheExecutorsAlongsideWork() throws {
+        let local = try DeepSeekV4Model(directory: dir)
+        let ids = Array(try readIds(dir).prefix(30))
+        let first = AlongsideFirstExecutor(wrapping: local.executor)
+        let model = try DeepSeekV4Model(directory: dir, executor: first)
+        let reference = try run(local, ids, chunk: 17)
+        #expect(try run(model, ids, chunk: 17) == reference, "the shared expert before the routed ones must not change a bit")
+        #expect(first.alongsideCalls == 2 * model.config.layerCount)
+        let dropped = try DeepSeekV4Model(directory: dir, executor: AlongsideFirstExecutor(wrapping: local.executor, skipsAlongside: true))
+        let worst = zip(reference, try run(dropped, ids, chunk: 17)).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst > 1e-3, "dropping the shared expert changed the logits by only \(worst)")
     }
 }

@@ -78,4 +78,12 @@ import Testing
         #expect(h.value == g.value)
         #expect(FNV1a().value == 0xcbf2_9ce4_8422_2325)
     }
+
+    @Test func criticalPathCommunicationIsTheLastResultAfterTheLastReadyRank() {
+        // Rank 1 is ready last (at 100); rank 0 gets the last result at 130: 30 ns on the path.
+        #expect(ShardedExpertExecutor.criticalNanoseconds(ready: [40, 100], done: [130, 101]) == 30)
+        // A rank that waits for a slower one adds nothing: everything arrived before 100.
+        #expect(ShardedExpertExecutor.criticalNanoseconds(ready: [40, 100], done: [99, 100]) == 0)
+        #expect(ShardedExpertExecutor.criticalNanoseconds(ready: [], done: []) == 0)
+    }
 }
