@@ -171,31 +171,8 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
         let T = routing.tokenCount, K = routing.topK, P = world.size, me = world.rank
         let owner = placement.owner[layer]
         output.update(repeating: 0, count: T * d)
-        // Bucket (token, slot) pairs by expert, in token order; every rank computes the same.
-        var buckets = [[Int]](repeating: [], count: owner.count)
-        var digest = FNV1a()
-        for s in 0..<(T * K) {
-            let e = Int(routing.experts[s])
-            precondition(e >= 0 && e < owner.count, "expert id out of range")
-            buckets[e].append(s)
-            digest.add(UInt64(UInt32(bitPattern: routing.experts[s])) << 32 | UInt64(routing.weights[s].bitPattern))
-        }
-        // Every rank's used experts, their waves, and the tokens each (rank, wave) touches.
-        let used = (0..<P).map { r in owner.indices.filter { owner[$0] == r && !buckets[$0].isEmpty } }
-        let W = Self.waveCount(usedExperts: used.map(\.count), maxWaves: maxWaves)
-        var touched = [[[Int]]](repeating: [[Int]](repeating: [], count: W), count: P)  // [rank][wave] tokens, ascending
-        var mine = [[Int]](repeating: [], count: W)  // my experts per wave
-        for r in 0..<P {
-            let waves = Self.waveOf(rows: used[r].map { buckets[$0].count }, waveCount: W)
-            var seen = [Bool](repeating: false, count: T * W)
-            for (i, e) in used[r].enumerated() {
-                if r == me { mine[waves[i]].append(e) }
-                for s in buckets[e] where !seen[waves[i] * T + s / K] {
-                    seen[waves[i] * T + s / K] = true
-                }
-            }
-            for w in 0..<W { touched[r][w] = (0..<T).filter { seen[w * T + $0] } }
-        }
+        let (buckets, digest) = Self.buckets(routing, expertCount: owner.count)
+        let (W, touched, mine) = plan(owner: owner, buckets: buckets, tokenCount: T, topK: K)
 
         // One buffer: per wave, the send area, then every rank's receive area (digest + rows).
         let header = 4  // the routing digest and the sender's post time (UInt64s) as four floats' bits
@@ -268,6 +245,42 @@ public final class ShardedExpertExecutor: ExpertExecutor, @unchecked Sendable {
             layer: layer, receive: receiveBase.map { buffer + $0 }, rankArea: rankArea, touched: touched, header: header,
             digest: digestBits, output: output, d: d)
         if !overlapsAlongside { alongside() }
+    }
+
+    /// (token, slot) pairs by expert, in token order (every rank computes the same), and the
+    /// routing's digest.
+    private static func buckets(_ routing: ExpertRouting, expertCount: Int) -> ([[Int]], FNV1a) {
+        var buckets = [[Int]](repeating: [], count: expertCount)
+        var digest = FNV1a()
+        for s in 0..<(routing.tokenCount * routing.topK) {
+            let e = Int(routing.experts[s])
+            precondition(e >= 0 && e < expertCount, "expert id out of range")
+            buckets[e].append(s)
+            digest.add(UInt64(UInt32(bitPattern: routing.experts[s])) << 32 | UInt64(routing.weights[s].bitPattern))
+        }
+        return (buckets, digest)
+    }
+
+    /// The call's waves: their count, the tokens each (rank, wave) touches (ascending), and this
+    /// rank's experts per wave.
+    private func plan(owner: [Int], buckets: [[Int]], tokenCount T: Int, topK K: Int) -> (Int, [[[Int]]], [[Int]]) {
+        let P = world.size, me = world.rank
+        let used = (0..<P).map { r in owner.indices.filter { owner[$0] == r && !buckets[$0].isEmpty } }
+        let W = Self.waveCount(usedExperts: used.map(\.count), maxWaves: maxWaves)
+        var touched = [[[Int]]](repeating: [[Int]](repeating: [], count: W), count: P)  // [rank][wave] tokens, ascending
+        var mine = [[Int]](repeating: [], count: W)  // my experts per wave
+        for r in 0..<P {
+            let waves = Self.waveOf(rows: used[r].map { buckets[$0].count }, waveCount: W)
+            var seen = [Bool](repeating: false, count: T * W)
+            for (i, e) in used[r].enumerated() {
+                if r == me { mine[waves[i]].append(e) }
+                for s in buckets[e] where !seen[waves[i] * T + s / K] {
+                    seen[waves[i] * T + s / K] = true
+                }
+            }
+            for w in 0..<W { touched[r][w] = (0..<T).filter { seen[w * T + $0] } }
+        }
+        return (W, touched, mine)
     }
 
     /// When the last rank started its last all-gather (the post times the senders wrote into
