@@ -158,7 +158,10 @@ struct PrefillBench: ParsableCommand {
             times.append(Date().timeIntervalSince(start))
         }
         let t = median(times)
-        let gflops = Double(traffic.matrixFlopsPerToken) * Double(promptTokens) / t / 1e9
+        // Logits of the last row only: the output head runs once, the rest once per token.
+        let flops = Double(traffic.matrixFlopsPerToken - traffic.headFlopsPerToken) * Double(promptTokens)
+            + Double(traffic.headFlopsPerToken)
+        let gflops = flops / t / 1e9
         if let executor {
             try ExpertParallelBench(executor: executor, waves: parallel.expertWaves, json: options.json).prefill(
                 model: m, promptTokens: promptTokens, rounds: options.repeats)

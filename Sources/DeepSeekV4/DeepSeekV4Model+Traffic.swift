@@ -7,8 +7,12 @@ public struct WeightTraffic: Sendable {
     /// Bytes of weights a decode token reads (each active matrix once, one embedding row,
     /// the routed experts it uses on average: `expertsPerToken` per layer).
     public var activeBytesPerToken: Int
-    /// Multiply-adds ×2 of every matrix a token goes through (no attention scores).
+    /// Multiply-adds ×2 of every matrix a token goes through (no attention scores), the output
+    /// head included.
     public var matrixFlopsPerToken: Int
+    /// The output head's part of `matrixFlopsPerToken` (mHC head mix and vocabulary projection):
+    /// a prefill that wants only the last row's logits computes it once, not per token.
+    public var headFlopsPerToken: Int
     /// Bytes of all weights.
     public var totalBytes: Int
 }
@@ -35,9 +39,12 @@ extension DeepSeekV4Model {
                 add(e.w3, share: share)
             }
         }
+        let body = flops
         add(weights.hcHeadFn)
         add(weights.head)
         bytes += weights.embed.byteCount / weights.embed.rows
-        return WeightTraffic(activeBytesPerToken: bytes, matrixFlopsPerToken: flops, totalBytes: store.files.reduce(0) { $0 + $1.fileSize })
+        return WeightTraffic(
+            activeBytesPerToken: bytes, matrixFlopsPerToken: flops, headFlopsPerToken: flops - body,
+            totalBytes: store.files.reduce(0) { $0 + $1.fileSize })
     }
 }
