@@ -4,9 +4,11 @@ import Tensors
 
 /// Per-token weight traffic and matrix work of a model.
 public struct WeightTraffic: Sendable {
-    /// Bytes of weights a decode token reads (each active matrix once, one embedding row,
-    /// the routed experts it uses on average: `expertsPerToken` per layer).
+    /// Bytes of weights a decode token reads (each active matrix once with its block scales,
+    /// one embedding row, the routed experts it uses on average: `expertsPerToken` per layer).
     public var activeBytesPerToken: Int
+    /// The routed experts' part of `activeBytesPerToken` (their average share).
+    public var routedBytesPerToken: Int
     /// Multiply-adds ×2 of every matrix a token goes through (no attention scores), the output
     /// head included.
     public var matrixFlopsPerToken: Int
@@ -21,8 +23,9 @@ extension DeepSeekV4Model {
     public var weightTraffic: WeightTraffic {
         var bytes = 0
         var flops = 0
+        var routed = 0
         func add(_ m: WeightMatrix, share: Double = 1) {
-            bytes += Int(Double(m.byteCount) * share)
+            bytes += Int(Double(m.readBytes) * share)
             flops += Int(Double(2 * m.rows * m.cols) * share)
         }
         for (l, lw) in weights.layers.enumerated() {
@@ -33,18 +36,20 @@ extension DeepSeekV4Model {
             if let s = lw.moe.shared { add(s.w1); add(s.w2); add(s.w3) }
             let experts = weights.experts[l]
             let share = Double(config.expertsPerToken) / Double(max(experts.count, 1))
+            let before = bytes
             for e in experts {
                 add(e.w1, share: share)
                 add(e.w2, share: share)
                 add(e.w3, share: share)
             }
+            routed += bytes - before
         }
         let body = flops
         add(weights.hcHeadFn)
         add(weights.head)
         bytes += weights.embed.byteCount / weights.embed.rows
         return WeightTraffic(
-            activeBytesPerToken: bytes, matrixFlopsPerToken: flops, headFlopsPerToken: flops - body,
+            activeBytesPerToken: bytes, routedBytesPerToken: routed, matrixFlopsPerToken: flops, headFlopsPerToken: flops - body,
             totalBytes: store.files.reduce(0) { $0 + $1.fileSize })
     }
 }

@@ -49,6 +49,16 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Bytes the matrix occupies in storage (without scales).
     public var byteCount: Int { rows * bytesPerRow }
 
+    /// Bytes of its block scales that its rows use (one scale row per `blockRows` weight rows).
+    public var scaleByteCount: Int {
+        guard let s = scales else { return 0 }
+        let first = s.rowOffset / s.blockRows, last = (s.rowOffset + rows - 1) / s.blockRows
+        return rows == 0 ? 0 : (last - first + 1) * s.stride * (s.isFloat32 ? 4 : 1)
+    }
+
+    /// Bytes a pass over the whole matrix reads: weights and scales.
+    public var readBytes: Int { byteCount + scaleByteCount }
+
     /// y[t, n] = Σ_k x[t, k] · W[n, k] for `tokenCount` rows of x.
     /// - Parameters:
     ///   - x: `[tokenCount, ldx]`, the first `cols` values of each row are read.

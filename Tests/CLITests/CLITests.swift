@@ -117,6 +117,23 @@ let tinyHF = packageRoot + "/Tests/Fixtures/tiny-hf"
         #expect(bad.status != 0 && bad.stderr.contains("depth 99999999"), "\(bad.stderr)")
     }
 
+    /// `dsv4 bench throughput` judges N streams against the union-of-experts roofline: the
+    /// experts one step reads are at least one stream's and at most N streams' worth.
+    @Test func throughputBenchReportsTheUnionOfExperts() throws {
+        let r = try runDSV4([
+            "bench", "throughput", "--model", packageRoot + "/Tests/Fixtures/tiny-fp8", "--streams", "4",
+            "--prompt-tokens", "8", "--decode-tokens", "3", "--repeats", "1", "--json",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)")
+        let one = o["single_stream_expert_bytes_per_step"] as? Double ?? 0
+        let union = o["union_expert_bytes_per_step"] as? Double ?? 0
+        #expect(one > 0 && union > one && union <= 4 * one, "\(o)")
+        #expect((o["dense_bytes_per_step"] as? Double ?? 0) > 0)
+        let fraction = o["roofline_fraction"] as? Double ?? 0
+        #expect(fraction > 0 && fraction < 2, "\(o)")
+    }
+
     /// `create-model --quantize fp8` writes a sharded released-layout folder that loads and runs.
     @Test func createModelWritesAQuantizedCheckpoint() throws {
         let dir = NSTemporaryDirectory() + "dsv4-cli-\(UUID().uuidString)"
