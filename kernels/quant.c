@@ -386,6 +386,147 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
     for (size_t r = 0; r < nrows; r++) decode_row(w, dtype, K, scales, r0 + r, dst + r * K);
 }
 
+// MARK: - AVX2 decode (one token): FP8/FP4 decoded in registers
+//
+// A decode token uses each weight once, so writing decoded rows to a block and reading them
+// back (the path below) costs more than the multiply. Here 16 values at a time are decoded
+// exactly as decode_fp8_avx2 / decode_fp4_avx2 decode them (the same instructions: equal
+// values) straight into the two halves of the AVX2 fp32 product's chunk, and multiplied in the
+// product's order (A += x[k..k+7]·w, B += x[k+8..k+15]·w per chunk of 16, then hsum): the same
+// FMAs on the same numbers, so a token's outputs are bit-identical to the decoded-block path
+// (and so to any batch). Chunks the vector decoders hand to their tables (an FP8 NaN code, a
+// scale whose ×256 overflows) and the row's last partial chunk take the tables' values.
+
+// The 16 values of one chunk from the tables (the decoders' scalar values), zero past `count`.
+static void q16_table(const uint8_t *row, ck_dtype dtype, size_t k, size_t count, float sc, float *dst) {
+    for (size_t i = 0; i < 16; i++) {
+        size_t c = k + i;
+        if (i >= count) dst[i] = 0.0f;
+        else if (dtype == CK_DTYPE_F8E4M3) dst[i] = e4m3_lut[row[c]] * sc;
+        else dst[i] = e2m1_pair_lut[row[c / 2]][c & 1] * sc;
+    }
+}
+
+// 16 E4M3 values at `p` times f (= scale · 256) as (wa, wb); returns nonzero when one is NaN.
+TGT2 static inline int fp8_chunk(const uint8_t *p, __m256 f, __m256 *wa, __m256 *wb) {
+    const __m256i mag = _mm256_set1_epi16(0x7F), sgn = _mm256_set1_epi16(0x80);
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
+    __m256i m = _mm256_and_si256(b, mag);
+    __m256i h = _mm256_or_si256(_mm256_slli_epi16(m, 7), _mm256_slli_epi16(_mm256_and_si256(b, sgn), 8));
+    *wa = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
+    *wb = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
+    __m256i nan = _mm256_cmpeq_epi16(m, mag);
+    return !_mm256_testz_si256(nan, nan);
+}
+
+// 16 E2M1 values (8 bytes, low nibble first) at `p` times f as (wa, wb).
+TGT2 static inline void fp4_chunk(const uint8_t *p, __m256 f, __m256 *wa, __m256 *wb) {
+    const __m128i high = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46, (char)0x80, (char)0xB8,
+                                       (char)0xBC, (char)0xBE, (char)0xC0, (char)0xC2, (char)0xC4, (char)0xC6);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    __m128i v = _mm_loadl_epi64((const __m128i *)p);
+    __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(v, low4), _mm_and_si128(_mm_srli_epi16(v, 4), low4));
+    __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_shuffle_epi8(high, codes)), 8);
+    *wa = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
+    *wb = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
+}
+
+TGT2 static inline float q_hsum(__m256 a, __m256 b) {  // matmul_avx2.c's hsum: the same tree
+    __m256 s = _mm256_add_ps(a, b);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+// The values of one chunk for the rare cases: the tables (a non-finite ×256 scale, an FP8 NaN
+// code, the row's last partial chunk), else the vector decoder.
+TGT2 static inline void q_chunk_any(const uint8_t *row, ck_dtype dtype, size_t k, size_t K, size_t whole, float sc,
+                                    int vec, __m256 f, __m256 *wa, __m256 *wb) {
+    int table = k >= whole || !vec;
+    if (!table) {
+        if (dtype == CK_DTYPE_F8E4M3) table = fp8_chunk(row + k, f, wa, wb);
+        else fp4_chunk(row + k / 2, f, wa, wb);
+    }
+    if (table) {
+        _Alignas(32) float t16[16];
+        q16_table(row, dtype, k, K - k < 16 ? K - k : 16, sc, t16);
+        *wa = _mm256_load_ps(t16);
+        *wb = _mm256_load_ps(t16 + 8);
+    }
+}
+
+// R rows (n0 ..< n0 + R) of one token, DT (FP8 / FP4) fixed: R × 2 accumulators. Scale block by
+// scale block; a block whose rows all have finite factors runs a loop of whole chunks with only
+// the FP8 NaN test as a branch, the rest (and the last partial chunk) goes through q_chunk_any.
+// The next R rows are prefetched line by line (decode streams many short rows).
+#define Q_ROWS(NAME, DT, R)                                                                                 \
+    TGT2 static void NAME(const float *xp, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, float *y) { \
+        const int fp8 = DT == CK_DTYPE_F8E4M3;                                                              \
+        size_t rb = ck_row_bytes(DT, K), bc = s ? s->block_cols : K, whole = K / 16 * 16;                   \
+        const uint8_t *row[R];                                                                              \
+        scale_walk sw[R];                                                                                   \
+        __m256 a[R], b[R];                                                                                  \
+        for (int j = 0; j < R; j++) {                                                                       \
+            row[j] = w + (n0 + j) * rb;                                                                     \
+            sw[j] = scale_row(s, n0 + j);                                                                   \
+            a[j] = b[j] = _mm256_setzero_ps();                                                              \
+        }                                                                                                   \
+        for (size_t k0 = 0; k0 < K; k0 += bc) {                                                             \
+            size_t k1 = k0 + bc < K ? k0 + bc : K, kv = k1 < whole ? k1 : whole, k = k0;                     \
+            float sc[R];                                                                                    \
+            __m256 f[R];                                                                                    \
+            int finite = 1, vec[R];                                                                         \
+            for (int j = 0; j < R; j++) {                                                                   \
+                sc[j] = scale_next(&sw[j]);                                                                 \
+                float g = fp8 ? sc[j] * 256.0f : sc[j];                                                     \
+                vec[j] = isfinite(g);                                                                       \
+                finite &= vec[j];                                                                           \
+                f[j] = _mm256_set1_ps(g);                                                                   \
+            }                                                                                               \
+            if (finite)                                                                                     \
+                for (; k < kv; k += 16) {                                                                   \
+                    size_t kb = fp8 ? k : k / 2;                                                            \
+                    if (kb % 64 == 0)                                                                       \
+                        for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * rb + kb, _MM_HINT_T0); \
+                    __m256 xa = _mm256_loadu_ps(xp + k), xb = _mm256_loadu_ps(xp + k + 8);                  \
+                    for (int j = 0; j < R; j++) {                                                           \
+                        __m256 wa, wb;                                                                      \
+                        if (fp8) {                                                                          \
+                            if (fp8_chunk(row[j] + k, f[j], &wa, &wb))                                      \
+                                q_chunk_any(row[j], DT, k, K, 0, sc[j], 0, f[j], &wa, &wb);                 \
+                        } else fp4_chunk(row[j] + k / 2, f[j], &wa, &wb);                                   \
+                        a[j] = _mm256_fmadd_ps(xa, wa, a[j]);                                               \
+                        b[j] = _mm256_fmadd_ps(xb, wb, b[j]);                                               \
+                    }                                                                                       \
+                }                                                                                           \
+            for (; k < k1; k += 16) {                                                                       \
+                __m256 xa = _mm256_loadu_ps(xp + k), xb = _mm256_loadu_ps(xp + k + 8);                      \
+                for (int j = 0; j < R; j++) {                                                               \
+                    __m256 wa, wb;                                                                          \
+                    q_chunk_any(row[j], DT, k, K, whole, sc[j], vec[j], f[j], &wa, &wb);                    \
+                    a[j] = _mm256_fmadd_ps(xa, wa, a[j]);                                                   \
+                    b[j] = _mm256_fmadd_ps(xb, wb, b[j]);                                                   \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int j = 0; j < R; j++) y[n0 + j] = q_hsum(a[j], b[j]);                                         \
+    }
+Q_ROWS(q8_rows_4, CK_DTYPE_F8E4M3, 4)
+Q_ROWS(q8_rows_1, CK_DTYPE_F8E4M3, 1)
+Q_ROWS(q4_rows_4, CK_DTYPE_FP4E2M1, 4)
+Q_ROWS(q4_rows_1, CK_DTYPE_FP4E2M1, 1)
+
+// One token over N rows; x prepared (zero-padded to whole chunks).
+static void q_decode_avx2(const float *xp, size_t K, const void *w, ck_dtype dtype, const ck_scales *s, size_t N,
+                          float *y) {
+    const uint8_t *wb = (const uint8_t *)w;
+    int fp8 = dtype == CK_DTYPE_F8E4M3;
+    size_t n = 0;
+    for (; n + 4 <= N; n += 4) (fp8 ? q8_rows_4 : q4_rows_4)(xp, K, wb, s, n, y);
+    for (; n < N; n++) (fp8 ? q8_rows_1 : q4_rows_1)(xp, K, wb, s, n, y);
+}
+
 // AVX2: rows decoded into an L2-sized block, then the AVX2 fp32 product over it, for any
 // number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).
 static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
@@ -394,8 +535,13 @@ static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, c
     if (R < 4) R = 4;
     if (R > N) R = N;
     float *xp = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
-    float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * K);
     ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, xp);
+    if (T == 1 && fused_applies(dtype, K, scales)) {
+        q_decode_avx2(xp, K, w, dtype, scales, N, y);
+        free(xp);
+        return;
+    }
+    float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * K);
     for (size_t n0 = 0; n0 < N; n0 += R) {
         size_t nr = n0 + R <= N ? R : N - n0;
         ck_decode_rows(w, dtype, K, scales, n0, nr, buf);

@@ -22,9 +22,9 @@ struct FPGolden: Decodable {
 struct QuantMatrix {
     let type: StorageType
     let rows: Int, cols: Int
-    let bytes: [UInt8]
-    let scales: [UInt8]
-    let scaleFloats: [Float]
+    var bytes: [UInt8]
+    var scales: [UInt8]
+    var scaleFloats: [Float]
     let blockRows: Int, blockCols: Int, stride: Int
 
     /// Random codes (no NaN) and random E8M0 scales near 1.
@@ -217,6 +217,39 @@ struct QuantMatrix {
                         let i = ti * n + ni
                         #expect(abs(fast[i] - ref[i]) <= tol, "\(type) t=\(t) n=\(n) k=\(k): fast \(fast[i]) ref \(ref[i])")
                         #expect(abs(Double(ref[i]) - s) <= Double(tol), "\(type) t=\(t) n=\(n) k=\(k): ref \(ref[i]) exact \(s)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A token's outputs do not depend on the batch: one token alone (decoded in registers on
+    /// AVX2) equals its row of a 3-token product (decoded rows, then the fp32 product) bit for
+    /// bit, with E8M0 and float32 scales, awkward widths, an FP8 NaN code and a scale whose ×256
+    /// overflows (both go through the tables).
+    @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
+    func oneTokenEqualsItsRowOfABatchBitForBit(type: StorageType) throws {
+        var shapes: [(n: Int, k: Int)] = [(1, 32), (5, 64), (7, 96), (130, 160), (9, 288), (33, 1024)]
+        if type == .f8e4m3 { shapes += [(6, 133), (3, 17), (4, 129)] }
+        for (n, k) in shapes {
+            var q = QuantMatrix(type: type, rows: n, cols: k, seed: UInt64(n * 17 + k))
+            if type == .f8e4m3, n > 2 { q.bytes[2 * k + k / 2] = 0x7F }  // NaN in row 2
+            if n > 4 {  // 2^127 for row 4's first block: ×256 overflows (FP8: table path)
+                let i = (type == .f8e4m3 ? 0 : 4 * q.stride)
+                q.scales[i] = 0xFE
+                q.scaleFloats[i] = Float(pow(2.0, 127.0))
+            }
+            let x = randomFloats(3 * k, seed: UInt64(k + 3))
+            for f32Scales in [false, true] {
+                q.withMatrix(f32Scales: f32Scales) { m in
+                    KernelSelection.forceScalar(false)
+                    let batch = m.apply(x, tokenCount: 3)
+                    for t in 0..<3 {
+                        let one = m.apply(Array(x[(t * k)..<((t + 1) * k)]), tokenCount: 1)
+                        for r in 0..<n {
+                            let a = one[r], b = batch[t * n + r]
+                            #expect(a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN), "\(type) \(n)x\(k) f32=\(f32Scales) t=\(t) row \(r): \(a) vs \(b)")
+                        }
                     }
                 }
             }
