@@ -55,7 +55,7 @@ enum MoE {
                 }
             }
         }
-        if !s.isEmpty { for i in 0..<(T * D) { out[i] += s[i] } }
+        if !s.isEmpty { axpy(1, s, &out, T * D) }  // fma(1, s, out): the same sum as out + s
         return out
     }
 }
