@@ -86,11 +86,13 @@ class Server:
                     pass
         return out
 
-    def rss_kb(self):
+    def rss_kb(self, field="VmRSS"):
+        """Resident KB from /proc/PID/status: VmRSS (all), or RssAnon (heap and other private
+        memory, without the mapped model file's pages, which the page cache may drop and refill)."""
         for line in open(f"/proc/{self.proc.pid}/status"):
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        raise RuntimeError(f"no {field}")
 
     def metrics(self):
         text = self.request("GET", "/metrics", timeout=5)[2].decode()

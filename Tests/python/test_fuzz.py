@@ -195,14 +195,25 @@ def test_generated_bad_requests_get_openai_errors_and_memory_stays_bounded(serve
             status, payload = send(server, path, body, headers)
             check_error(status, payload, f"{path} {what}", path, expected_status(path, body, headers, what))
         assert server.request("GET", "/health")[0] == 200
-        time.sleep(1.5)  # the server trims malloc's free pages once a second (HeapTrimmer)
-        rss.append(server.rss_kb())
+        # The server trims malloc's free pages once a second (HeapTrimmer); a request's buffers
+        # may still be held for a moment after its answer, so the round's figure is the lowest of
+        # four readings a second apart: memory that is leaked never comes back.
+        samples = []
+        for _ in range(4):
+            time.sleep(1.0)
+            samples.append((server.rss_kb("RssAnon"), server.rss_kb()))
+        rss.append(min(samples))
+    print("RssAnon, VmRSS per round (KB):", rss)
     # Rounds 2-4 repeat round 1: memory that grows with every round is a leak. Before the
     # server trimmed its heaps it grew once, by 64-120 MB, in round 2 or 3 and then stayed
     # flat (2026-12-07: [218312, 338016, 338020] KB, [231212, 214212, 333512, 333912]): freed
     # request memory kept by the malloc arenas of threads that first took the large cases then.
-    # Round 1 stays warm-up; a leak shows over the rounds after it.
-    assert rss[3] - rss[1] < 64 * 1024, rss
+    # Round 1 stays warm-up; a leak shows over the rounds after it. Anonymous memory only (VmRSS
+    # also counts the mapped model's pages). CI, 2026-12-07, one reading 1.5 s after each round:
+    # VmRSS [139872, 74368, 79604, 144228] KB, and locally RssAnon [32964, 38224, 38184, 86600]
+    # once, flat at ~38,100 over six rounds the next time: a transient, hence the minimum.
+    anon = [a for a, _ in rss]
+    assert anon[3] - anon[1] < 64 * 1024, rss
     assert server.proc.poll() is None
 
 
