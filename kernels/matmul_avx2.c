@@ -48,13 +48,6 @@ TGT static inline void lw_f16(const void *p, __m256 *wa, __m256 *wb) {
     *wb = _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1));
 }
 
-TGT static inline float hsum(__m256 a, __m256 b) {
-    __m256 s = _mm256_add_ps(a, b);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
 
 size_t ck_avx2_padded(size_t K) { return padded(K); }
 
@@ -159,7 +152,7 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
             BLOCK_STEP(LW, ESZ, TB, NB, p);                                                             \
         }                                                                                               \
         for (int i = 0; i < TB; i++)                                                                    \
-            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = hsum(a[i][j], b[i][j]);           \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = ck_avx2_hsum(a[i][j], b[i][j]);           \
     }
 
 #define KERNEL(SUF, LW, ESZ)                                                                            \

@@ -164,7 +164,8 @@ TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales 
 
 // MARK: - AVX2 row decoders (machines without AVX-512)
 //
-// The same values as the tables, 16 (FP8) or 32 (FP4) at a time; a block's tail, odd FP4
+// The same values as the tables, 16 (FP8) or 32 (FP4) at a time (fp8_chunk, fp4_codes, which
+// the one-token products below share); a block's tail, odd FP4
 // offsets and scales whose 2^8 multiple overflows go through the tables.
 // E4M3 through fp16: the magnitude bits shifted left by 7 (sign to bit 15) are an fp16 of
 // value v·2^-8, subnormals included, converted exactly by F16C; × (scale·2^8) then rounds the
@@ -174,24 +175,77 @@ TGT static void decode_fp4_avx512(const uint8_t *row, size_t K, const ck_scales 
 
 #define TGT2 __attribute__((target("avx2,fma,f16c")))
 
+// The 16 values of one chunk from the tables (the decoders' scalar values), zero past `count`.
+static void q16_table(const uint8_t *row, ck_dtype dtype, size_t k, size_t count, float sc, float *dst) {
+    for (size_t i = 0; i < 16; i++) {
+        size_t c = k + i;
+        if (i >= count) dst[i] = 0.0f;
+        else if (dtype == CK_DTYPE_F8E4M3) dst[i] = e4m3_lut[row[c]] * sc;
+        else dst[i] = e2m1_pair_lut[row[c / 2]][c & 1] * sc;
+    }
+}
+
+// 16 E4M3 values at `p` times f (= scale · 256) as (wa, wb); returns nonzero when one is NaN.
+TGT2 static inline int fp8_chunk(const uint8_t *p, __m256 f, __m256 *wa, __m256 *wb) {
+    const __m256i mag = _mm256_set1_epi16(0x7F), sgn = _mm256_set1_epi16(0x80);
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
+    __m256i m = _mm256_and_si256(b, mag);
+    __m256i h = _mm256_or_si256(_mm256_slli_epi16(m, 7), _mm256_slli_epi16(_mm256_and_si256(b, sgn), 8));
+    *wa = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
+    *wb = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
+    __m256i nan = _mm256_cmpeq_epi16(m, mag);
+    return !_mm256_testz_si256(nan, nan);
+}
+
+// 16 E2M1 codes (one per byte, in value order) times f as (wa, wb). The fp16 encodings of the
+// 16 E2M1 codes have a zero low byte: a table of their high bytes, by code.
+TGT2 static inline void fp4_codes(__m128i codes, __m256 f, __m256 *wa, __m256 *wb) {
+    const __m128i high = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46, (char)0x80, (char)0xB8,
+                                       (char)0xBC, (char)0xBE, (char)0xC0, (char)0xC2, (char)0xC4, (char)0xC6);
+    __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_shuffle_epi8(high, codes)), 8);
+    *wa = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
+    *wb = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
+}
+
+// 16 E2M1 values (8 bytes, low nibble first) at `p` times f as (wa, wb).
+TGT2 static inline void fp4_chunk(const uint8_t *p, __m256 f, __m256 *wa, __m256 *wb) {
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    __m128i v = _mm_loadl_epi64((const __m128i *)p);
+    fp4_codes(_mm_unpacklo_epi8(_mm_and_si128(v, low4), _mm_and_si128(_mm_srli_epi16(v, 4), low4)), f, wa, wb);
+}
+
+
+// The values of one chunk for the rare cases: the tables (a non-finite ×256 scale, an FP8 NaN
+// code, the row's last partial chunk), else the vector decoder.
+TGT2 static inline void q_chunk_any(const uint8_t *row, ck_dtype dtype, size_t k, size_t K, size_t whole, float sc,
+                                    int vec, __m256 f, __m256 *wa, __m256 *wb) {
+    int table = k >= whole || !vec;
+    if (!table) {
+        if (dtype == CK_DTYPE_F8E4M3) table = fp8_chunk(row + k, f, wa, wb);
+        else fp4_chunk(row + k / 2, f, wa, wb);
+    }
+    if (table) {
+        _Alignas(32) float t16[16];
+        q16_table(row, dtype, k, K - k < 16 ? K - k : 16, sc, t16);
+        *wa = _mm256_load_ps(t16);
+        *wb = _mm256_load_ps(t16 + 8);
+    }
+}
+
 TGT2 static void decode_fp8_avx2(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
     size_t bc = s ? s->block_cols : K;
     scale_walk sw = scale_row(s, n);
-    const __m256i mag = _mm256_set1_epi16(0x7F), sgn = _mm256_set1_epi16(0x80);
     for (size_t k0 = 0; k0 < K; k0 += bc) {
         size_t k1 = k0 + bc < K ? k0 + bc : K, k = k0;
         float sc = scale_next(&sw), sc8 = sc * 256.0f;
         if (isfinite(sc8)) {
             __m256 f = _mm256_set1_ps(sc8);
             for (; k + 16 <= k1; k += 16) {
-                __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + k)));
-                __m256i m = _mm256_and_si256(b, mag);
-                __m256i h = _mm256_or_si256(_mm256_slli_epi16(m, 7), _mm256_slli_epi16(_mm256_and_si256(b, sgn), 8));
-                __m256 lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
-                __m256 hi = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
+                __m256 lo, hi;
+                int nan = fp8_chunk(row + k, f, &lo, &hi);
                 _mm256_storeu_ps(dst + k, lo);
                 _mm256_storeu_ps(dst + k + 8, hi);
-                if (!_mm256_testz_si256(_mm256_cmpeq_epi16(m, mag), _mm256_cmpeq_epi16(m, mag)))
+                if (nan)
                     for (size_t i = k; i < k + 16; i++) dst[i] = e4m3_lut[row[i]] * sc;
             }
         }
@@ -202,23 +256,21 @@ TGT2 static void decode_fp8_avx2(const uint8_t *row, size_t K, const ck_scales *
 TGT2 static void decode_fp4_avx2(const uint8_t *row, size_t K, const ck_scales *s, size_t n, float *dst) {
     size_t bc = s ? s->block_cols : K;
     scale_walk sw = scale_row(s, n);
-    // The fp16 encodings of the 16 E2M1 codes have a zero low byte: their high bytes, by code.
-    const __m128i high = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46, (char)0x80, (char)0xB8,
-                                       (char)0xBC, (char)0xBE, (char)0xC0, (char)0xC2, (char)0xC4, (char)0xC6);
-    const __m128i low4 = _mm_set1_epi8(0x0F);
     for (size_t k0 = 0; k0 < K; k0 += bc) {
         size_t k1 = k0 + bc < K ? k0 + bc : K, k = k0;
         float sc = scale_next(&sw);
         __m256 f = _mm256_set1_ps(sc);
         if (k & 1) { dst[k] = e2m1_pair_lut[row[k / 2]][1] * sc; k++; }
         for (; k + 32 <= k1; k += 32) {  // 32 values = 16 bytes, low nibble first
+            const __m128i low4 = _mm_set1_epi8(0x0F);
             __m128i v = _mm_loadu_si128((const __m128i *)(row + k / 2));
             __m128i lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
             __m128i codes[2] = {_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi)};  // values k..k+15, k+16..k+31
             for (int g = 0; g < 2; g++) {
-                __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_shuffle_epi8(high, codes[g])), 8);
-                _mm256_storeu_ps(dst + k + 16 * g, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f));
-                _mm256_storeu_ps(dst + k + 16 * g + 8, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f));
+                __m256 a, b;
+                fp4_codes(codes[g], f, &a, &b);
+                _mm256_storeu_ps(dst + k + 16 * g, a);
+                _mm256_storeu_ps(dst + k + 16 * g + 8, b);
             }
         }
         for (; k + 2 <= k1; k += 2) {
@@ -389,72 +441,13 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
 // MARK: - AVX2 decode (one token): FP8/FP4 decoded in registers
 //
 // A decode token uses each weight once, so writing decoded rows to a block and reading them
-// back (the path below) costs more than the multiply. Here 16 values at a time are decoded
-// exactly as decode_fp8_avx2 / decode_fp4_avx2 decode them (the same instructions: equal
-// values) straight into the two halves of the AVX2 fp32 product's chunk, and multiplied in the
+// back (the path below) costs more than the multiply. Here 16 values at a time are decoded by
+// the chunk decoders decode_fp8_avx2 / decode_fp4_avx2 use (fp8_chunk, fp4_codes: equal values)
+// straight into the two halves of the AVX2 fp32 product's chunk, and multiplied in the
 // product's order (A += x[k..k+7]·w, B += x[k+8..k+15]·w per chunk of 16, then hsum): the same
 // FMAs on the same numbers, so a token's outputs are bit-identical to the decoded-block path
 // (and so to any batch). Chunks the vector decoders hand to their tables (an FP8 NaN code, a
 // scale whose ×256 overflows) and the row's last partial chunk take the tables' values.
-
-// The 16 values of one chunk from the tables (the decoders' scalar values), zero past `count`.
-static void q16_table(const uint8_t *row, ck_dtype dtype, size_t k, size_t count, float sc, float *dst) {
-    for (size_t i = 0; i < 16; i++) {
-        size_t c = k + i;
-        if (i >= count) dst[i] = 0.0f;
-        else if (dtype == CK_DTYPE_F8E4M3) dst[i] = e4m3_lut[row[c]] * sc;
-        else dst[i] = e2m1_pair_lut[row[c / 2]][c & 1] * sc;
-    }
-}
-
-// 16 E4M3 values at `p` times f (= scale · 256) as (wa, wb); returns nonzero when one is NaN.
-TGT2 static inline int fp8_chunk(const uint8_t *p, __m256 f, __m256 *wa, __m256 *wb) {
-    const __m256i mag = _mm256_set1_epi16(0x7F), sgn = _mm256_set1_epi16(0x80);
-    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
-    __m256i m = _mm256_and_si256(b, mag);
-    __m256i h = _mm256_or_si256(_mm256_slli_epi16(m, 7), _mm256_slli_epi16(_mm256_and_si256(b, sgn), 8));
-    *wa = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
-    *wb = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
-    __m256i nan = _mm256_cmpeq_epi16(m, mag);
-    return !_mm256_testz_si256(nan, nan);
-}
-
-// 16 E2M1 values (8 bytes, low nibble first) at `p` times f as (wa, wb).
-TGT2 static inline void fp4_chunk(const uint8_t *p, __m256 f, __m256 *wa, __m256 *wb) {
-    const __m128i high = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46, (char)0x80, (char)0xB8,
-                                       (char)0xBC, (char)0xBE, (char)0xC0, (char)0xC2, (char)0xC4, (char)0xC6);
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    __m128i v = _mm_loadl_epi64((const __m128i *)p);
-    __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(v, low4), _mm_and_si128(_mm_srli_epi16(v, 4), low4));
-    __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_shuffle_epi8(high, codes)), 8);
-    *wa = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), f);
-    *wb = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), f);
-}
-
-TGT2 static inline float q_hsum(__m256 a, __m256 b) {  // matmul_avx2.c's hsum: the same tree
-    __m256 s = _mm256_add_ps(a, b);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
-
-// The values of one chunk for the rare cases: the tables (a non-finite ×256 scale, an FP8 NaN
-// code, the row's last partial chunk), else the vector decoder.
-TGT2 static inline void q_chunk_any(const uint8_t *row, ck_dtype dtype, size_t k, size_t K, size_t whole, float sc,
-                                    int vec, __m256 f, __m256 *wa, __m256 *wb) {
-    int table = k >= whole || !vec;
-    if (!table) {
-        if (dtype == CK_DTYPE_F8E4M3) table = fp8_chunk(row + k, f, wa, wb);
-        else fp4_chunk(row + k / 2, f, wa, wb);
-    }
-    if (table) {
-        _Alignas(32) float t16[16];
-        q16_table(row, dtype, k, K - k < 16 ? K - k : 16, sc, t16);
-        *wa = _mm256_load_ps(t16);
-        *wb = _mm256_load_ps(t16 + 8);
-    }
-}
 
 // R rows (n0 ..< n0 + R) of one token, DT (FP8 / FP4) fixed: R × 2 accumulators. Scale block by
 // scale block; a block whose rows all have finite factors runs a loop of whole chunks with only
@@ -510,7 +503,7 @@ TGT2 static inline void q_chunk_any(const uint8_t *row, ck_dtype dtype, size_t k
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
-        for (int j = 0; j < R; j++) y[n0 + j] = q_hsum(a[j], b[j]);                                         \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j], b[j]);                                         \
     }
 Q_ROWS(q8_rows_4, CK_DTYPE_F8E4M3, 4)
 Q_ROWS(q8_rows_1, CK_DTYPE_F8E4M3, 1)
