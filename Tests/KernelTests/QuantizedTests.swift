@@ -224,9 +224,10 @@ struct QuantMatrix {
     }
 
     /// A token's outputs do not depend on the batch: one token alone (decoded in registers on
-    /// AVX2) equals its row of a 3-token product (decoded rows, then the fp32 product) bit for
-    /// bit, with E8M0 and float32 scales, awkward widths, an FP8 NaN code and a scale whose ×256
-    /// overflows (both go through the tables).
+    /// AVX2) equals its row of a 3-token product (on AVX2 also decoded in registers, all tokens
+    /// at once) and of a 20-token product (decoded rows, then the fp32 product) bit for bit, with
+    /// E8M0 and float32 scales, awkward widths, an FP8 NaN code and a scale whose ×256 overflows
+    /// (both go through the tables).
     @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
     func oneTokenEqualsItsRowOfABatchBitForBit(type: StorageType) throws {
         var shapes: [(n: Int, k: Int)] = [(1, 32), (5, 64), (7, 96), (130, 160), (9, 288), (33, 1024)]
@@ -239,16 +240,18 @@ struct QuantMatrix {
                 q.scales[i] = 0xFE
                 q.scaleFloats[i] = Float(pow(2.0, 127.0))
             }
-            let x = randomFloats(3 * k, seed: UInt64(k + 3))
+            let x = randomFloats(20 * k, seed: UInt64(k + 3))
             for f32Scales in [false, true] {
                 q.withMatrix(f32Scales: f32Scales) { m in
                     KernelSelection.forceScalar(false)
-                    let batch = m.apply(x, tokenCount: 3)
+                    let few = m.apply(Array(x[0..<(3 * k)]), tokenCount: 3)
+                    let many = m.apply(x, tokenCount: 20)
                     for t in 0..<3 {
                         let one = m.apply(Array(x[(t * k)..<((t + 1) * k)]), tokenCount: 1)
                         for r in 0..<n {
-                            let a = one[r], b = batch[t * n + r]
-                            #expect(a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN), "\(type) \(n)x\(k) f32=\(f32Scales) t=\(t) row \(r): \(a) vs \(b)")
+                            let a = one[r], b = few[t * n + r], c = many[t * n + r]
+                            #expect(a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN), "\(type) \(n)x\(k) f32=\(f32Scales) t=\(t) row \(r): \(a) vs \(b) (3 tokens)")
+                            #expect(a.bitPattern == c.bitPattern || (a.isNaN && c.isNaN), "\(type) \(n)x\(k) f32=\(f32Scales) t=\(t) row \(r): \(a) vs \(c) (20 tokens)")
                         }
                     }
                 }
