@@ -1,6 +1,6 @@
 // quant_products.c: one core's FP8 (E4M3, 128×128 E8M0 scales) and FP4 (E2M1, per-32 E8M0
 // scales) products over a 2048 × 4096 weight matrix read in place, timed by the thread's CPU
-// time (so other processes on a shared machine do not count), best of 7: the product for T
+// time (so other processes on a shared machine do not count), best of 41: the product for T
 // tokens (ck_matmul_scaled) in GB/s of stored weights, and the row decoding alone
 // (ck_decode_rows). On AVX2 machines these are the AVX2 decoders + fp32 product; on AVX-512
 // machines the AVX-512 paths. Build and run ([8|4] [T]):
@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     float *x = malloc(T * K * 4), *y = malloc(T * N * 4), *buf = malloc(4 * K * 4);
     for (size_t i = 0; i < T * K; i++) x[i] = rand() / (float)RAND_MAX - 0.5f;
     double best = 1e9, bestd = 1e9;
-    for (int r = 0; r < 7; r++) {
+    for (int r = 0; r < 41; r++) {
         double t0 = cpu();
         ck_matmul_scaled(x, K, T, K, w, dt, &s, N, y, N);
         double t = cpu() - t0;

@@ -17,10 +17,9 @@ void ck_avx2_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *
                     float *y, size_t ldy);
 /// x as the AVX2 products read it ([T][ck_avx2_padded(K)]), once per product.
 size_t ck_avx2_padded(size_t K);
-/// Σ lanes of (a + b) in the AVX2 products' fixed tree (lanes i and i + 4, then 0 + 2 and 1 + 3,
+/// Σ lanes of s in the AVX2 products' fixed tree (lanes i and i + 4, then 0 + 2 and 1 + 3,
 /// then those two): every AVX2 product that must match another's bits sums through this.
-__attribute__((target("avx2,fma"))) static inline float ck_avx2_hsum(__m256 a, __m256 b) {
-    __m256 s = _mm256_add_ps(a, b);
+__attribute__((target("avx2,fma"))) static inline float ck_avx2_hsum(__m256 s) {
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));

@@ -2,20 +2,23 @@
 // AVX-512 (Zen 2/3, most client CPUs), read in place.
 //
 // Every output is the same arithmetic whatever the block shape, tiling, thread count or
-// number of tokens (so batches stay bit-identical): K is walked in chunks of 16 with two
-// 8-lane accumulators A and B, A += xa·wa and B += xb·wb (FMA), then y = Σ lanes of (A + B)
-// in a fixed tree. For BF16, a chunk is one 32-byte load of 16 weights: the even weights are
+// number of tokens (so batches stay bit-identical): K is walked in chunks of 16 with one
+// 8-lane accumulator A per output, A += xa·wa then A += xb·wb (FMA), then y = Σ lanes of A
+// in a fixed tree (ck_avx2_hsum). (Until 2026-12-07 two accumulators, A += xa·wa and
+// B += xb·wb: twice the registers per output, so blocks of 2 × 2 at most.) For BF16, a chunk is one 32-byte load of 16 weights: the even weights are
 // the low halves of its 32-bit words shifted up, the odd ones the high halves masked, so x
 // is split once per call into its even (xa) and odd (xb) elements, zero-padded to a
 // multiple of 16. For F32 and F16, wa and wb are the chunk's two halves and x is used as it
 // is. A weight row's last partial chunk is copied into a zeroed 16-value buffer (rows are
 // never read past their end).
 //
-// Blocks: 2 tokens × 2 rows (8 accumulators) while two tokens remain, then 1 token × 4 rows
-// (decode), then single rows. A block's whole chunks run in a loop without branches (the tail
-// chunk and the prefetch choice outside it): one 64-row tile × 512 tokens on one Zen 3 core went
-// from 36–65 % to 56–75 % of the FMA peak (K = 128…4096); 3 × 2 and 2 × 3 blocks spill (16 ymm
-// registers) and 4 × 1 re-reads x: all slower. A block's first pass over its rows (t0 = 0: the only pass for one
+// Blocks: 4 tokens × 2 rows (8 accumulators, two FMAs per chunk each: the chain of one
+// accumulator, 2 × 4 cycles, matches the 16 FMAs' issue time) while four tokens remain, then
+// 2 × 2, then 1 token × 4 rows (decode), then single rows. One core, BF16 weights, tokens ×
+// K × N (bench/prefill_products.c): 1024 × 256 × 512 62 → 72 GFLOP/s, 512 × 1024 × 1024
+// 73 → 85 against 2 × 2 blocks of two accumulators; 3 × 3 and 5 × 2 about the same as 4 × 2,
+// 2 × 4 and 4 × 3 slower. A block's whole chunks run in a loop without branches (the tail
+// chunk and the prefetch choice outside it). A block's first pass over its rows (t0 = 0: the only pass for one
 // token, the pass that brings a tile in from DRAM for a batch) prefetches the same line of the
 // next block's rows: the hardware prefetchers barely train on a few streams of a few hundred
 // bytes each (bench/matvec_shapes.c, 2 threads, Zen 3, GB/s of weights: dsv4-tiny's 129,280 ×
@@ -114,18 +117,16 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
         for (int i = 0; i < TB; i++) {                                                                  \
             __m256 xa = _mm256_loadu_ps(xp + (t0 + i) * Kp + k);                                        \
             __m256 xb = _mm256_loadu_ps(xp + (t0 + i) * Kp + k + 8);                                    \
-            for (int j = 0; j < NB; j++) {                                                              \
-                a[i][j] = _mm256_fmadd_ps(xa, wa[j], a[i][j]);                                          \
-                b[i][j] = _mm256_fmadd_ps(xb, wb[j], b[i][j]);                                          \
-            }                                                                                           \
+            for (int j = 0; j < NB; j++) a[i][j] = _mm256_fmadd_ps(xa, wa[j], a[i][j]);                 \
+            for (int j = 0; j < NB; j++) a[i][j] = _mm256_fmadd_ps(xb, wb[j], a[i][j]);                 \
         }                                                                                               \
     } while (0)
 #define BLOCK(SUF, LW, ESZ, TB, NB)                                                                     \
     TGT static void blk_##SUF##_##TB##x##NB(const float *xp, size_t Kp, size_t K, const void *w, float *y, \
                                             size_t ldy, size_t t0, size_t n0) {                        \
-        __m256 a[TB][NB], b[TB][NB];                                                                    \
+        __m256 a[TB][NB];                                                                    \
         for (int i = 0; i < TB; i++)                                                                    \
-            for (int j = 0; j < NB; j++) a[i][j] = b[i][j] = _mm256_setzero_ps();                       \
+            for (int j = 0; j < NB; j++) a[i][j] = _mm256_setzero_ps();                       \
         const char *rows = (const char *)w + n0 * K * ESZ;                                              \
         const char *p[NB];                                                                              \
         size_t whole = K / CHUNK * CHUNK, k = 0;                                                        \
@@ -152,10 +153,12 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
             BLOCK_STEP(LW, ESZ, TB, NB, p);                                                             \
         }                                                                                               \
         for (int i = 0; i < TB; i++)                                                                    \
-            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = ck_avx2_hsum(a[i][j], b[i][j]);           \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = ck_avx2_hsum(a[i][j]);           \
     }
 
 #define KERNEL(SUF, LW, ESZ)                                                                            \
+    BLOCK(SUF, LW, ESZ, 4, 2)                                                                           \
+    BLOCK(SUF, LW, ESZ, 4, 1)                                                                           \
     BLOCK(SUF, LW, ESZ, 2, 2)                                                                           \
     BLOCK(SUF, LW, ESZ, 2, 1)                                                                           \
     BLOCK(SUF, LW, ESZ, 1, 4)                                                                           \
@@ -163,6 +166,11 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
     TGT static void mm_##SUF(const float *xp, size_t Kp, size_t K, const void *w, size_t T, size_t N, float *y, \
                          size_t ldy) {                                                                  \
         size_t t = 0;                                                                                   \
+        for (; t + 4 <= T; t += 4) {                                                                    \
+            size_t n = 0;                                                                               \
+            for (; n + 2 <= N; n += 2) blk_##SUF##_4x2(xp, Kp, K, w, y, ldy, t, n);                     \
+            for (; n < N; n++) blk_##SUF##_4x1(xp, Kp, K, w, y, ldy, t, n);                             \
+        }                                                                                               \
         for (; t + 2 <= T; t += 2) {                                                                    \
             size_t n = 0;                                                                               \
             for (; n + 2 <= N; n += 2) blk_##SUF##_2x2(xp, Kp, K, w, y, ldy, t, n);                     \

@@ -444,12 +444,12 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
 // back (the path below) costs more than the multiply. Here 16 values at a time are decoded by
 // the chunk decoders decode_fp8_avx2 / decode_fp4_avx2 use (fp8_chunk, fp4_codes: equal values)
 // straight into the two halves of the AVX2 fp32 product's chunk, and multiplied in the
-// product's order (A += x[k..k+7]·w, B += x[k+8..k+15]·w per chunk of 16, then hsum): the same
+// product's order (A += x[k..k+7]·w, then A += x[k+8..k+15]·w per chunk of 16, then hsum): the same
 // FMAs on the same numbers, so a token's outputs are bit-identical to the decoded-block path
 // (and so to any batch). Chunks the vector decoders hand to their tables (an FP8 NaN code, a
 // scale whose ×256 overflows) and the row's last partial chunk take the tables' values.
 
-// R rows (n0 ..< n0 + R) of one token, DT (FP8 / FP4) fixed: R × 2 accumulators. Scale block by
+// R rows (n0 ..< n0 + R) of one token, DT (FP8 / FP4) fixed: R accumulators. Scale block by
 // scale block; a block whose rows all have finite factors runs a loop of whole chunks with only
 // the FP8 NaN test as a branch, the rest (and the last partial chunk) goes through q_chunk_any.
 // The next R rows are prefetched line by line (decode streams many short rows).
@@ -459,11 +459,11 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
         size_t rb = ck_row_bytes(DT, K), bc = s ? s->block_cols : K, whole = K / 16 * 16;                   \
         const uint8_t *row[R];                                                                              \
         scale_walk sw[R];                                                                                   \
-        __m256 a[R], b[R];                                                                                  \
+        __m256 a[R];                                                                                  \
         for (int j = 0; j < R; j++) {                                                                       \
             row[j] = w + (n0 + j) * rb;                                                                     \
             sw[j] = scale_row(s, n0 + j);                                                                   \
-            a[j] = b[j] = _mm256_setzero_ps();                                                              \
+            a[j] = _mm256_setzero_ps();                                                              \
         }                                                                                                   \
         for (size_t k0 = 0; k0 < K; k0 += bc) {                                                             \
             size_t k1 = k0 + bc < K ? k0 + bc : K, kv = k1 < whole ? k1 : whole, k = k0;                     \
@@ -490,7 +490,7 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
                                 q_chunk_any(row[j], DT, k, K, 0, sc[j], 0, f[j], &wa, &wb);                 \
                         } else fp4_chunk(row[j] + k / 2, f[j], &wa, &wb);                                   \
                         a[j] = _mm256_fmadd_ps(xa, wa, a[j]);                                               \
-                        b[j] = _mm256_fmadd_ps(xb, wb, b[j]);                                               \
+                        a[j] = _mm256_fmadd_ps(xb, wb, a[j]);                                               \
                     }                                                                                       \
                 }                                                                                           \
             for (; k < k1; k += 16) {                                                                       \
@@ -499,11 +499,11 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
                     __m256 wa, wb;                                                                          \
                     q_chunk_any(row[j], DT, k, K, whole, sc[j], vec[j], f[j], &wa, &wb);                    \
                     a[j] = _mm256_fmadd_ps(xa, wa, a[j]);                                                   \
-                    b[j] = _mm256_fmadd_ps(xb, wb, b[j]);                                                   \
+                    a[j] = _mm256_fmadd_ps(xb, wb, a[j]);                                                   \
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
-        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j], b[j]);                                         \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                         \
     }
 Q_ROWS(q8_rows_4, CK_DTYPE_F8E4M3, 4)
 Q_ROWS(q8_rows_1, CK_DTYPE_F8E4M3, 1)
@@ -538,11 +538,11 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
         size_t bc = s ? s->block_cols : K;                                                                  \
         const uint8_t *row[R];                                                                              \
         scale_walk sw[R];                                                                                   \
-        __m256 a[R], b[R];                                                                                  \
+        __m256 a[R];                                                                                  \
         for (int j = 0; j < R; j++) {                                                                       \
             row[j] = w + (n0 + j) * K;                                                                      \
             sw[j] = scale_row(s, n0 + j);                                                                   \
-            a[j] = b[j] = _mm256_setzero_ps();                                                              \
+            a[j] = _mm256_setzero_ps();                                                              \
         }                                                                                                   \
         for (size_t k0 = 0; k0 < K; k0 += bc) {                                                             \
             size_t k1 = k0 + bc < K ? k0 + bc : K;                                                          \
@@ -561,9 +561,9 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
                     for (int j = 0; j < R; j++) {                                                           \
                         const uint8_t *p = row[j] + k;                                                      \
                         a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x), FP8_W8(p, f[j]), a[j]);                  \
-                        b[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), FP8_W8(p + 8, f[j]), b[j]);          \
+                        a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), FP8_W8(p + 8, f[j]), a[j]);          \
                         a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), FP8_W8(p + 16, f[j]), a[j]);        \
-                        b[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), FP8_W8(p + 24, f[j]), b[j]);        \
+                        a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), FP8_W8(p + 24, f[j]), a[j]);        \
                     }                                                                                       \
                 }                                                                                           \
             } else {                                                                                        \
@@ -574,15 +574,14 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
                         __m256 wa, wb;                                                                      \
                         q_chunk_any(row[j], CK_DTYPE_F8E4M3, k, K, K, sc[j], vec8, f8, &wa, &wb);           \
                         a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + k), wa, a[j]);                          \
-                        b[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + k + 8), wb, b[j]);                      \
+                        a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + k + 8), wb, a[j]);                      \
                     }                                                                                       \
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
-        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j], b[j]);                                   \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                   \
     }
-// 2 rows as for FP4 (4 rows spill here: 5.9 and 6.0 GB/s, one core, weights in L3).
-Q8_ROWS32(q8_rows32_2, 2)
+Q8_ROWS32(q8_rows32_4, 4)
 Q8_ROWS32(q8_rows32_1, 1)
 
 // FP4 with E8M0 scales per 32 values (DeepSeek's released experts, the bulk of a decode token):
@@ -614,16 +613,16 @@ TGT2 static inline void fp4_ints32(const uint8_t *p, __m128i *q0, __m128i *q1) {
 
 #define FP4_W8(q, f) _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), f)
 
-// R rows (n0 ..< n0 + R) of one token; 2 rows measured 2 % faster than 4 (fewer registers).
+// R rows (n0 ..< n0 + R) of one token: 4 rows, so that 4 accumulator chains overlap.
 #define Q4_ROWS32(NAME, R)                                                                                  \
     TGT2 static void NAME(const float *xp, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, float *y) { \
         size_t rb = K / 2, nb = K / 32;                                                                     \
         const uint8_t *row[R], *sc[R];                                                                      \
-        __m256 a[R], b[R];                                                                                  \
+        __m256 a[R];                                                                                  \
         for (int j = 0; j < R; j++) {                                                                       \
             row[j] = w + (n0 + j) * rb;                                                                     \
             sc[j] = (const uint8_t *)s->data + ((s->row0 + n0 + j) / s->block_rows) * s->ld;               \
-            a[j] = b[j] = _mm256_setzero_ps();                                                              \
+            a[j] = _mm256_setzero_ps();                                                              \
         }                                                                                                   \
         for (size_t blk = 0; blk < nb; blk++) {                                                             \
             const float *x = xp + blk * 32;                                                                 \
@@ -634,14 +633,14 @@ TGT2 static inline void fp4_ints32(const uint8_t *p, __m128i *q0, __m128i *q1) {
                 __m128i q0, q1;                                                                             \
                 fp4_ints32(row[j] + blk * 16, &q0, &q1);                                                    \
                 a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x), FP4_W8(q0, f), a[j]);                            \
-                b[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), FP4_W8(_mm_unpackhi_epi64(q0, q0), f), b[j]);  \
+                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), FP4_W8(_mm_unpackhi_epi64(q0, q0), f), a[j]);  \
                 a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), FP4_W8(q1, f), a[j]);                       \
-                b[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), FP4_W8(_mm_unpackhi_epi64(q1, q1), f), b[j]); \
+                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), FP4_W8(_mm_unpackhi_epi64(q1, q1), f), a[j]); \
             }                                                                                               \
         }                                                                                                   \
-        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j], b[j]);                                   \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                   \
     }
-Q4_ROWS32(q4_rows32_2, 2)
+Q4_ROWS32(q4_rows32_4, 4)
 Q4_ROWS32(q4_rows32_1, 1)
 
 // One token over N rows; x prepared (zero-padded to whole chunks).
@@ -651,12 +650,12 @@ static void q_decode_avx2(const float *xp, size_t K, const void *w, ck_dtype dty
     int fp8 = dtype == CK_DTYPE_F8E4M3;
     size_t n = 0;
     if (fp8 && q8_blocks32(K, s)) {
-        for (; n + 2 <= N; n += 2) q8_rows32_2(xp, K, wb, s, n, y);
+        for (; n + 4 <= N; n += 4) q8_rows32_4(xp, K, wb, s, n, y);
         for (; n < N; n++) q8_rows32_1(xp, K, wb, s, n, y);
         return;
     }
     if (!fp8 && q4_blocks32(K, s)) {
-        for (; n + 2 <= N; n += 2) q4_rows32_2(xp, K, wb, s, n, y);
+        for (; n + 4 <= N; n += 4) q4_rows32_4(xp, K, wb, s, n, y);
         for (; n < N; n++) q4_rows32_1(xp, K, wb, s, n, y);
         return;
     }
@@ -665,77 +664,112 @@ static void q_decode_avx2(const float *xp, size_t K, const void *w, ck_dtype dty
 }
 
 // A few tokens (2 to 4: batched decode, an expert a few streams chose) over one row: each
-// 32-value step decoded once, as above, and fed to every token's two accumulators in the
+// 32-value step decoded once, as above, and fed to every token's accumulator in the
 // one-token order, so every token's bits are its one-token bits. x prepared, P floats per token.
+// The 32 values w0..w3 (at k) into each of TT tokens' accumulators acc[t], in the one-token order.
+#define Q_TOKEN_FMAS(TT, acc, xp, P, k)                                                                     \
+    for (int t = 0; t < TT; t++) {                                                                          \
+        const float *x_ = (xp) + t * (P) + (k);                                                             \
+        acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x_), w0, acc[t]);                                          \
+        acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x_ + 8), w1, acc[t]);                                      \
+        acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x_ + 16), w2, acc[t]);                                     \
+        acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x_ + 24), w3, acc[t]);                                     \
+    }
+
 #define Q4_TOKENS(NAME, TT)                                                                                 \
-    TGT2 static void NAME(const float *xp, size_t P, size_t K, const uint8_t *w, const ck_scales *s, size_t n, \
-                          float *y, size_t ldy) {                                                           \
+    TGT2 static void NAME(const float *xp, size_t P, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, \
+                          size_t R, float *y, size_t ldy) {                                                 \
         size_t rb = K / 2, nb = K / 32;                                                                     \
-        const uint8_t *row = w + n * rb, *sc = (const uint8_t *)s->data + ((s->row0 + n) / s->block_rows) * s->ld; \
-        __m256 a[TT], b[TT];                                                                                \
-        for (int t = 0; t < TT; t++) a[t] = b[t] = _mm256_setzero_ps();                                     \
+        const uint8_t *row[2], *sc[2];                                                                      \
+        __m256 a[2][TT];                                                                                    \
+        for (size_t j = 0; j < 2; j++) {                                                                    \
+            size_t n = n0 + (j < R ? j : 0);                                                                \
+            row[j] = w + n * rb;                                                                            \
+            sc[j] = (const uint8_t *)s->data + ((s->row0 + n) / s->block_rows) * s->ld;                     \
+            for (int t = 0; t < TT; t++) a[j][t] = _mm256_setzero_ps();                                     \
+        }                                                                                                   \
         for (size_t blk = 0; blk < nb; blk++) {                                                             \
-            if (blk % 4 == 0) _mm_prefetch((const char *)row + rb + blk * 16, _MM_HINT_T0);                 \
-            __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[blk]]);                                         \
-            __m128i q0, q1;                                                                                 \
-            fp4_ints32(row + blk * 16, &q0, &q1);                                                           \
-            __m256 w0 = FP4_W8(q0, f), w1 = FP4_W8(_mm_unpackhi_epi64(q0, q0), f);                          \
-            __m256 w2 = FP4_W8(q1, f), w3 = FP4_W8(_mm_unpackhi_epi64(q1, q1), f);                          \
-            for (int t = 0; t < TT; t++) {                                                                  \
-                const float *x = xp + t * P + blk * 32;                                                     \
-                a[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, a[t]);                                       \
-                b[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w1, b[t]);                                   \
-                a[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), w2, a[t]);                                  \
-                b[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), w3, b[t]);                                  \
+            if (blk % 4 == 0)                                                                               \
+                for (int j = 0; j < 2; j++) _mm_prefetch((const char *)row[j] + 2 * rb + blk * 16, _MM_HINT_T0); \
+            for (int j = 0; j < 2; j++) {                                                                   \
+                __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[j][blk]]);                                  \
+                __m128i q0, q1;                                                                             \
+                fp4_ints32(row[j] + blk * 16, &q0, &q1);                                                    \
+                __m256 w0 = FP4_W8(q0, f), w1 = FP4_W8(_mm_unpackhi_epi64(q0, q0), f);                      \
+                __m256 w2 = FP4_W8(q1, f), w3 = FP4_W8(_mm_unpackhi_epi64(q1, q1), f);                      \
+                Q_TOKEN_FMAS(TT, a[j], xp, P, blk * 32);                                                    \
             }                                                                                               \
         }                                                                                                   \
-        for (int t = 0; t < TT; t++) y[t * ldy + n] = ck_avx2_hsum(a[t], b[t]);                             \
+        for (size_t j = 0; j < R; j++)                                                                      \
+            for (int t = 0; t < TT; t++) y[t * ldy + n0 + j] = ck_avx2_hsum(a[j][t]);                       \
     }
 Q4_TOKENS(q4_tokens_2, 2)
 Q4_TOKENS(q4_tokens_3, 3)
 Q4_TOKENS(q4_tokens_4, 4)
 
-// The same for FP8 (one row, 2 to 4 tokens), scale block by scale block as q8_rows32.
+// The same for FP8 (two rows, 2 to 4 tokens), scale block by scale block as q8_rows32.
 #define Q8_TOKENS(NAME, TT)                                                                                 \
-    TGT2 static void NAME(const float *xp, size_t P, size_t K, const uint8_t *w, const ck_scales *s, size_t n, \
-                          float *y, size_t ldy) {                                                           \
+    TGT2 static void NAME(const float *xp, size_t P, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, \
+                          size_t R, float *y, size_t ldy) {                                                 \
         const __m256i m87f = _mm256_set1_epi32((int)0x87F00000u);                                           \
         size_t bc = s ? s->block_cols : K;                                                                  \
-        const uint8_t *row = w + n * K;                                                                     \
-        scale_walk sw = scale_row(s, n);                                                                    \
-        __m256 a[TT], b[TT];                                                                                \
-        for (int t = 0; t < TT; t++) a[t] = b[t] = _mm256_setzero_ps();                                     \
+        const uint8_t *row[2];                                                                              \
+        scale_walk sw[2];                                                                                   \
+        __m256 a[2][TT];                                                                                    \
+        for (size_t j = 0; j < 2; j++) {                                                                    \
+            size_t n = n0 + (j < R ? j : 0);                                                                \
+            row[j] = w + n * K;                                                                             \
+            sw[j] = scale_row(s, n);                                                                        \
+            for (int t = 0; t < TT; t++) a[j][t] = _mm256_setzero_ps();                                     \
+        }                                                                                                   \
         for (size_t k0 = 0; k0 < K; k0 += bc) {                                                             \
             size_t k1 = k0 + bc < K ? k0 + bc : K;                                                          \
-            float sc = scale_next(&sw), g = sc * 0x1p120f;                                                  \
-            __m256 f = _mm256_set1_ps(g), f8 = _mm256_set1_ps(sc * 256.0f);                                 \
-            int fast = isfinite(g) && fp8_no_nan(row + k0, k1 - k0), vec8 = isfinite(sc * 256.0f);          \
-            for (size_t k = k0; k < k1; k += 32) {                                                          \
-                if (k % 128 == 0) _mm_prefetch((const char *)row + K + k, _MM_HINT_T0);                     \
-                __m256 w0, w1, w2, w3;                                                                      \
-                if (fast) {                                                                                 \
-                    w0 = FP8_W8(row + k, f), w1 = FP8_W8(row + k + 8, f);                                   \
-                    w2 = FP8_W8(row + k + 16, f), w3 = FP8_W8(row + k + 24, f);                             \
-                } else {                                                                                    \
-                    q_chunk_any(row, CK_DTYPE_F8E4M3, k, K, K, sc, vec8, f8, &w0, &w1);                     \
-                    q_chunk_any(row, CK_DTYPE_F8E4M3, k + 16, K, K, sc, vec8, f8, &w2, &w3);                \
+            float sc[2];                                                                                    \
+            __m256 f[2];                                                                                    \
+            int fast[2];                                                                                    \
+            for (int j = 0; j < 2; j++) {                                                                   \
+                sc[j] = scale_next(&sw[j]);                                                                 \
+                float g = sc[j] * 0x1p120f;                                                                 \
+                f[j] = _mm256_set1_ps(g);                                                                   \
+                fast[j] = isfinite(g) && fp8_no_nan(row[j] + k0, k1 - k0);                                  \
+            }                                                                                               \
+            if (fast[0] && fast[1]) {                                                                       \
+                for (size_t k = k0; k < k1; k += 32) {                                                      \
+                    if (k % 128 == 0)                                                                       \
+                        for (int j = 0; j < 2; j++) _mm_prefetch((const char *)row[j] + 2 * K + k, _MM_HINT_T0); \
+                    for (int j = 0; j < 2; j++) {                                                           \
+                        __m256 w0 = FP8_W8(row[j] + k, f[j]), w1 = FP8_W8(row[j] + k + 8, f[j]);            \
+                        __m256 w2 = FP8_W8(row[j] + k + 16, f[j]), w3 = FP8_W8(row[j] + k + 24, f[j]);      \
+                        Q_TOKEN_FMAS(TT, a[j], xp, P, k);                                                   \
+                    }                                                                                       \
                 }                                                                                           \
-                for (int t = 0; t < TT; t++) {                                                              \
-                    const float *x = xp + t * P + k;                                                        \
-                    a[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, a[t]);                                   \
-                    b[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w1, b[t]);                               \
-                    a[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), w2, a[t]);                              \
-                    b[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), w3, b[t]);                              \
+                continue;                                                                                   \
+            }                                                                                               \
+            for (size_t k = k0; k < k1; k += 32) {                                                          \
+                for (int j = 0; j < 2; j++) {                                                               \
+                    __m256 w0, w1, w2, w3;                                                                  \
+                    if (fast[j]) {                                                                          \
+                        w0 = FP8_W8(row[j] + k, f[j]), w1 = FP8_W8(row[j] + k + 8, f[j]);                   \
+                        w2 = FP8_W8(row[j] + k + 16, f[j]), w3 = FP8_W8(row[j] + k + 24, f[j]);             \
+                    } else {                                                                                \
+                        __m256 f8 = _mm256_set1_ps(sc[j] * 256.0f);                                         \
+                        int vec8 = isfinite(sc[j] * 256.0f);                                                \
+                        q_chunk_any(row[j], CK_DTYPE_F8E4M3, k, K, K, sc[j], vec8, f8, &w0, &w1);           \
+                        q_chunk_any(row[j], CK_DTYPE_F8E4M3, k + 16, K, K, sc[j], vec8, f8, &w2, &w3);      \
+                    }                                                                                       \
+                    Q_TOKEN_FMAS(TT, a[j], xp, P, k);                                                       \
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
-        for (int t = 0; t < TT; t++) y[t * ldy + n] = ck_avx2_hsum(a[t], b[t]);                             \
+        for (size_t j = 0; j < R; j++)                                                                      \
+            for (int t = 0; t < TT; t++) y[t * ldy + n0 + j] = ck_avx2_hsum(a[j][t]);                       \
     }
 Q8_TOKENS(q8_tokens_2, 2)
 Q8_TOKENS(q8_tokens_3, 3)
 Q8_TOKENS(q8_tokens_4, 4)
 
-typedef void (*q_tokens_fn)(const float *, size_t, size_t, const uint8_t *, const ck_scales *, size_t, float *, size_t);
+typedef void (*q_tokens_fn)(const float *, size_t, size_t, const uint8_t *, const ck_scales *, size_t, size_t, float *,
+                            size_t);
 
 // T tokens (2 or more) over N rows, in groups of up to 4 tokens (each group reads the rows).
 static void q_few_tokens_avx2(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, const ck_scales *s,
@@ -750,17 +784,17 @@ static void q_few_tokens_avx2(const float *xp, size_t T, size_t K, const void *w
             q_decode_avx2(xp + t0 * P, K, w, dtype, s, N, y + t0 * ldy);
         } else {
             q_tokens_fn fn = (dtype == CK_DTYPE_F8E4M3 ? fp8 : fp4)[tt];
-            for (size_t n = 0; n < N; n++) fn(xp + t0 * P, P, K, (const uint8_t *)w, s, n, y + t0 * ldy, ldy);
+            for (size_t n = 0; n < N; n += 2) fn(xp + t0 * P, P, K, (const uint8_t *)w, s, n, N - n < 2 ? 1 : 2, y + t0 * ldy, ldy);
         }
         t0 += tt;
     }
 }
 
-// Tokens up to which q_few_tokens_avx2 beats decoding rows into a block (one core, 2048 × 4096
-// weights in L3, product ms old → fused): FP4 T=2 2.01 → 1.09, 4 2.69 → 1.45, 8 4.05 → 2.92,
-// 16 6.67 → 5.85; FP8 T=2 2.23 → 1.67, 4 3.53 → 2.44, but 5 3.34 → 4.34 (its block decoder is
-// fast, and each group of 4 tokens reads the rows again).
-enum { Q_FEW_FP4 = 16, Q_FEW_FP8 = 4 };
+// Tokens up to which q_few_tokens_avx2 beats decoding rows into a block for the 4 × 2 fp32
+// blocks (one core, 2048 × 4096 weights in L3, product ms rows → in registers): FP4 T=2
+// 1.99 → 1.10, 4 2.37 → 1.54, 8 3.41 → 3.09, 16 5.57 → 6.21; FP8 T=2 2.22 → 2.13, 3 2.59 →
+// 2.18, 4 2.56 → 3.42 (its block decoder is fast, and each group of 4 tokens reads the rows again).
+enum { Q_FEW_FP4 = 8, Q_FEW_FP8 = 3 };
 
 // AVX2: rows decoded into an L2-sized block, then the AVX2 fp32 product over it, for any
 // number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).

@@ -43,8 +43,8 @@ func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
         }
     }
 
-    /// A block of tokens gives each token the bits it gets alone (on AVX2 machines 2 × 2 blocks
-    /// against the 1 × 4 decode blocks; on AVX-512 machines their own blocks). Shapes with
+    /// A block of tokens gives each token the bits it gets alone (on AVX2 machines 4 × 2, 4 × 1,
+    /// 2 × 2 and 2 × 1 blocks against the 1 × 4 decode blocks; on AVX-512 machines their own blocks). Shapes with
     /// remainders everywhere: T odd, K off 16, N odd, a strided y.
     @Test(arguments: StorageType.denseTypes)
     func tokenBlocksAreBitIdenticalToSingleTokens(type: StorageType) {
