@@ -803,17 +803,25 @@ static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, c
     size_t R = 16384 / K;  // rows per decoded block: ~64 KB of floats, stays in L2
     if (R < 4) R = 4;
     if (R > N) R = N;
-    float *xp = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
-    ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, xp);
+    // x as the fp32 kernel reads it: rows of ck_avx2_padded(K) floats, zero-padded. When K is
+    // already a whole number of chunks and the rows are contiguous that is x itself (a wave
+    // calls this once per task: copying a 512-token chunk's x each time cost 16 % of a prefill).
+    float *copy = NULL;
+    const float *xp = x;
+    if (ck_avx2_padded(K) != K || (T > 1 && ldx != K)) {
+        copy = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
+        ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, copy);
+        xp = copy;
+    }
     if (T == 1 && fused_applies(dtype, K, scales)) {
         q_decode_avx2(xp, K, w, dtype, scales, N, y);
-        free(xp);
+        free(copy);
         return;
     }
     int fp8 = dtype == CK_DTYPE_F8E4M3;
     if (T <= (fp8 ? Q_FEW_FP8 : Q_FEW_FP4) && (fp8 ? q8_blocks32(K, scales) : q4_blocks32(K, scales))) {
         q_few_tokens_avx2(xp, T, K, w, dtype, scales, N, y, ldy);
-        free(xp);
+        free(copy);
         return;
     }
     float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * K);
@@ -822,7 +830,7 @@ static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, c
         ck_decode_rows(w, dtype, K, scales, n0, nr, buf);
         ck_avx2_matmul_prepared(xp, T, K, buf, CK_DTYPE_F32, nr, y + n0, ldy);
     }
-    free(xp);
+    free(copy);
 }
 
 // MARK: - fast path
