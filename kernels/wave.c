@@ -18,7 +18,8 @@
 // task of 4 rows × 1,024 tokens (what TASK_BYTES alone gave dsv4-tiny's experts) moved 1 MB of
 // x for 2 MFLOP. Prefill of 4,096 tokens on dsv4-tiny, 2 threads, median of 3, alternating runs:
 // 4 rows 1,518–2,078 tok/s, 64 rows 1,976–2,112, 128 rows 2,114–2,208, 256 rows 2,242–2,301;
-// bench model BF16 (512 tokens): 4 rows 150–154, 128 rows 157, 256 rows 145–151.
+// with this rule (at most a quarter of a product's rows on 2 threads) 1,944–2,093 → 2,070–2,348.
+// The bench model's 512-token prefill did not move beyond its noise (130–160 tok/s either way).
 #define BATCH_ROWS 128
 
 typedef struct {
