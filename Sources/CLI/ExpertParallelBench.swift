@@ -123,12 +123,14 @@ struct ExpertParallelBench {
                 + String(format: "\"wait_seconds_one_wave\":%.6g,\"wait_seconds_waves\":%.6g,", o.stats.exposedSeconds, p.stats.exposedSeconds)
                 + String(format: "\"critical_seconds_one_wave\":%.6g,\"critical_seconds_one_wave_alongside\":%.6g,\"critical_seconds_waves\":%.6g,", o.critical, s1.critical, p.critical)
                 + String(format: "\"unhidden_seconds_one_wave\":%.6g,\"unhidden_seconds_waves\":%.6g,", o.stats.unhiddenSeconds, p.stats.unhiddenSeconds)
+                + String(format: "\"alongside_seconds_one_wave_alongside\":%.6g,\"alongside_seconds_waves\":%.6g,", s1.stats.alongsideSeconds, p.stats.alongsideSeconds)
                 + String(format: "\"hidden_fraction\":%.4g,\"hidden_fraction_one_wave_alongside\":%.4g}", hiddenPiped, hiddenSingle))
         } else {
             print(String(
-                format: "%@ over %d ranks: one wave %.2f tok/s, one wave with the shared expert alongside %.2f tok/s, up to %d waves with it %.2f tok/s; MoE wait %.3f s vs %.3f s; communication on the critical path %.4f s (one wave) vs %.4f s (one wave, shared expert alongside) vs %.4f s (waves): %.0f%% hidden (%.0f%% with one wave); rank 0's unhidden wait %.4f s vs %.4f s",
+                format: "%@ over %d ranks: one wave %.2f tok/s, one wave with the shared expert alongside %.2f tok/s, up to %d waves with it %.2f tok/s; MoE wait %.3f s vs %.3f s; communication on the critical path %.4f s (one wave) vs %.4f s (one wave, shared expert alongside) vs %.4f s (waves): %.0f%% hidden (%.0f%% with one wave); rank 0's unhidden wait %.4f s vs %.4f s; rank 0's shared expert computed alongside the exchange %.4f s (one wave) / %.4f s (waves)",
                 label, executor.world.size, tps.one, tps.single, waves, tps.piped, o.stats.exposedSeconds, p.stats.exposedSeconds,
-                o.critical, s1.critical, p.critical, 100 * hiddenPiped, 100 * hiddenSingle, o.stats.unhiddenSeconds, p.stats.unhiddenSeconds))
+                o.critical, s1.critical, p.critical, 100 * hiddenPiped, 100 * hiddenSingle, o.stats.unhiddenSeconds, p.stats.unhiddenSeconds,
+                s1.stats.alongsideSeconds, p.stats.alongsideSeconds))
             print(lines.joined(separator: "\n"))
         }
     }

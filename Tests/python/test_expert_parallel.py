@@ -158,6 +158,9 @@ def test_each_rank_touches_only_its_own_experts(tmp_path):
     # The wave report: one line per MoE layer with its bytes, waits and unhidden communication.
     assert "decode over 2 ranks: one wave" in r.stdout, r.stdout
     assert len(re.findall(r"layer +\d+: +\d+ B sent.*hidden", r.stdout)) == 6, r.stdout
+    # The shared expert's time computed while the last wave's exchange is in flight (one wave, waves).
+    alongside = re.search(r"shared expert computed alongside the exchange ([0-9.]+) s \(one wave\) / ([0-9.]+) s", r.stdout)
+    assert alongside and float(alongside.group(1)) > 0 and float(alongside.group(2)) > 0, r.stdout
 
 
 def test_tcp_transport_gives_the_same_logits(tmp_path):
