@@ -123,14 +123,14 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
     } while (0)
 #define BLOCK(SUF, LW, ESZ, TB, NB)                                                                     \
     TGT static void blk_##SUF##_##TB##x##NB(const float *xp, size_t Kp, size_t K, const void *w, float *y, \
-                                            size_t ldy, size_t t0, size_t n0) {                        \
-        __m256 a[TB][NB];                                                                    \
+                                            size_t ldy, size_t t0, size_t n0) {                         \
+        __m256 a[TB][NB];                                                                               \
         for (int i = 0; i < TB; i++)                                                                    \
-            for (int j = 0; j < NB; j++) a[i][j] = _mm256_setzero_ps();                       \
+            for (int j = 0; j < NB; j++) a[i][j] = _mm256_setzero_ps();                                 \
         const char *rows = (const char *)w + n0 * K * ESZ;                                              \
         const char *p[NB];                                                                              \
         size_t whole = K / CHUNK * CHUNK, k = 0;                                                        \
-        if (t0 == 0) { /* the first pass over these rows: see above */                                 \
+        if (t0 == 0) { /* the first pass over these rows: see above */                                  \
             for (; k < whole; k += CHUNK) {                                                             \
                 for (int j = 0; j < NB; j++) p[j] = rows + ((size_t)j * K + k) * ESZ;                   \
                 if ((k * ESZ) % 64 == 0)                                                                \
@@ -153,7 +153,7 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
             BLOCK_STEP(LW, ESZ, TB, NB, p);                                                             \
         }                                                                                               \
         for (int i = 0; i < TB; i++)                                                                    \
-            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = ck_avx2_hsum(a[i][j]);           \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = ck_avx2_hsum(a[i][j]);            \
     }
 
 #define KERNEL(SUF, LW, ESZ)                                                                            \

@@ -323,61 +323,61 @@ TGT static inline __m512 fp4_group16(const uint8_t *p) {  // 16 values from 8 by
     return _mm512_cvtph_ps(h);
 }
 
-#define FUSED(TB)                                                                                          \
-    TGT static void fused_##TB(const float *x, size_t ldx, size_t K, const uint8_t *w, ck_dtype dtype,         \
-                               const ck_scales *s, size_t N, float *y, size_t ldy) {                         \
-        size_t rb = ck_row_bytes(dtype, K), bc = s ? s->block_cols : K;                                      \
-        int fp8 = dtype == CK_DTYPE_F8E4M3;                                                                  \
+#define FUSED(TB)                                                                                           \
+    TGT static void fused_##TB(const float *x, size_t ldx, size_t K, const uint8_t *w, ck_dtype dtype,      \
+                               const ck_scales *s, size_t N, float *y, size_t ldy) {                        \
+        size_t rb = ck_row_bytes(dtype, K), bc = s ? s->block_cols : K;                                     \
+        int fp8 = dtype == CK_DTYPE_F8E4M3;                                                                 \
         /* 2^8·scale is exact for E8M0 scales; float32 ones take the two products apart */                  \
-        int pow2 = !s || !s->f32;                                                                            \
-        const __m512 two8 = _mm512_set1_ps(256.0f);                                                          \
-        for (size_t n = 0; n < N; n++) {                                                                     \
-            const uint8_t *row = w + n * rb;                                                                 \
-            __m512 acc[TB];                                                                                  \
-            for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();                                       \
+        int pow2 = !s || !s->f32;                                                                           \
+        const __m512 two8 = _mm512_set1_ps(256.0f);                                                         \
+        for (size_t n = 0; n < N; n++) {                                                                    \
+            const uint8_t *row = w + n * rb;                                                                \
+            __m512 acc[TB];                                                                                 \
+            for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();                                      \
             /* this row's scales: one division per row, not per block */                                    \
-            size_t srow = s ? ((s->row0 + n) / s->block_rows) * s->ld : 0;                                   \
-            for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {                                              \
-                size_t k1 = k0 + bc < K ? k0 + bc : K;                                                       \
-                float scf = !s ? 1.0f : (s->f32 ? ((const float *)s->data)[srow + j]                         \
-                                                : e8m0_lut[((const uint8_t *)s->data)[srow + j]]);           \
-                __m512 sc = _mm512_set1_ps(scf);                                                             \
-                __m512 sc8 = _mm512_set1_ps(scf * 256.0f);                                                   \
-                size_t k = k0;                                                                               \
-                if (fp8) {                                                                                   \
-                    for (; k < k1; k += 32) {                                                                \
-                        size_t left = k1 - k;                                                                \
-                        __mmask32 m = left >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << left) - 1);    \
-                        __m512 a, b;                                                                         \
-                        fp8_group32(row + k, m, &a, &b);                                                     \
-                        a = pow2 ? _mm512_mul_ps(a, sc8) : _mm512_mul_ps(_mm512_mul_ps(a, two8), sc);        \
-                        __mmask16 m0 = (__mmask16)m, m1 = (__mmask16)(m >> 16);                              \
-                        for (int t = 0; t < TB; t++)                                                         \
+            size_t srow = s ? ((s->row0 + n) / s->block_rows) * s->ld : 0;                                  \
+            for (size_t k0 = 0, j = 0; k0 < K; k0 += bc, j++) {                                             \
+                size_t k1 = k0 + bc < K ? k0 + bc : K;                                                      \
+                float scf = !s ? 1.0f : (s->f32 ? ((const float *)s->data)[srow + j]                        \
+                                                : e8m0_lut[((const uint8_t *)s->data)[srow + j]]);          \
+                __m512 sc = _mm512_set1_ps(scf);                                                            \
+                __m512 sc8 = _mm512_set1_ps(scf * 256.0f);                                                  \
+                size_t k = k0;                                                                              \
+                if (fp8) {                                                                                  \
+                    for (; k < k1; k += 32) {                                                               \
+                        size_t left = k1 - k;                                                               \
+                        __mmask32 m = left >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << left) - 1);  \
+                        __m512 a, b;                                                                        \
+                        fp8_group32(row + k, m, &a, &b);                                                    \
+                        a = pow2 ? _mm512_mul_ps(a, sc8) : _mm512_mul_ps(_mm512_mul_ps(a, two8), sc);       \
+                        __mmask16 m0 = (__mmask16)m, m1 = (__mmask16)(m >> 16);                             \
+                        for (int t = 0; t < TB; t++)                                                        \
                             acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, x + t * ldx + k), a, acc[t]);  \
-                        if (left > 16) {                                                                     \
-                            b = pow2 ? _mm512_mul_ps(b, sc8) : _mm512_mul_ps(_mm512_mul_ps(b, two8), sc);    \
-                            for (int t = 0; t < TB; t++)                                                     \
+                        if (left > 16) {                                                                    \
+                            b = pow2 ? _mm512_mul_ps(b, sc8) : _mm512_mul_ps(_mm512_mul_ps(b, two8), sc);   \
+                            for (int t = 0; t < TB; t++)                                                    \
                                 acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, x + t * ldx + k + 16), b, acc[t]); \
-                        }                                                                                    \
-                    }                                                                                        \
-                } else {                                                                                     \
-                    for (; k < k1; k += 16) {                                                                \
-                        __mmask16 m = k + 16 <= k1 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k1 - k)) - 1);   \
-                        __m512 v;                                                                            \
-                        if (m == 0xFFFF) v = fp4_group16(row + k / 2);                                       \
-                        else {                                                                               \
-                            uint8_t tmp[8] = {0};                                                            \
-                            memcpy(tmp, row + k / 2, (k1 - k + 1) / 2);                                      \
-                            v = _mm512_maskz_mov_ps(m, fp4_group16(tmp));                                    \
-                        }                                                                                    \
-                        v = _mm512_mul_ps(v, sc);                                                            \
-                        for (int t = 0; t < TB; t++)                                                         \
-                            acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + t * ldx + k), v, acc[t]);   \
-                    }                                                                                        \
-                }                                                                                            \
-            }                                                                                                \
-            for (int t = 0; t < TB; t++) y[t * ldy + n] = _mm512_reduce_add_ps(acc[t]);                      \
-        }                                                                                                    \
+                        }                                                                                   \
+                    }                                                                                       \
+                } else {                                                                                    \
+                    for (; k < k1; k += 16) {                                                               \
+                        __mmask16 m = k + 16 <= k1 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k1 - k)) - 1); \
+                        __m512 v;                                                                           \
+                        if (m == 0xFFFF) v = fp4_group16(row + k / 2);                                      \
+                        else {                                                                              \
+                            uint8_t tmp[8] = {0};                                                           \
+                            memcpy(tmp, row + k / 2, (k1 - k + 1) / 2);                                     \
+                            v = _mm512_maskz_mov_ps(m, fp4_group16(tmp));                                   \
+                        }                                                                                   \
+                        v = _mm512_mul_ps(v, sc);                                                           \
+                        for (int t = 0; t < TB; t++)                                                        \
+                            acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + t * ldx + k), v, acc[t]); \
+                    }                                                                                       \
+                }                                                                                           \
+            }                                                                                               \
+            for (int t = 0; t < TB; t++) y[t * ldy + n] = _mm512_reduce_add_ps(acc[t]);                     \
+        }                                                                                                   \
     }
 FUSED(1)
 FUSED(2)
@@ -459,14 +459,14 @@ void ck_decode_rows(const void *w, ck_dtype dtype, size_t K, const ck_scales *sc
         size_t rb = ck_row_bytes(DT, K), bc = s ? s->block_cols : K, whole = K / 16 * 16;                   \
         const uint8_t *row[R];                                                                              \
         scale_walk sw[R];                                                                                   \
-        __m256 a[R];                                                                                  \
+        __m256 a[R];                                                                                        \
         for (int j = 0; j < R; j++) {                                                                       \
             row[j] = w + (n0 + j) * rb;                                                                     \
             sw[j] = scale_row(s, n0 + j);                                                                   \
-            a[j] = _mm256_setzero_ps();                                                              \
+            a[j] = _mm256_setzero_ps();                                                                     \
         }                                                                                                   \
         for (size_t k0 = 0; k0 < K; k0 += bc) {                                                             \
-            size_t k1 = k0 + bc < K ? k0 + bc : K, kv = k1 < whole ? k1 : whole, k = k0;                     \
+            size_t k1 = k0 + bc < K ? k0 + bc : K, kv = k1 < whole ? k1 : whole, k = k0;                    \
             float sc[R];                                                                                    \
             __m256 f[R];                                                                                    \
             int finite = 1, vec[R];                                                                         \
@@ -520,7 +520,7 @@ static int q8_blocks32(size_t K, const ck_scales *s) {
     return K % 32 == 0 && (!s || s->block_cols % 32 == 0);
 }
 
-#define FP8_W8(p, f) \
+#define FP8_W8(p, f)                                                                                        \
     _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))), 20), m87f)), f)
 
 // Nonzero when the n bytes at p (a multiple of 32) hold no E4M3 NaN code.
@@ -538,11 +538,11 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
         size_t bc = s ? s->block_cols : K;                                                                  \
         const uint8_t *row[R];                                                                              \
         scale_walk sw[R];                                                                                   \
-        __m256 a[R];                                                                                  \
+        __m256 a[R];                                                                                        \
         for (int j = 0; j < R; j++) {                                                                       \
             row[j] = w + (n0 + j) * K;                                                                      \
             sw[j] = scale_row(s, n0 + j);                                                                   \
-            a[j] = _mm256_setzero_ps();                                                              \
+            a[j] = _mm256_setzero_ps();                                                                     \
         }                                                                                                   \
         for (size_t k0 = 0; k0 < K; k0 += bc) {                                                             \
             size_t k1 = k0 + bc < K ? k0 + bc : K;                                                          \
@@ -579,7 +579,7 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
-        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                   \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                         \
     }
 Q8_ROWS32(q8_rows32_4, 4)
 Q8_ROWS32(q8_rows32_1, 1)
@@ -618,18 +618,18 @@ TGT2 static inline void fp4_ints32(const uint8_t *p, __m128i *q0, __m128i *q1) {
     TGT2 static void NAME(const float *xp, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, float *y) { \
         size_t rb = K / 2, nb = K / 32;                                                                     \
         const uint8_t *row[R], *sc[R];                                                                      \
-        __m256 a[R];                                                                                  \
+        __m256 a[R];                                                                                        \
         for (int j = 0; j < R; j++) {                                                                       \
             row[j] = w + (n0 + j) * rb;                                                                     \
-            sc[j] = (const uint8_t *)s->data + ((s->row0 + n0 + j) / s->block_rows) * s->ld;               \
-            a[j] = _mm256_setzero_ps();                                                              \
+            sc[j] = (const uint8_t *)s->data + ((s->row0 + n0 + j) / s->block_rows) * s->ld;                \
+            a[j] = _mm256_setzero_ps();                                                                     \
         }                                                                                                   \
         for (size_t blk = 0; blk < nb; blk++) {                                                             \
             const float *x = xp + blk * 32;                                                                 \
             if (blk % 4 == 0)                                                                               \
                 for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * rb + blk * 16, _MM_HINT_T0); \
             for (int j = 0; j < R; j++) {                                                                   \
-                __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[j][blk]]);                                  \
+                __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[j][blk]]);                                 \
                 __m128i q0, q1;                                                                             \
                 fp4_ints32(row[j] + blk * 16, &q0, &q1);                                                    \
                 a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x), FP4_W8(q0, f), a[j]);                            \
@@ -638,7 +638,7 @@ TGT2 static inline void fp4_ints32(const uint8_t *p, __m128i *q0, __m128i *q1) {
                 a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), FP4_W8(_mm_unpackhi_epi64(q1, q1), f), a[j]); \
             }                                                                                               \
         }                                                                                                   \
-        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                   \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                         \
     }
 Q4_ROWS32(q4_rows32_4, 4)
 Q4_ROWS32(q4_rows32_1, 1)
@@ -692,7 +692,7 @@ static void q_decode_avx2(const float *xp, size_t K, const void *w, ck_dtype dty
             if (blk % 4 == 0)                                                                               \
                 for (int j = 0; j < 2; j++) _mm_prefetch((const char *)row[j] + 2 * rb + blk * 16, _MM_HINT_T0); \
             for (int j = 0; j < 2; j++) {                                                                   \
-                __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[j][blk]]);                                  \
+                __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[j][blk]]);                                 \
                 __m128i q0, q1;                                                                             \
                 fp4_ints32(row[j] + blk * 16, &q0, &q1);                                                    \
                 __m256 w0 = FP4_W8(q0, f), w1 = FP4_W8(_mm_unpackhi_epi64(q0, q0), f);                      \
