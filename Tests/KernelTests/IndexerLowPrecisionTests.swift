@@ -176,7 +176,7 @@ private func clusteredRows(n: Int, d: Int, directions: Int, seed: UInt64) -> [Fl
 
     @Test func fastPathsMatchTwinsOnAwkwardShapes() {
         KernelThreads.start(count: 2)
-        for H in [1, 3, 5, 8, 9] {  // off the 8-bit kernel's block of 4 heads
+        for H in [1, 3, 5, 8, 9, 15] {  // off the 8-bit kernels' blocks of heads (AVX2 4, VNNI 8)
             for d in [4, 12, 64, 68] {
                 for k in [1, 7, 64] {
                     let T = 13
