@@ -5,7 +5,7 @@
 // (ck_decode_rows). On AVX2 machines these are the AVX2 decoders + fp32 product; on AVX-512
 // machines the AVX-512 paths. Build and run ([8|4] [T]):
 //   clang -O3 -o /tmp/qp bench/quant_products.c kernels/*.c -Ikernels/include -lpthread -lm
-//   /tmp/qp 8 1; /tmp/qp 4 1; /tmp/qp 4 64
+//   /tmp/qp 8 1; /tmp/qp 4 1; /tmp/qp 4 64; /tmp/qp 4 1 1024 512   ([K N], default 4096 2048)
 #include "../kernels/include/ckernels.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -14,7 +14,8 @@
 static double cpu(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 int main(int argc, char **argv) {
     int fp4 = argc > 1 && argv[1][0] == '4';
-    size_t K = 4096, N = 2048, T = argc > 2 ? (size_t)atol(argv[2]) : 1;
+    size_t K = argc > 3 ? (size_t)atol(argv[3]) : 4096, N = argc > 4 ? (size_t)atol(argv[4]) : 2048,
+           T = argc > 2 ? (size_t)atol(argv[2]) : 1;
     ck_dtype dt = fp4 ? CK_DTYPE_FP4E2M1 : CK_DTYPE_F8E4M3;
     size_t rb = ck_row_bytes(dt, K), bc = fp4 ? 32 : 128, br = fp4 ? 1 : 128, ld = K / bc;
     size_t scales = (N + br - 1) / br * ld;

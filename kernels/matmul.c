@@ -173,3 +173,27 @@ void ck_axpy_f32(float alpha, const float *x, float *y, size_t n) {
     }
     ck_ref_axpy_f32(alpha, x, y, n);
 }
+
+TGT static void weighted_sum_avx512(const float *const *src, const float *coef, size_t n, size_t D, float *out) {
+    for (size_t i = 0; i < D; i += 16) {
+        __mmask16 m = (i + 16 <= D) ? (__mmask16)0xFFFF : (__mmask16)((1u << (D - i)) - 1);
+        __m512 acc = _mm512_setzero_ps();
+        for (size_t j = 0; j < n; j++) acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[j]), _mm512_maskz_loadu_ps(m, src[j] + i), acc);
+        _mm512_mask_storeu_ps(out + i, m, acc);
+    }
+}
+
+void ck_weighted_sum_f32(const float *const *src, const float *coef, size_t n, size_t D, float *out) {
+    if (ck_use_avx512()) {
+        weighted_sum_avx512(src, coef, n, D, out);
+        return;
+    }
+    for (size_t i = 0; i < D; i++) {  // ck_ref_axpy_f32's operations: a product, then a sum
+        float acc = 0;
+        for (size_t j = 0; j < n; j++) {
+            float p = coef[j] * src[j][i];
+            acc = acc + p;
+        }
+        out[i] = acc;
+    }
+}

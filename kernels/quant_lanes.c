@@ -140,6 +140,17 @@ TGT static int fp8_prescale(const float *xp, size_t TB, size_t K, const ck_scale
 
 static inline float *scratch(size_t n) { return ck_thread_scratch(CK_SCRATCH_QLANES, n); }
 
+// One row of x in the FP4 order (K a multiple of 32): even then odd elements of every 32.
+TGT static void permute_fp4_avx512(const float *xr, size_t K, float *o) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (size_t c = 0; c < K; c += 32) {
+        __m512 a = _mm512_loadu_ps(xr + c), b = _mm512_loadu_ps(xr + c + 16);
+        _mm512_storeu_ps(o + c, _mm512_permutex2var_ps(a, even, b));
+        _mm512_storeu_ps(o + c + 16, _mm512_permutex2var_ps(a, odd, b));
+    }
+}
+
 // x in the order a lane-ordered product reads it: the BF16 kernel's for FP8, even/odd
 // halves of every 32 values for FP4.
 void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, size_t K, float *out) {
@@ -150,6 +161,10 @@ void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, s
     for (size_t t = 0; t < T; t++) {
         const float *xr = x + t * ldx;
         float *o = out + t * K;
+        if (ck_use_avx512()) {
+            permute_fp4_avx512(xr, K, o);
+            continue;
+        }
         for (size_t c = 0; c < K; c += 32)
             for (int j = 0; j < 16; j++) {
                 o[c + (size_t)j] = xr[c + 2 * (size_t)j];

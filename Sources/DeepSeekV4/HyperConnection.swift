@@ -69,13 +69,16 @@ enum HyperConnection {
 
     /// u[t] = Σ_i pre_i · X[t, i]; result `[T, D]`. Tokens are spread over the kernel threads.
     static func collapse(streams X: [Float], weights: [[Float]], tokenCount T: Int, hidden D: Int, streamCount N: Int) -> [Float] {
-        var u = [Float](repeating: 0, count: T * D)
+        var u = [Float](unsafeUninitializedCapacity: T * D) { _, count in count = T * D }  // all written below
         X.withUnsafeBufferPointer { x in
             u.withUnsafeMutableBufferPointer { up in
                 let xb = x.baseAddress!, ub = up.baseAddress!
                 KernelThreads.parallelFor(min(T, 64)) { chunk in
-                    for t in stride(from: chunk, to: T, by: min(T, 64)) {
-                        for i in 0..<N { axpy(weights[t][i], xb + (t * N + i) * D, ub + t * D, D) }
+                    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: N) { src in
+                        for t in stride(from: chunk, to: T, by: min(T, 64)) {
+                            for i in 0..<N { src[i] = UnsafePointer(xb + (t * N + i) * D) }
+                            weights[t].withUnsafeBufferPointer { w in ck_weighted_sum_f32(src.baseAddress!, w.baseAddress!, N, D, ub + t * D) }
+                        }
                     }
                 }
             }
@@ -85,18 +88,26 @@ enum HyperConnection {
 
     /// X'[t, j] = post_j · a[t] + Σ_i comb[i][j] · X[t, i] (DeepseekV4HyperConnection; note Cᵀ).
     static func expand(streams X: inout [Float], blockOutput a: [Float], mix: [HyperMix], tokenCount T: Int, hidden D: Int, streamCount N: Int) {
-        var next = [Float](repeating: 0, count: X.count)
+        // Every element is written below (ck_weighted_sum_f32), so no zeroing first.
+        var next = [Float](unsafeUninitializedCapacity: X.count) { _, count in count = X.count }
         X.withUnsafeBufferPointer { x in
             a.withUnsafeBufferPointer { ap in
                 next.withUnsafeMutableBufferPointer { np in
                     let xb = x.baseAddress!, ab = ap.baseAddress!, nb = np.baseAddress!
                     KernelThreads.parallelFor(min(T, 64)) { chunk in
-                        for t in stride(from: chunk, to: T, by: min(T, 64)) {
-                            let m = mix[t]
-                            for j in 0..<N {
-                                let out = nb + (t * N + j) * D
-                                axpy(m.post[j], ab + t * D, out, D)
-                                for i in 0..<N { axpy(m.comb[i * N + j], xb + (t * N + i) * D, out, D) }
+                        // out_j = post_j · a + Σ_i comb[i][j] · X_i, terms in that order (ck_weighted_sum_f32).
+                        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: N + 1) { src in
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: N + 1) { coef in
+                                for t in stride(from: chunk, to: T, by: min(T, 64)) {
+                                    let m = mix[t]
+                                    src[0] = ab + t * D
+                                    for i in 0..<N { src[i + 1] = UnsafePointer(xb + (t * N + i) * D) }
+                                    for j in 0..<N {
+                                        coef[0] = m.post[j]
+                                        for i in 0..<N { coef[i + 1] = m.comb[i * N + j] }
+                                        ck_weighted_sum_f32(src.baseAddress!, coef.baseAddress!, N + 1, D, nb + (t * N + j) * D)
+                                    }
+                                }
                             }
                         }
                     }

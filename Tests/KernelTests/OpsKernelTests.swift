@@ -25,6 +25,24 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
 
     /// The sampler's log-partition: vector path against the double-precision twin on awkward
     /// lengths, a vocabulary-sized row, a dominant entry and −inf entries (masked tokens).
+    /// mHC's weighted sums of streams: the bits of zeroing the output and adding each term with
+    /// ck_axpy_f32 in order (which they replace), for awkward lengths and term counts.
+    @Test func weightedSumEqualsAxpysInOrder() {
+        for D in [1, 15, 16, 17, 100, 256] {
+            for n in [1, 2, 5] {
+                let srcs = (0..<n).map { randomFloats(D, seed: UInt64(D * 10 + $0)) }
+                let coef = randomFloats(n, seed: UInt64(D + n)).map { $0 * 3 }
+                var axpys = [Float](repeating: 0, count: D)
+                for j in 0..<n { srcs[j].withUnsafeBufferPointer { ck_axpy_f32(coef[j], $0.baseAddress!, &axpys, D) } }
+                var fused = [Float](repeating: -7, count: D + 1)
+                let bases = srcs.map { s in s.withUnsafeBufferPointer { UnsafePointer<Float>?($0.baseAddress!) } }
+                withExtendedLifetime(srcs) { ck_weighted_sum_f32(bases, coef, n, D, &fused) }
+                #expect(fused[..<D].map(\.bitPattern) == axpys.map(\.bitPattern), "D=\(D) n=\(n)")
+                #expect(fused[D] == -7, "written past D")
+            }
+        }
+    }
+
     @Test func logSumExpMatchesTwin() {
         var rows = [1, 7, 8, 9, 31, 129_280].map { n in randomFloats(n, seed: UInt64(n)).map { $0 * 30 } }
         rows.append([1000] + [Float](repeating: -1000, count: 20))

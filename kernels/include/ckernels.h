@@ -161,6 +161,13 @@ float ck_ref_dot_f32(const float *a, const float *b, size_t n);
 void ck_axpy_f32(float alpha, const float *x, float *y, size_t n);
 void ck_ref_axpy_f32(float alpha, const float *x, float *y, size_t n);
 
+/// out[i] = Σ_j coef[j] · src[j][i] for i < D, the terms in order j = 0 ..< n from zero: the
+/// same operations, so the same bits, as zeroing `out` and calling ck_axpy_f32(coef[j],
+/// src[j], out, D) for each j (FMAs on AVX-512 machines, a multiply and an add elsewhere),
+/// with each source read once per 16 values instead of out read and written n times (the
+/// residual-stream mixing of mHC: 4 streams and the block output per token).
+void ck_weighted_sum_f32(const float *const *src, const float *coef, size_t n, size_t D, float *out);
+
 /// Conversions of single values (reference decoders).
 float ck_bf16_to_f32(uint16_t v);
 uint16_t ck_f32_to_bf16(float v);
