@@ -376,9 +376,50 @@ static void attend_ranges_decoded(const float *q, size_t T, size_t H, size_t d, 
     free(buf);
 }
 
+static void attend_ranges(const float *q, size_t T, size_t H, size_t d, const void *const *keys, size_t n,
+                          ck_kv_format f, size_t coded, size_t rope, const int32_t *ranges, const float *sinks,
+                          float scale, float *out);
+
+typedef struct {
+    const float *q;
+    size_t H, d;
+    const void *const *keys;
+    size_t n;
+    ck_kv_format f;
+    size_t coded, rope;
+    const int32_t *ranges;
+    const float *sinks;
+    float scale;
+    float *out;
+    size_t per;  // heads per task
+} heads_job;
+
+static void heads_task(void *ctx, int g) {
+    const heads_job *j = (const heads_job *)ctx;
+    size_t h0 = (size_t)g * j->per, hc = j->H - h0 < j->per ? j->H - h0 : j->per;
+    attend_ranges(j->q + h0 * j->d, 1, hc, j->d, j->keys, j->n, j->f, j->coded, j->rope, j->ranges, j->sinks + h0,
+                  j->scale, j->out + h0 * j->d);
+}
+
+// One query (decode) over keys too few to cut into segments ran as one task: its heads are
+// split over the threads instead, in whole row vectors (each row's operations do not depend on
+// the rows beside it, so the same bits).
 void ck_attend_ranges_kv(const float *q, size_t T, size_t H, size_t d, const void *const *keys, size_t n,
                          ck_kv_format f, size_t coded, size_t rope, const int32_t *ranges, const float *sinks,
                          float scale, float *out) {
+    size_t threads = (size_t)ck_pool_threads();
+    if (T == 1 && threads > 1 && H >= 16 && n < 8 * KB && H * n * d >= ((size_t)1 << 16) &&
+        (ck_use_avx512() || ck_use_avx2())) {
+        heads_job j = {q, H, d, keys, n, f, coded, rope, ranges, sinks, scale, out, ((H + threads - 1) / threads + 7) / 8 * 8};
+        ck_pool_run((int)((H + j.per - 1) / j.per), heads_task, &j);
+        return;
+    }
+    attend_ranges(q, T, H, d, keys, n, f, coded, rope, ranges, sinks, scale, out);
+}
+
+static void attend_ranges(const float *q, size_t T, size_t H, size_t d, const void *const *keys, size_t n,
+                          ck_kv_format f, size_t coded, size_t rope, const int32_t *ranges, const float *sinks,
+                          float scale, float *out) {
     if (f == CK_KV_F32) coded = 0;
     if (coded > n) coded = n;
     if (!(ck_use_avx512() || ck_use_avx2()) || T == 0 || H == 0 || d == 0) {

@@ -183,9 +183,42 @@ TGT2 static void attend_avx2(const float *q, size_t H, size_t d, const float *co
     }
 }
 
-void ck_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks, float scale,
-               float *scratch, float *out) {
+static void attend_heads(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks,
+                         float scale, float *scratch, float *out) {
     if (ck_use_avx512()) attend_avx512(q, H, d, keys, n, sinks, scale, scratch, out);
     else if (ck_use_avx2()) attend_avx2(q, H, d, keys, n, sinks, scale, scratch, out);
     else ck_ref_attend(q, H, d, keys, n, sinks, scale, scratch, out);
+}
+
+typedef struct {
+    const float *q;
+    size_t H, d;
+    const float *const *keys;
+    size_t n;
+    const float *sinks;
+    float scale;
+    float *scratch, *out;
+    size_t per;  // heads per task
+} attend_job;
+
+static void attend_group(void *ctx, int g) {
+    const attend_job *j = (const attend_job *)ctx;
+    size_t h0 = (size_t)g * j->per, hc = j->H - h0 < j->per ? j->H - h0 : j->per;
+    attend_heads(j->q + h0 * j->d, hc, j->d, j->keys, j->n, j->sinks + h0, j->scale, j->scratch + h0 * j->n,
+                 j->out + h0 * j->d);
+}
+
+// One query's heads are independent, and each head runs the same operations whatever block of
+// heads it is in: a query with enough work is split into groups of whole 4-head blocks over the
+// pool (inside a task, as in prefill, the groups run one after another). Decode attends one
+// query per sequence, which ran on one thread while the others waited.
+void ck_attend(const float *q, size_t H, size_t d, const float *const *keys, size_t n, const float *sinks, float scale,
+               float *scratch, float *out) {
+    size_t threads = (size_t)ck_pool_threads();
+    if (threads > 1 && H >= 8 && H * n * d >= ((size_t)1 << 16)) {
+        attend_job j = {q, H, d, keys, n, sinks, scale, scratch, out, ((H + threads - 1) / threads + 3) / 4 * 4};
+        ck_pool_run((int)((H + j.per - 1) / j.per), attend_group, &j);
+        return;
+    }
+    attend_heads(q, H, d, keys, n, sinks, scale, scratch, out);
 }

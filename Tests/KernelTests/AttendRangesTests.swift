@@ -99,6 +99,54 @@ private func makeRanges(_ mode: RangeMode, T: Int, E: Int, W: Int) -> (n: Int, r
         check(T: 1, H: 1, d: 4, n: n, ranges: [17, 3_000, 3_001, 3_002], seed: 13, "decode H1")
     }
 
+    /// One query with few keys has its heads split over the threads (decode): each head's bits
+    /// are those it gets beside a second query with the same ranges in one block (no split), for 16 and 20 heads
+    /// (groups of whole row vectors, a short last group).
+    @Test func decodeHeadSplitIsBitIdenticalToTheBlock() {
+        KernelThreads.start(count: 2)
+        for (H, d, n) in [(16, 128, 200), (20, 64, 130), (16, 512, 40)] {
+            let q = randomFloats(H * d, seed: UInt64(H + d)), other = randomFloats(H * d, seed: 5)
+            let keyStore = randomFloats(n * d, seed: UInt64(n))
+            let sinks = randomFloats(H, seed: 9).map { $0 * 2 }
+            let one: [Int32] = [0, Int32(n / 3), Int32(n / 2), Int32(n)]
+            var single = [Float](repeating: 0, count: H * d), pair = [Float](repeating: 0, count: 2 * H * d)
+            keyStore.withUnsafeBufferPointer { kp in
+                let keys: [UnsafePointer<Float>?] = (0..<n).map { kp.baseAddress! + $0 * d }
+                ck_attend_ranges(q, 1, H, d, keys, n, one, sinks, 0.125, &single)
+                ck_attend_ranges(q + other, 2, H, d, keys, n, one + one, sinks, 0.125, &pair)  // the same key blocks
+            }
+            let differ = (0..<(H * d)).filter { single[$0].bitPattern != pair[$0].bitPattern }.count
+            #expect(differ == 0, "H\(H) d\(d) n\(n): \(differ) outputs differ")
+        }
+    }
+
+    /// ck_attend (a query over its own key list) splits heads the same way: each head's bits are
+    /// those of attending with that head alone.
+    @Test func attendHeadSplitIsBitIdenticalToOneHeadAtATime() {
+        KernelThreads.start(count: 2)
+        for (H, d, n) in [(16, 128, 60), (13, 64, 200)] {
+            let q = randomFloats(H * d, seed: UInt64(H * d)), keyStore = randomFloats(n * d, seed: 3)
+            let sinks = randomFloats(H, seed: 4)
+            var all = [Float](repeating: 0, count: H * d), alone = [Float](repeating: 0, count: H * d)
+            var scratch = [Float](repeating: 0, count: H * n)
+            keyStore.withUnsafeBufferPointer { kp in
+                let keys: [UnsafePointer<Float>?] = (0..<n).map { kp.baseAddress! + $0 * d }
+                ck_attend(q, H, d, keys, n, sinks, 0.1, &scratch, &all)
+                for h in 0..<H {
+                    q.withUnsafeBufferPointer { qp in
+                        sinks.withUnsafeBufferPointer { sp in
+                            alone.withUnsafeMutableBufferPointer { op in
+                                ck_attend(qp.baseAddress! + h * d, 1, d, keys, n, sp.baseAddress! + h, 0.1, &scratch, op.baseAddress! + h * d)
+                            }
+                        }
+                    }
+                }
+            }
+            let differ = (0..<(H * d)).filter { all[$0].bitPattern != alone[$0].bitPattern }.count
+            #expect(differ == 0, "H\(H) d\(d) n\(n): \(differ) outputs differ")
+        }
+    }
+
     @Test func softmaxSpikeDoesNotOverflow() {
         KernelThreads.start(count: 2)
         let (n, ranges) = makeRanges(.both, T: 5, E: 150, W: 37)
