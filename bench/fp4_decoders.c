@@ -68,6 +68,10 @@ VARIANT(xmm_shift, (void)0, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(v), t),
         _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_srli_epi16(v, 4)), t))
 
 int main(void) {
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vbmi")) {
+        printf("fp4_decoders: needs AVX-512 F/BW/VBMI (this CPU has not)\n");
+        return 0;
+    }
     int K = 1024, N = 256;  // 128 KB of FP4: L2
     uint8_t *w = aligned_alloc(64, (size_t)N * K / 2), *sb = malloc((size_t)N * K / 32);
     float *x = aligned_alloc(64, (size_t)K * 4);
