@@ -25,6 +25,46 @@ __attribute__((target("avx2,fma"))) static inline float ck_avx2_hsum(__m256 s) {
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     return _mm_cvtss_f32(h);
 }
+/// Σ lanes of v in the AVX-512 products' fixed tree (lanes i and i + 8, then i and i + 4,
+/// i and i + 2, then 0 + 1; the tree clang lowers _mm512_reduce_add_ps to, written out so the
+/// bits do not depend on the compiler): every AVX-512 product that must match another's bits
+/// sums through this or ck_sums16.
+__attribute__((target("avx512f"))) static inline float ck_sum16(__m512 v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+/// Lane m of the result is ck_sum16(v[m]), bit for bit, for 16 vectors at once: the same
+/// tree level by level, two vectors' halves per shuffle (30 shuffles and 15 adds instead
+/// of 16 × 7 operations, the horizontal sums that cost small-K blocks ~15 % of their time).
+__attribute__((target("avx512f"))) static inline __m512 ck_sums16(const __m512 v[16]) {
+    __m512 p[8], r[4], s[2];
+    for (int i = 0; i < 8; i++) {  // pair A_2i, A_2i+1 with A_m = v[4 (m % 4) + m / 4]
+        __m512 a = v[4 * ((2 * i) % 4) + i / 2], b = v[4 * ((2 * i + 1) % 4) + i / 2];
+        p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    }
+    for (int i = 0; i < 4; i++)
+        r[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; i++)
+        s[i] = _mm512_add_ps(_mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0x44), _mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_ps(s[0], s[1], 0x88), _mm512_shuffle_ps(s[0], s[1], 0xDD));
+}
+/// s[m] = ck_sum16(v[m]) for m < count: 16 at a time through ck_sums16 (zero vectors fill the
+/// last group) while at least 8 remain, one at a time below that.
+__attribute__((target("avx512f"))) static inline void ck_sums(const __m512 *v, int count, float *s) {
+    int g = 0;
+    for (; count - g >= 8; g += 16) {
+        __m512 b[16];
+        for (int i = 0; i < 16; i++) b[i] = g + i < count ? v[g + i] : _mm512_setzero_ps();
+        float t[16];
+        _mm512_storeu_ps(t, ck_sums16(b));
+        for (int i = 0; i < 16 && g + i < count; i++) s[g + i] = t[i];
+    }
+    for (; g < count; g++) s[g] = ck_sum16(v[g]);
+}
 void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out);
 void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N, float *y,
                              size_t ldy);

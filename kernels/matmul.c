@@ -66,8 +66,10 @@ TGT static inline __m512 lw_f16(const void *w, size_t i, __mmask16 m) {
                 for (int j = 0; j < NB; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);        \
             }                                                                                          \
         }                                                                                              \
+        float s[TB * NB];                                                                              \
+        ck_sums(&acc[0][0], TB * NB, s);                                                               \
         for (int i = 0; i < TB; i++)                                                                   \
-            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);  \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = s[i * NB + j];                   \
     }
 
 #define MM_KERNEL(SUFFIX, LW, ESZ)                                                                     \
@@ -144,7 +146,7 @@ TGT static float dot_avx512(const float *a, const float *b, size_t n) {
         __mmask16 m = (i + 16 <= n) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc0);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    return ck_sum16(_mm512_add_ps(acc0, acc1));
 }
 
 float ck_dot_f32(const float *a, const float *b, size_t n) {

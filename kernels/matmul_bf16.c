@@ -81,8 +81,10 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
                 }                                                                                       \
             }                                                                                           \
         }                                                                                               \
+        float s[TB * NB];                                                                               \
+        ck_sums(&acc[0][0], TB * NB, s);                                                                \
         for (int i = 0; i < TB; i++)                                                                    \
-            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j * rs] = _mm512_reduce_add_ps(acc[i][j]); \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j * rs] = s[i * NB + j];               \
     }
 
 // Software prefetch helps the 4×4 blocks (four rows interleaved); a single row is one

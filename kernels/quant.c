@@ -376,7 +376,7 @@ TGT static inline __m512 fp4_group16(const uint8_t *p) {  // 16 values from 8 by
                     }                                                                                       \
                 }                                                                                           \
             }                                                                                               \
-            for (int t = 0; t < TB; t++) y[t * ldy + n] = _mm512_reduce_add_ps(acc[t]);                     \
+            for (int t = 0; t < TB; t++) y[t * ldy + n] = ck_sum16(acc[t]);                                 \
         }                                                                                                   \
     }
 FUSED(1)

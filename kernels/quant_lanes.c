@@ -234,7 +234,7 @@ void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, s
                     }                                                                                        \
                 }                                                                                            \
             }                                                                                                \
-            for (int t = 0; t < TB; t++) y[t * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(a[t], b[t]));   \
+            for (int t = 0; t < TB; t++) y[t * ldy + n] = ck_sum16(_mm512_add_ps(a[t], b[t]));               \
         }                                                                                                    \
     }
 LANES_FUSED(1)
@@ -294,9 +294,13 @@ TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const c
                 }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
+        __m512 c[TB * NB];                                                                                  \
+        float s[TB * NB];                                                                                   \
         for (int i = 0; i < TB; i++)                                                                        \
-            for (int j = 0; j < NB; j++)                                                                    \
-                y[(t0 + i) * ldy + n0 + j] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][j], b[i][j]));         \
+            for (int j = 0; j < NB; j++) c[i * NB + j] = _mm512_add_ps(a[i][j], b[i][j]);                   \
+        ck_sums(c, TB * NB, s);                                                                             \
+        for (int i = 0; i < TB; i++)                                                                        \
+            for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = s[i * NB + j];                       \
     }
 LANES_BLOCK(6, 2)
 LANES_BLOCK(1, 2)
