@@ -81,8 +81,10 @@ TGT static void attend_avx512(const float *q, size_t H, size_t d, const float *c
                 for (int x = 0; x < 4; x++)
                     for (int y = 0; y < 4; y++) a[x][y] = _mm512_fmadd_ps(qv[x], kv[y], a[x][y]);
             }
+            float t[16];
+            ck_sums(&a[0][0], 16, t);
             for (size_t x = 0; x < hb; x++)
-                for (size_t y = 0; y < kb; y++) s[(h + x) * n + k + y] = _mm512_reduce_add_ps(a[x][y]) * scale;
+                for (size_t y = 0; y < kb; y++) s[(h + x) * n + k + y] = t[x * 4 + y] * scale;
         }
     }
     softmax_with_sink_fast(s, H, n, sinks);
