@@ -68,6 +68,14 @@ __attribute__((target("avx512f"))) static inline void ck_sums(const __m512 *v, i
 void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out);
 void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N, float *y,
                              size_t ldy);
+/// Prepares rows of x for a product (permutes, padding): fn(x, ldx, T, K, dtype, out) for any
+/// T rows, each row's result independent of the others.
+typedef void (*ck_rows_fn)(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out);
+/// fn over all T rows (out rows `ldo` floats apart): in chunks over the kernel threads when
+/// there are T·K ≥ 32K values (a prefill chunk's input, which the main thread otherwise
+/// prepared while the workers waited), else in one call. Same bits either way.
+void ck_rows_parallel(ck_rows_fn fn, const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, size_t ldo,
+                      float *out);
 // FP8/FP4 in the BF16 kernel's lane order (quant_lanes.c).
 int ck_qlanes_applies(ck_dtype dtype, size_t K, const ck_scales *s);
 void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,

@@ -81,29 +81,9 @@ TGT static void prepare_rows(const float *x, size_t ldx, size_t T, size_t K, ck_
     }
 }
 
-typedef struct {
-    const float *x;
-    size_t ldx, T, K, per;
-    ck_dtype dtype;
-    float *out;
-} prepare_job;
-
-static void prepare_task(void *ctx, int task) {
-    const prepare_job *j = (const prepare_job *)ctx;
-    size_t a = (size_t)task * j->per, b = a + j->per < j->T ? a + j->per : j->T;
-    prepare_rows(j->x + a * j->ldx, j->ldx, b - a, j->K, j->dtype, j->out + a * padded(j->K));
-}
-
-// A prefill chunk's rows (T·K of 32K values and more) are prepared over the kernel threads: a
-// row's result does not depend on the split.
+// A prefill chunk's rows are prepared over the kernel threads (ck_rows_parallel).
 void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out) {
-    size_t per = K == 0 ? T : (16384 + K - 1) / K;
-    if (T * K < 32768 || ck_pool_threads() < 2) {
-        prepare_rows(x, ldx, T, K, dtype, out);
-        return;
-    }
-    prepare_job j = {x, ldx, T, K, per, dtype, out};
-    ck_pool_run((int)((T + per - 1) / per), prepare_task, &j);
+    ck_rows_parallel(prepare_rows, x, ldx, T, K, dtype, padded(K), out);
 }
 
 // One block of TB tokens × NB weight rows at (t0, n0); ESZ bytes per weight. The whole chunks

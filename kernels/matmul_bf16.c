@@ -30,7 +30,8 @@ TGT static size_t permute_chunks_avx512(const float *xr, size_t K, float *o) {
 }
 
 // out[t][c*32 + 0..15] = x[c*32 + {0..3, 8..11, 16..19, 24..27}], [16..31] = the other half.
-void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *out) {
+static void permute_rows(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out) {
+    (void)dtype;
     size_t Kp = ck_bf16_padded(K);
     int vec = ck_use_avx512();
     for (size_t t = 0; t < T; t++) {
@@ -53,6 +54,10 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
             }
         }
     }
+}
+
+void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *out) {
+    ck_rows_parallel(permute_rows, x, ldx, T, K, CK_DTYPE_BF16, ck_bf16_padded(K), out);
 }
 
 #define BLOCK(TB, NB, PF)                                                                                 \

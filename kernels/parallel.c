@@ -16,6 +16,31 @@
 #define PARALLEL_MIN_WORK ((size_t)1 << 16)
 #define MM_TASK_BYTES ((long)256 << 10)
 
+typedef struct {
+    ck_rows_fn fn;
+    const float *x;
+    size_t ldx, T, K, ldo, per;
+    ck_dtype dtype;
+    float *out;
+} rows_job;
+
+static void rows_task(void *ctx, int task) {
+    const rows_job *j = (const rows_job *)ctx;
+    size_t a = (size_t)task * j->per, b = a + j->per < j->T ? a + j->per : j->T;
+    j->fn(j->x + a * j->ldx, j->ldx, b - a, j->K, j->dtype, j->out + a * j->ldo);
+}
+
+void ck_rows_parallel(ck_rows_fn fn, const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, size_t ldo,
+                      float *out) {
+    if (T * K < 32768 || ck_pool_threads() < 2) {
+        fn(x, ldx, T, K, dtype, out);
+        return;
+    }
+    size_t per = (16384 + K - 1) / K;
+    rows_job j = {fn, x, ldx, T, K, ldo, per, dtype, out};
+    ck_pool_run((int)((T + per - 1) / per), rows_task, &j);
+}
+
 static size_t element_bytes(ck_dtype dtype) { return dtype == CK_DTYPE_F32 ? 4 : 2; }
 
 // `xp` (may be NULL) is x already prepared: permuted for the AVX-512 BF16 kernel, or for

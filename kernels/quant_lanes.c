@@ -151,13 +151,9 @@ TGT static void permute_fp4_avx512(const float *xr, size_t K, float *o) {
     }
 }
 
-// x in the order a lane-ordered product reads it: the BF16 kernel's for FP8, even/odd
-// halves of every 32 values for FP4.
-void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, size_t K, float *out) {
-    if (dtype != CK_DTYPE_FP4E2M1) {
-        ck_bf16_permute_x(x, ldx, T, K, out);
-        return;
-    }
+// Rows of x in the FP4 order: even then odd elements of every 32.
+static void fp4_permute_rows(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out) {
+    (void)dtype;
     for (size_t t = 0; t < T; t++) {
         const float *xr = x + t * ldx;
         float *o = out + t * K;
@@ -171,6 +167,13 @@ void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, s
                 o[c + 16 + (size_t)j] = xr[c + 2 * (size_t)j + 1];
             }
     }
+}
+
+// x in the order a lane-ordered product reads it: the BF16 kernel's for FP8, even/odd
+// halves of every 32 values for FP4.
+void ck_qlanes_permute_x(ck_dtype dtype, const float *x, size_t ldx, size_t T, size_t K, float *out) {
+    if (dtype != CK_DTYPE_FP4E2M1) ck_bf16_permute_x(x, ldx, T, K, out);
+    else ck_rows_parallel(fp4_permute_rows, x, ldx, T, K, dtype, K, out);
 }
 
 // Every element is the sum of two accumulators, one over the first 16 values of each 32
