@@ -163,7 +163,7 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
             let rope = kind == .sliding ? mainRope : compressRope
 
             var mix = HyperConnection.blockMix(lw.attentionHC, streams: X, tokenCount: T, config: c)
-            var u = HyperConnection.collapse(streams: X, weights: mix.map(\.pre), tokenCount: T, hidden: D, streamCount: N)
+            var u = HyperConnection.collapse(streams: X, weights: mix.pre, tokenCount: T, hidden: D, streamCount: N)
             Self.rmsNormRows(&u, rowCount: T, width: D, weight: lw.attentionNorm, eps: c.rmsNormEps)
             let observe = indexerObserver.map { f in { (picks: [[Int]], position: Int) in f(l, position, picks) } }
             let a = Attention.forward(
@@ -172,7 +172,7 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
             HyperConnection.expand(streams: &X, blockOutput: a, mix: mix, tokenCount: T, hidden: D, streamCount: N)
 
             mix = HyperConnection.blockMix(lw.ffnHC, streams: X, tokenCount: T, config: c)
-            u = HyperConnection.collapse(streams: X, weights: mix.map(\.pre), tokenCount: T, hidden: D, streamCount: N)
+            u = HyperConnection.collapse(streams: X, weights: mix.pre, tokenCount: T, hidden: D, streamCount: N)
             Self.rmsNormRows(&u, rowCount: T, width: D, weight: lw.ffnNorm, eps: c.rmsNormEps)
             let f = MoE.forward(lw.moe, layer: l, h: u, tokens: ids, tokenCount: T, executor: executor, activation: activation, config: c)
             HyperConnection.expand(streams: &X, blockOutput: f, mix: mix, tokenCount: T, hidden: D, streamCount: N)
@@ -195,8 +195,8 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
             }
             let rows = wanted.count
             let m = HyperConnection.mixes(weights.hcHeadFn, streams: tail, tokenCount: rows, eps: c.rmsNormEps)
-            let pre = (0..<rows).map { t in
-                (0..<N).map { i in VectorOps.sigmoid(m[t * N + i] * weights.hcHeadScale[0] + weights.hcHeadBase[i]) + c.hcEps }
+            let pre = (0..<(rows * N)).map { k in
+                VectorOps.sigmoid(m[k] * weights.hcHeadScale[0] + weights.hcHeadBase[k % N]) + c.hcEps
             }
             var y = HyperConnection.collapse(streams: tail, weights: pre, tokenCount: rows, hidden: D, streamCount: N)
             Self.rmsNormRows(&y, rowCount: rows, width: D, weight: weights.norm, eps: c.rmsNormEps)
