@@ -16,22 +16,35 @@ enum MoE {
         let logits = w.gate.apply(h, tokenCount: T)
         var experts = [Int32](repeating: 0, count: T * K)
         var weights = [Float](repeating: 0, count: T * K)
-        var scores = [Float](repeating: 0, count: E)
-        var biased = [Float](repeating: 0, count: E)
-        for t in 0..<T {
-            for e in 0..<E { scores[e] = VectorOps.softplus(logits[t * E + e]).squareRoot() }
-            if let table = w.tid2eid {
-                let row = Int(tokens[t]) * K
-                for k in 0..<K { experts[t * K + k] = table[row + k] }
-            } else {
-                let bias = w.bias ?? [Float](repeating: 0, count: E)
-                for e in 0..<E { biased[e] = scores[e] + bias[e] }
-                experts.withUnsafeMutableBufferPointer { ck_topk(biased, E, K, $0.baseAddress! + t * K) }
-            }
-            var sum: Float = 0
-            for k in 0..<K { sum += scores[Int(experts[t * K + k])] }
-            for k in 0..<K {
-                weights[t * K + k] = scores[Int(experts[t * K + k])] / (sum + 1e-20) * c.routedScalingFactor
+        let zeroBias = w.tid2eid == nil && w.bias == nil ? [Float](repeating: 0, count: E) : []
+        // Tokens in chunks over the kernel threads (each token's arithmetic is independent).
+        let chunks = T < 64 ? 1 : min(T / 32, 64)
+        logits.withUnsafeBufferPointer { lp in
+            experts.withUnsafeMutableBufferPointer { ep in
+                weights.withUnsafeMutableBufferPointer { wp in
+                    let lb = lp.baseAddress!, eb = ep.baseAddress!, wb = wp.baseAddress!
+                    KernelThreads.parallelFor(chunks) { chunk in
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * E) { buf in
+                            let scores = buf.baseAddress!, biased = scores + E
+                            for t in stride(from: chunk, to: T, by: chunks) {
+                                for e in 0..<E { scores[e] = VectorOps.softplus(lb[t * E + e]).squareRoot() }
+                                if let table = w.tid2eid {
+                                    let row = Int(tokens[t]) * K
+                                    for k in 0..<K { eb[t * K + k] = table[row + k] }
+                                } else {
+                                    let bias = w.bias ?? zeroBias
+                                    for e in 0..<E { biased[e] = scores[e] + bias[e] }
+                                    ck_topk(biased, E, K, eb + t * K)
+                                }
+                                var sum: Float = 0
+                                for k in 0..<K { sum += scores[Int(eb[t * K + k])] }
+                                for k in 0..<K {
+                                    wb[t * K + k] = scores[Int(eb[t * K + k])] / (sum + 1e-20) * c.routedScalingFactor
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         return ExpertRouting(tokenCount: T, topK: K, experts: experts, weights: weights)

@@ -122,7 +122,8 @@ extension SwiGLU {
     /// Runs each expert on the tokens of its (token, slot) pairs, gathered from `input` (rows of
     /// `hiddenSize`), all in the same two waves, then adds weight[slot] · output to
     /// `destination(slot)` in expert order, then slot order (the reference loop's order, so every
-    /// executor sums the same way).
+    /// executor sums the same way). `destination` must depend only on the token (slot / topK):
+    /// prefill-sized batches gather and combine tokens over the kernel threads.
     public func runRouted(
         _ experts: [(weights: ExpertWeights, slots: [Int])], topK K: Int, input: UnsafePointer<Float>, hiddenSize d: Int,
         weights: [Float], destination: (Int) -> UnsafeMutablePointer<Float>
@@ -133,17 +134,39 @@ extension SwiGLU {
         defer { xs.deallocate() }
         let ys = xs + rows * d
         var items: [(expert: ExpertWeights, x: UnsafePointer<Float>, tokenCount: Int, y: UnsafeMutablePointer<Float>)] = []
+        let slotOf = experts.flatMap(\.slots)  // row → slot, rows in expert order
         var row = 0
         for e in experts {
-            for (i, slot) in e.slots.enumerated() { (xs + (row + i) * d).update(from: input + (slot / K) * d, count: d) }
             items.append((e.weights, UnsafePointer(xs + row * d), e.slots.count, ys + row * d))
             row += e.slots.count
         }
+        let chunks = rows * d < 32768 ? 1 : min(rows / 16, 64)
+        KernelThreads.parallelFor(chunks) { c in
+            for r in stride(from: c, to: rows, by: chunks) { (xs + r * d).update(from: input + (slotOf[r] / K) * d, count: d) }
+        }
         forward(items)
-        row = 0
-        for e in experts {
-            for (i, slot) in e.slots.enumerated() { axpy(weights[slot], ys + (row + i) * d, destination(slot), d) }
-            row += e.slots.count
+        if chunks == 1 {
+            for r in 0..<rows { axpy(weights[slotOf[r]], ys + r * d, destination(slotOf[r]), d) }
+            return
+        }
+        // Each token's rows in that order (a stable bucketing by token), tokens over the threads.
+        let tokens = (slotOf.max() ?? 0) / K + 1
+        var start = [Int](repeating: 0, count: tokens + 1)
+        for slot in slotOf { start[slot / K + 1] += 1 }
+        for t in 0..<tokens { start[t + 1] += start[t] }
+        var next = start, order = [Int](repeating: 0, count: rows)
+        for r in 0..<rows {
+            let t = slotOf[r] / K
+            order[next[t]] = r
+            next[t] += 1
+        }
+        KernelThreads.parallelFor(chunks) { c in
+            for t in stride(from: c, to: tokens, by: chunks) {
+                for j in start[t]..<start[t + 1] {
+                    let r = order[j]
+                    axpy(weights[slotOf[r]], ys + r * d, destination(slotOf[r]), d)
+                }
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ import Checkpoint
 import DeepSeekV4
 import Foundation
 import ModelRuntime
+import Tensors
 import Testing
 
 /// Forwards to `inner` and records each call's layer and routing; optionally scales the output.
@@ -67,6 +68,40 @@ final class AlongsideFirstExecutor: ExpertExecutor, @unchecked Sendable {
 }
 
 @Suite struct ExpertExecutorTests {
+    /// A prefill-sized batch gathers and combines its tokens over the kernel threads (each
+    /// token's rows in expert order, then slot order): every token gets the bits it gets alone
+    /// (one row per expert: the serial path), so the order of its K additions is kept.
+    @Test func routedBatchCombinesEachTokenInTheSerialOrder() {
+        KernelThreads.start(count: 2)
+        let (D, I, E, K, T) = (64, 32, 6, 3, 300)  // 900 rows × 64 ≥ 32,768 values: threaded
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func random(_ n: Int) -> [Float] {
+            (0..<n).map { _ in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Float(Int64(bitPattern: state >> 11) % 2_000_001) / 1_000_000 - 1
+            }
+        }
+        let experts = (0..<E).map { _ in
+            ExpertWeights(
+                w1: WeightMatrix(rows: I, cols: D, values: random(I * D)), w3: WeightMatrix(rows: I, cols: D, values: random(I * D)),
+                w2: WeightMatrix(rows: D, cols: I, values: random(D * I)))
+        }
+        let x = random(T * D), w = random(T * K).map { abs($0) + 0.1 }
+        let ids = (0..<T).flatMap { t in (0..<K).map { k in Int32((t * 5 + k * (1 + t % 2)) % E) } }
+        let executor = LocalExpertExecutor(experts: [experts], activation: SwiGLU(limit: 10))
+        var all = [Float](repeating: 0, count: T * D)
+        executor.run(layer: 0, input: x, hiddenSize: D, routing: ExpertRouting(tokenCount: T, topK: K, experts: ids, weights: w), output: &all)
+        for t in [0, 1, 2, 151, 299] {
+            var one = [Float](repeating: 0, count: D)
+            let routing = ExpertRouting(
+                tokenCount: 1, topK: K, experts: Array(ids[(t * K)..<((t + 1) * K)]), weights: Array(w[(t * K)..<((t + 1) * K)]))
+            Array(x[(t * D)..<((t + 1) * D)]).withUnsafeBufferPointer {
+                executor.run(layer: 0, input: $0.baseAddress!, hiddenSize: D, routing: routing, output: &one)
+            }
+            #expect(one.map(\.bitPattern) == all[(t * D)..<((t + 1) * D)].map(\.bitPattern), "token \(t)")
+        }
+    }
+
     let dir = fixture("tiny-released")
 
     @Test func routingGoesThroughTheInjectedExecutor() throws {
