@@ -199,14 +199,18 @@ void ck_swiglu(const float *g, const float *u, size_t n, float limit, float *out
 
 // MARK: - RMSNorm
 
-void ck_ref_rmsnorm(float *x, size_t n, const float *w, float eps) {
+// Each implementation reads x and writes o (o == x: in place; every value is read before its
+// own index is written).
+static void ref_rmsnorm_to(const float *x, float *o, size_t n, const float *w, float eps) {
     float ss = 0;
     for (size_t i = 0; i < n; i++) ss += x[i] * x[i];
     float scale = 1.0f / sqrtf(ss / (float)n + eps);
-    for (size_t i = 0; i < n; i++) x[i] = w ? w[i] * (x[i] * scale) : x[i] * scale;
+    for (size_t i = 0; i < n; i++) o[i] = w ? w[i] * (x[i] * scale) : x[i] * scale;
 }
 
-TGT static void rmsnorm_avx512(float *x, size_t n, const float *w, float eps) {
+void ck_ref_rmsnorm(float *x, size_t n, const float *w, float eps) { ref_rmsnorm_to(x, x, n, w, eps); }
+
+TGT static void rmsnorm_avx512(const float *x, float *o, size_t n, const float *w, float eps) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -225,13 +229,13 @@ TGT static void rmsnorm_avx512(float *x, size_t n, const float *w, float eps) {
         __mmask16 m = i + 16 <= n ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sc);
         if (w) v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v);
-        _mm512_mask_storeu_ps(x + i, m, v);
+        _mm512_mask_storeu_ps(o + i, m, v);
     }
 }
 
 // AVX2: four 8-lane accumulators (the sum's order differs from the twin's: within fp32
 // rounding, as the AVX-512 path).
-__attribute__((target("avx2,fma"))) static void rmsnorm_avx2(float *x, size_t n, const float *w, float eps) {
+__attribute__((target("avx2,fma"))) static void rmsnorm_avx2(const float *x, float *o, size_t n, const float *w, float eps) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -257,20 +261,23 @@ __attribute__((target("avx2,fma"))) static void rmsnorm_avx2(float *x, size_t n,
     for (i = 0; i + 8 <= n; i += 8) {
         __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), sc);
         if (w) v = _mm256_mul_ps(_mm256_loadu_ps(w + i), v);
-        _mm256_storeu_ps(x + i, v);
+        _mm256_storeu_ps(o + i, v);
     }
-    for (; i < n; i++) x[i] = w ? w[i] * (x[i] * scale) : x[i] * scale;
+    for (; i < n; i++) o[i] = w ? w[i] * (x[i] * scale) : x[i] * scale;
 }
 
-void ck_rmsnorm(float *x, size_t n, const float *w, float eps) {
-    if (ck_use_avx512()) rmsnorm_avx512(x, n, w, eps);
-    else if (ck_use_avx2()) rmsnorm_avx2(x, n, w, eps);
-    else ck_ref_rmsnorm(x, n, w, eps);
+static void rmsnorm_to(const float *x, float *o, size_t n, const float *w, float eps) {
+    if (ck_use_avx512()) rmsnorm_avx512(x, o, n, w, eps);
+    else if (ck_use_avx2()) rmsnorm_avx2(x, o, n, w, eps);
+    else ref_rmsnorm_to(x, o, n, w, eps);
 }
+
+void ck_rmsnorm(float *x, size_t n, const float *w, float eps) { rmsnorm_to(x, x, n, w, eps); }
 
 typedef struct {
-    float *x;
-    size_t rows, n, ld, per_task;
+    const float *x;
+    float *out;
+    size_t ldx, ldo, rows, n, per_task;
     const float *w;
     float eps;
 } rmsnorm_job;
@@ -278,18 +285,23 @@ typedef struct {
 static void rmsnorm_task(void *ctx, int task) {
     const rmsnorm_job *j = (const rmsnorm_job *)ctx;
     size_t a = (size_t)task * j->per_task, b = a + j->per_task < j->rows ? a + j->per_task : j->rows;
-    for (size_t r = a; r < b; r++) ck_rmsnorm(j->x + r * j->ld, j->n, j->w, j->eps);
+    for (size_t r = a; r < b; r++) rmsnorm_to(j->x + r * j->ldx, j->out + r * j->ldo, j->n, j->w, j->eps);
 }
 
-void ck_rmsnorm_rows(float *x, size_t rows, size_t n, size_t ld, const float *w, float eps) {
+void ck_rmsnorm_rows_to(const float *x, size_t ldx, size_t rows, size_t n, const float *w, float eps, float *out,
+                        size_t ldo) {
     // Rows are independent: split over the kernel threads once there is enough work.
     size_t per_task = n == 0 ? rows : (16384 + n - 1) / n;
     if (rows <= per_task || ck_pool_threads() < 2) {
-        for (size_t r = 0; r < rows; r++) ck_rmsnorm(x + r * ld, n, w, eps);
+        for (size_t r = 0; r < rows; r++) rmsnorm_to(x + r * ldx, out + r * ldo, n, w, eps);
         return;
     }
-    rmsnorm_job j = {x, rows, n, ld, per_task, w, eps};
+    rmsnorm_job j = {x, out, ldx, ldo, rows, n, per_task, w, eps};
     ck_pool_run((int)((rows + per_task - 1) / per_task), rmsnorm_task, &j);
+}
+
+void ck_rmsnorm_rows(float *x, size_t rows, size_t n, size_t ld, const float *w, float eps) {
+    ck_rmsnorm_rows_to(x, ld, rows, n, w, eps, x, ld);
 }
 
 // MARK: - RoPE (partial, interleaved pairs, on the last `dim` values of each head)

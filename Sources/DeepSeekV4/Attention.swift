@@ -38,7 +38,8 @@ enum Attention {
         observe: ((_ picks: [[Int]], _ position: Int) -> Void)? = nil
     ) -> [Float] {
         let p = project(w, h: h, positions: positions, rope: rope, config: c)
-        var o = [Float](repeating: 0, count: positions.count * c.headCount * c.headDim)
+        // Every row of every segment is written by the attention kernels (all heads and dims).
+        var o = [Float](unsafeUninitializedCapacity: positions.count * c.headCount * c.headDim) { _, n in n = positions.count * c.headCount * c.headDim }
         h.withUnsafeBufferPointer { hp in
             p.qr.withUnsafeBufferPointer { qrp in
                 p.kv.withUnsafeBufferPointer { kvp in
@@ -67,8 +68,8 @@ enum Attention {
         let eps = c.rmsNormEps
         // Query path: qr = RMSNorm(wq_a·h); q = wq_b·qr per head, unweighted RMSNorm, RoPE.
         // wq_a and wkv read the same input: one wave over the kernel threads.
-        var qr = [Float](repeating: 0, count: rows * c.qLoraRank)
-        var kv = [Float](repeating: 0, count: rows * d)
+        var qr = [Float](unsafeUninitializedCapacity: rows * c.qLoraRank) { _, n in n = rows * c.qLoraRank }  // products write all
+        var kv = [Float](unsafeUninitializedCapacity: rows * d) { _, n in n = rows * d }
         h.withUnsafeBufferPointer { hp in
             qr.withUnsafeMutableBufferPointer { qp in
                 kv.withUnsafeMutableBufferPointer { kp in
@@ -251,13 +252,15 @@ enum Attention {
         let G = c.outputGroups
         let groupIn = c.headCount * c.headDim / G
         let r = c.outputLoraRank
-        var z = [Float](repeating: 0, count: rows * G * r)
+        var z = [Float](unsafeUninitializedCapacity: rows * G * r) { _, n in n = rows * G * r }  // the groups write all
         o.withUnsafeBufferPointer { op in
             z.withUnsafeMutableBufferPointer { zp in
-                for g in 0..<G {
-                    w.woA.rows((g * r)..<((g + 1) * r)).apply(
-                        op.baseAddress! + g * groupIn, ldx: c.headCount * c.headDim, tokenCount: rows, into: zp.baseAddress! + g * r, ldy: G * r)
-                }
+                // The G group products in one wave over the kernel threads (the bits of one apply each).
+                WeightMatrix.applyAll((0..<G).map { g in
+                    MatrixProduct(
+                        w.woA.rows((g * r)..<((g + 1) * r)), x: op.baseAddress! + g * groupIn, ldx: c.headCount * c.headDim, tokenCount: rows,
+                        y: zp.baseAddress! + g * r, ldy: G * r)
+                })
             }
         }
         return w.woB.apply(z, tokenCount: rows)

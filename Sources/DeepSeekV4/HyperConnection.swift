@@ -20,9 +20,9 @@ enum HyperConnection {
     /// mixes[t] = fn · RMSNorm(flatten(X[t])) for every token; X is `[T, N·D]`, result `[T, rows(fn)]`.
     static func mixes(_ fn: WeightMatrix, streams X: [Float], tokenCount T: Int, eps: Float) -> [Float] {
         let width = fn.cols
-        var normed = X
-        normed.withUnsafeMutableBufferPointer { p in
-            VectorOps.rmsNormRows(p.baseAddress!, rows: T, count: width, stride: width, weight: nil, eps: eps)
+        let normed = [Float](unsafeUninitializedCapacity: T * width) { p, n in
+            X.withUnsafeBufferPointer { ck_rmsnorm_rows_to($0.baseAddress!, width, T, width, nil, eps, p.baseAddress!, width) }
+            n = T * width
         }
         return fn.apply(normed, tokenCount: T)
     }

@@ -203,6 +203,10 @@ void ck_rmsnorm(float *x, size_t n, const float *w, float eps);
 /// ck_rmsnorm on `rows` rows of n values, `ld` apart, split over the kernel threads when large
 /// (each row's arithmetic is ck_rmsnorm's).
 void ck_rmsnorm_rows(float *x, size_t rows, size_t n, size_t ld, const float *w, float eps);
+/// The rows of x (`ldx` apart) normed into out (`ldo` apart): the bits of ck_rmsnorm_rows on a
+/// copy, without the copy.
+void ck_rmsnorm_rows_to(const float *x, size_t ldx, size_t rows, size_t n, const float *w, float eps, float *out,
+                        size_t ldo);
 void ck_ref_rmsnorm(float *x, size_t n, const float *w, float eps);
 
 /// Rotates interleaved pairs of the last `dim` of `width` values of each of `heads` vectors
