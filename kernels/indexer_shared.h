@@ -164,10 +164,10 @@ static inline float idx_sel_threshold(const idx_sel *s, size_t t, size_t seg) {
     return s->lists[t * s->segments + seg].thr;
 }
 
-// Merges each query's segments, orders its k best into out [T][k], and frees the lists.
-static inline void idx_sel_finish(idx_sel *s, int32_t *out) {
+// Merges the segments of queries t0 ..< t1 and orders each one's k best into out [T][k].
+static inline void idx_sel_finish_rows(const idx_sel *s, int32_t *out, size_t t0, size_t t1) {
     size_t k = s->k;
-    for (size_t t = 0; t < s->T; t++) {
+    for (size_t t = t0; t < t1; t++) {
         int32_t *o = out + t * k;
         size_t vis = (size_t)s->visible[t];
         if (idx_takes_all(o, vis, k)) continue;
@@ -181,6 +181,29 @@ static inline void idx_sel_finish(idx_sel *s, int32_t *out) {
         if (n > k) cand_select(first->buf, n, k);
         qsort(first->buf, k, sizeof(cand), cand_order);
         for (size_t g = 0; g < k; g++) o[g] = first->buf[g].i;
+    }
+}
+
+#define IDX_FINISH_ROWS 16
+typedef struct {
+    const idx_sel *s;
+    int32_t *out;
+} idx_finish_job;
+
+static inline void idx_finish_task(void *ctx, int task) {
+    const idx_finish_job *j = (const idx_finish_job *)ctx;
+    size_t t0 = (size_t)task * IDX_FINISH_ROWS, t1 = t0 + IDX_FINISH_ROWS < j->s->T ? t0 + IDX_FINISH_ROWS : j->s->T;
+    idx_sel_finish_rows(j->s, j->out, t0, t1);
+}
+
+// Merges each query's segments, orders its k best into out [T][k] (a prefill chunk's queries
+// over the kernel threads: each query's picks do not depend on the split), and frees the lists.
+static inline void idx_sel_finish(idx_sel *s, int32_t *out) {
+    if (s->T >= 2 * IDX_FINISH_ROWS && ck_pool_threads() > 1) {
+        idx_finish_job j = {s, out};
+        ck_pool_run((int)((s->T + IDX_FINISH_ROWS - 1) / IDX_FINISH_ROWS), idx_finish_task, &j);
+    } else {
+        idx_sel_finish_rows(s, out, 0, s->T);
     }
     free(s->lists);
     free(s->pool);

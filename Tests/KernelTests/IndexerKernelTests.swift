@@ -90,6 +90,16 @@ private func referenceScores(q: [Float], w: [Float], t: Int, H: Int, d: Int, sca
         }
     }
 
+    /// A prefill chunk's worth of queries: their lists are merged and ordered over the kernel
+    /// threads, 16 queries a task (the last task partial).
+    @Test func manyQueriesFinishOverTheThreads() {
+        KernelThreads.start(count: 2)
+        let (T, H, d, k, n) = (101, 8, 64, 16, 600)
+        let visible = (0..<T).map { Int32(min(n, 40 + $0 * 6)) }
+        let same = check(T: T, H: H, d: d, k: k, visible: visible, rows: randomFloats(n * d, seed: 21), seed: 22)
+        #expect(same >= T - 3, "only \(same) of \(T) lists identical")
+    }
+
     @Test func decodeSplitsKeysAndCompactsManyTimes() {
         KernelThreads.start(count: 2)
         // One query over 20,011 keys whose scores mostly rise: every compaction keeps

@@ -174,6 +174,16 @@ private func clusteredRows(n: Int, d: Int, directions: Int, seed: UInt64) -> [Fl
         #expect(scales.1 == 0)
     }
 
+    /// A prefill chunk's worth of queries (their lists finished over the kernel threads): the
+    /// 8-bit picks are still exactly the twin's.
+    @Test func manyQueriesPickAsTheTwin() {
+        KernelThreads.start(count: 2)
+        let (T, H, d, k, n) = (101, 8, 64, 16, 600)
+        let visible = (0..<T).map { Int32(min(n, 40 + $0 * 6)) }
+        let keys = LowPrecisionKeys(rows: clusteredRows(n: n, d: d, directions: 2, seed: 31), d: d)
+        checkI8(q: gaussian(T * H * d, seed: 32), w: randomFloats(T * H, seed: 33), T: T, H: H, d: d, k: k, visible: visible, keys: keys)
+    }
+
     @Test func fastPathsMatchTwinsOnAwkwardShapes() {
         KernelThreads.start(count: 2)
         for H in [1, 3, 5, 8, 9, 15] {  // off the 8-bit kernels' blocks of heads (AVX2 4, VNNI 8)
