@@ -140,7 +140,7 @@ extension SwiGLU {
             items.append((e.weights, UnsafePointer(xs + row * d), e.slots.count, ys + row * d))
             row += e.slots.count
         }
-        let chunks = rows * d < 32768 ? 1 : min(rows / 16, 64)
+        let chunks = rows * d < 32768 || rows < 32 ? 1 : min(rows / 16, 64)  // ≥ 16 rows a chunk (never 0 chunks)
         KernelThreads.parallelFor(chunks) { c in
             for r in stride(from: c, to: rows, by: chunks) { (xs + r * d).update(from: input + (slotOf[r] / K) * d, count: d) }
         }

@@ -70,10 +70,12 @@ final class AlongsideFirstExecutor: ExpertExecutor, @unchecked Sendable {
 @Suite struct ExpertExecutorTests {
     /// A prefill-sized batch gathers and combines its tokens over the kernel threads (each
     /// token's rows in expert order, then slot order): every token gets the bits it gets alone
-    /// (one row per expert: the serial path), so the order of its K additions is kept.
-    @Test func routedBatchCombinesEachTokenInTheSerialOrder() {
+    /// (one row per expert: the serial path), so the order of its K additions is kept. Also a
+    /// few rows of a wide model (9 × 4,096 values: past the threading size, too few rows to split).
+    @Test(arguments: [(64, 300), (4096, 3)])
+    func routedBatchCombinesEachTokenInTheSerialOrder(shape: (D: Int, T: Int)) {
         KernelThreads.start(count: 2)
-        let (D, I, E, K, T) = (64, 32, 6, 3, 300)  // 900 rows × 64 ≥ 32,768 values: threaded
+        let (D, I, E, K, T) = (shape.D, 8, 6, 3, shape.T)  // 900 rows × 64 and 9 × 4,096 values ≥ 32,768
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         func random(_ n: Int) -> [Float] {
             (0..<n).map { _ in
@@ -91,7 +93,7 @@ final class AlongsideFirstExecutor: ExpertExecutor, @unchecked Sendable {
         let executor = LocalExpertExecutor(experts: [experts], activation: SwiGLU(limit: 10))
         var all = [Float](repeating: 0, count: T * D)
         executor.run(layer: 0, input: x, hiddenSize: D, routing: ExpertRouting(tokenCount: T, topK: K, experts: ids, weights: w), output: &all)
-        for t in [0, 1, 2, 151, 299] {
+        for t in [0, 1, 2, 151, 299] where t < T {
             var one = [Float](repeating: 0, count: D)
             let routing = ExpertRouting(
                 tokenCount: 1, topK: K, experts: Array(ids[(t * K)..<((t + 1) * K)]), weights: Array(w[(t * K)..<((t + 1) * K)]))
