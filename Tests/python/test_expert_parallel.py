@@ -100,7 +100,9 @@ def test_sharded_generate_samples_the_same_tokens(tmp_path):
 
 
 @pytest.mark.parametrize("command", [
-    ["generate", "--prompt-ids", "[5, 6, 7]", "--max-tokens", "1000", "--ignore-eos"],
+    # 16 completions of 1,000 tokens: several seconds of decode (one completion can end within
+    # the second this test waits on a fast machine, and a finished job exits 0).
+    ["generate", "--prompt-ids", "[5, 6, 7]", "--max-tokens", "1000", "--ignore-eos", "--n", "16"],
     ["bench", "decode", "--prompt-tokens", "8", "--decode-tokens", "100000", "--repeats", "1"],
 ])
 def test_a_worker_that_dies_ends_the_job_nonzero_with_nothing_left(tmp_path, command):
@@ -115,7 +117,7 @@ def test_a_worker_that_dies_ends_the_job_nonzero_with_nothing_left(tmp_path, com
             time.sleep(0.2)
         ranks = children(proc.pid)
         assert len(ranks) == 2, open(tmp_path / "log").read()[-2000:]
-        time.sleep(1)  # well into the decode loop
+        time.sleep(0.5)  # well into the decode loop
         assert proc.poll() is None
         worker = max(ranks)  # either works; the later-started child is rank 1 in practice
         os.kill(worker, signal.SIGKILL)
