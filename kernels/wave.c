@@ -35,8 +35,11 @@ typedef struct {
 
 static void run_rows(const ck_product *p, const float *xp, int mode, size_t a, size_t b) {
     size_t rb = ck_row_bytes(p->dtype, p->K);
-    for (size_t r = a; r < b; r += TILE_ROWS) {
-        size_t e = r + TILE_ROWS < b ? r + TILE_ROWS : b;
+    // Lane-ordered FP8/FP4 products of a few tokens take the task's rows in one call: they
+    // prefetch rows ahead within a call, so tiles would leave every tile's first rows cold.
+    size_t tile = xp && mode < 3 && p->dtype != CK_DTYPE_BF16 && p->T <= 8 ? b - a : TILE_ROWS;
+    for (size_t r = a; r < b; r += tile) {
+        size_t e = r + tile < b ? r + tile : b;
         const void *w = (const char *)p->w + r * rb;
         if (xp && mode >= 3) {
             ck_avx2_matmul_prepared(xp, p->T, p->K, w, p->dtype, e - r, p->y + r, p->ldy);
