@@ -157,25 +157,28 @@ public final class DeepSeekV4Model: CausalLM, @unchecked Sendable {
             }
         }
 
+        // Each boundary between blocks is one fused mHC step: the expand of the block before,
+        // the mixes and input of the next one.
+        var (mix, u) = HyperConnection.step(streams: &X, expanding: nil, next: weights.layers[0].attentionHC, tokenCount: T, config: c)
         for l in 0..<c.layerCount {
             let lw = weights.layers[l]
             let kind = c.attentionKinds[l]
             let rope = kind == .sliding ? mainRope : compressRope
 
-            var mix = HyperConnection.blockMix(lw.attentionHC, streams: X, tokenCount: T, config: c)
-            var u = HyperConnection.collapse(streams: X, weights: mix.pre, tokenCount: T, hidden: D, streamCount: N)
             Self.rmsNormRows(&u, rowCount: T, width: D, weight: lw.attentionNorm, eps: c.rmsNormEps)
             let observe = indexerObserver.map { f in { (picks: [[Int]], position: Int) in f(l, position, picks) } }
             let a = Attention.forward(
                 lw.attention, kind: kind, slots: cacheMap.layers[l], h: u, positions: positions, segments: segments, rope: rope, config: c,
                 observe: observe)
-            HyperConnection.expand(streams: &X, blockOutput: a, mix: mix, tokenCount: T, hidden: D, streamCount: N)
+            (mix, u) = HyperConnection.step(streams: &X, expanding: (a, mix), next: lw.ffnHC, tokenCount: T, config: c)
 
-            mix = HyperConnection.blockMix(lw.ffnHC, streams: X, tokenCount: T, config: c)
-            u = HyperConnection.collapse(streams: X, weights: mix.pre, tokenCount: T, hidden: D, streamCount: N)
             Self.rmsNormRows(&u, rowCount: T, width: D, weight: lw.ffnNorm, eps: c.rmsNormEps)
             let f = MoE.forward(lw.moe, layer: l, h: u, tokens: ids, tokenCount: T, executor: executor, activation: activation, config: c)
-            HyperConnection.expand(streams: &X, blockOutput: f, mix: mix, tokenCount: T, hidden: D, streamCount: N)
+            if l + 1 < c.layerCount {
+                (mix, u) = HyperConnection.step(streams: &X, expanding: (f, mix), next: weights.layers[l + 1].attentionHC, tokenCount: T, config: c)
+            } else {
+                HyperConnection.expand(streams: &X, blockOutput: f, mix: mix, tokenCount: T, hidden: D, streamCount: N)
+            }
         }
 
         // HC head, final norm, vocabulary projection for the rows each step asked for.
