@@ -60,6 +60,32 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
     ck_rows_parallel(permute_rows, x, ldx, T, K, CK_DTYPE_BF16, ck_bf16_padded(K), out);
 }
 
+// One step of 32 columns of a block: NB weight rows widened in-lane, TB tokens' x against them.
+// LOAD(row) reads the row's 32 weights at k.
+#define BLOCK_STEP(TB, NB, PF, LOAD)                                                                      \
+    {                                                                                                   \
+        __m512 wa[NB], wb[NB];                                                                          \
+        for (int j = 0; j < NB; j++) {                                                                  \
+            const uint16_t *row = w + (n0 + j * rs) * K + k;                                            \
+            if (PF && rs == 1) _mm_prefetch((const char *)row + PF_BYTES, _MM_HINT_T0);                 \
+            __m512i v = LOAD(row);                                                                      \
+            wa[j] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, v));                                \
+            wb[j] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, v));                                \
+        }                                                                                               \
+        for (int i = 0; i < TB; i++) {                                                                  \
+            __m512 xa = _mm512_loadu_ps(xp + (t0 + i) * Kp + k);                                        \
+            __m512 xb = _mm512_loadu_ps(xp + (t0 + i) * Kp + k + 16);                                   \
+            for (int j = 0; j < NB; j++) {                                                              \
+                acc[i][j] = _mm512_fmadd_ps(xa, wa[j], acc[i][j]);                                      \
+                acc[i][j] = _mm512_fmadd_ps(xb, wb[j], acc[i][j]);                                      \
+            }                                                                                           \
+        }                                                                                               \
+    }
+#define LOAD_FULL(row) _mm512_loadu_si512(row)
+#define LOAD_PART(row) _mm512_maskz_loadu_epi16(m, row)
+
+// Whole chunks of 32 with plain loads, the last partial one masked: a masked load in every
+// step cost 9 % of the 4×4 block's rate on Zen 4 (97 against 106 GFLOP/s, one core, K = 1,024).
 #define BLOCK(TB, NB, PF)                                                                                 \
     TGT static inline void blk_##TB##x##NB(const float *xp, size_t Kp, size_t K, const uint16_t *w, float *y, \
                                            size_t ldy, size_t t0, size_t n0, size_t rs) {                \
@@ -67,24 +93,11 @@ void ck_bf16_permute_x(const float *x, size_t ldx, size_t T, size_t K, float *ou
         for (int i = 0; i < TB; i++)                                                                    \
             for (int j = 0; j < NB; j++) acc[i][j] = _mm512_setzero_ps();                               \
         const __m512i zero = _mm512_setzero_si512();                                                    \
-        for (size_t k = 0; k < K; k += 32) {                                                            \
-            __mmask32 m = (k + 32 <= K) ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);    \
-            __m512 wa[NB], wb[NB];                                                                      \
-            for (int j = 0; j < NB; j++) {                                                              \
-                const uint16_t *row = w + (n0 + j * rs) * K + k;                                        \
-                if (PF && rs == 1) _mm_prefetch((const char *)row + PF_BYTES, _MM_HINT_T0);             \
-                __m512i v = _mm512_maskz_loadu_epi16(m, row);                                           \
-                wa[j] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, v));                            \
-                wb[j] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, v));                            \
-            }                                                                                           \
-            for (int i = 0; i < TB; i++) {                                                              \
-                __m512 xa = _mm512_loadu_ps(xp + (t0 + i) * Kp + k);                                    \
-                __m512 xb = _mm512_loadu_ps(xp + (t0 + i) * Kp + k + 16);                               \
-                for (int j = 0; j < NB; j++) {                                                          \
-                    acc[i][j] = _mm512_fmadd_ps(xa, wa[j], acc[i][j]);                                  \
-                    acc[i][j] = _mm512_fmadd_ps(xb, wb[j], acc[i][j]);                                  \
-                }                                                                                       \
-            }                                                                                           \
+        size_t k = 0;                                                                                   \
+        for (; k + 32 <= K; k += 32) BLOCK_STEP(TB, NB, PF, LOAD_FULL)                                  \
+        if (k < K) {                                                                                    \
+            __mmask32 m = (__mmask32)((1u << (K - k)) - 1);                                             \
+            BLOCK_STEP(TB, NB, PF, LOAD_PART)                                                           \
         }                                                                                               \
         float s[TB * NB];                                                                               \
         ck_sums(&acc[0][0], TB * NB, s);                                                                \
