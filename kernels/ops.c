@@ -225,8 +225,13 @@ TGT static void rmsnorm_avx512(const float *x, float *o, size_t n, const float *
     }
     float ss = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
     __m512 sc = _mm512_set1_ps(1.0f / sqrtf(ss / (float)n + eps));
-    for (i = 0; i < n; i += 16) {
-        __mmask16 m = i + 16 <= n ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), sc);
+        if (w) v = _mm512_mul_ps(_mm512_loadu_ps(w + i), v);
+        _mm512_storeu_ps(o + i, v);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sc);
         if (w) v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v);
         _mm512_mask_storeu_ps(o + i, m, v);
