@@ -76,6 +76,14 @@ typedef void (*ck_rows_fn)(const float *x, size_t ldx, size_t T, size_t K, ck_dt
 /// prepared while the workers waited), else in one call. Same bits either way.
 void ck_rows_parallel(ck_rows_fn fn, const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, size_t ldo,
                       float *out);
+/// One token's FP4 product (E8M0 per 32 values) on AVX2 machines with x prepared per scale
+/// exponent (quant.c): ck_fp4x_applies says when; ck_fp4x_prepare writes ck_fp4x_floats(K)
+/// floats for rows 0 ..< N of w (their scales pick the exponents; any rows of the same K and
+/// scale layout may use it); ck_fp4x_matmul is bit-identical to ck_matmul_scaled for T = 1.
+int ck_fp4x_applies(ck_dtype dtype, size_t T, size_t K, const ck_scales *s);
+size_t ck_fp4x_floats(size_t K);
+void ck_fp4x_prepare(const float *x, size_t K, const ck_scales *s, size_t N, float *dst);
+void ck_fp4x_matmul(const float *xp, size_t K, const void *w, const ck_scales *s, size_t N, float *y);
 // FP8/FP4 in the BF16 kernel's lane order (quant_lanes.c).
 int ck_qlanes_applies(ck_dtype dtype, size_t K, const ck_scales *s);
 void ck_qlanes_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
@@ -113,6 +121,6 @@ __attribute__((target("avx2,fma"))) static inline __m256 ck_exp256(__m256 v) {
 /// Per-thread scratch of at least n floats (64-byte aligned; grows, then reused), one buffer
 /// per slot so kernels that call each other never share one (threadpool.c).
 enum { CK_SCRATCH_ATTEND = 0, CK_SCRATCH_QLANES = 1, CK_SCRATCH_KEYS = 2, CK_SCRATCH_QROWS = 3,
-       CK_SCRATCH_SLOTS = 4 };
+       CK_SCRATCH_FP4X = 4, CK_SCRATCH_SLOTS = 5 };
 float *ck_thread_scratch(int slot, size_t n);
 #endif

@@ -6,6 +6,7 @@
 // decodes a few weight rows at a time through lookup tables into a small scratch block and
 // hands that block to the dense fp32 kernel, so each decoded row serves all T tokens and the
 // full-precision weights never exist in memory.
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -669,6 +670,143 @@ TGT2 static inline void fp4_ints32(const uint8_t *p, __m128i *q0, __m128i *q1) {
 Q4_ROWS32(q4_rows32_4, 4)
 Q4_ROWS32(q4_rows32_1, 1)
 
+// FP4 one token with x prepared per scale exponent (AVX2). q4_rows32 spends most of a block's
+// ~25 vector operations converting: integers sign-extended, converted, times the scale. Here
+// the 32 codes of a block are looked up as the top two bytes of their fp32 values (two pshufb
+// on the same codes) and widened to fp32 by byte and word unpacks with zero: no conversion.
+// The scale goes to x: a prepared x holds x·2^(e−127) for a range of E8M0 bytes e (cut where
+// that product could overflow or leave the normal range, so every copy is exact), and a block
+// whose scale is in the range feeds its x copy to the FMAs as memory operands; any other block
+// multiplies its values by the scale (the same real product: v·scale is exact). The unpacks
+// leave each 8-value vector in lane order 0,2,4,6,1,3,5,7, so x is permuted the same way and
+// every accumulator lane runs the chain of the q4_rows32 lane it stands for; one vpermps per row
+// puts the lanes back before the same horizontal sum: bit for bit q4_rows32 (tested).
+// bench/fp4_floatbits.c measures the two, one core.
+//
+// A prepared x: a header of FP4X_HEAD floats (as ints: e0, ne), xq = x permuted (K floats),
+// then ne copies xq · 2^(e0 + i − 127).
+enum { FP4X_EXPS = 8, FP4X_HEAD = 16 };
+
+size_t ck_fp4x_floats(size_t K) { return FP4X_HEAD + (1 + (size_t)FP4X_EXPS) * K; }
+
+int ck_fp4x_applies(ck_dtype dtype, size_t T, size_t K, const ck_scales *s) {
+    return dtype == CK_DTYPE_FP4E2M1 && T == 1 && q4_blocks32(K, s) && ck_use_avx2() && !ck_use_avx512();
+}
+
+// The E8M0 bytes of a range: a window of FP4X_EXPS around the scales of three sample rows
+// (first, middle, last), then cut to the bytes e for which x·2^(e−127) is exact for every x.
+TGT2 static void fp4x_range(const float *x, size_t K, const ck_scales *s, size_t N, int *e0, int *ne) {
+    size_t nb = K / 32, rows[3] = {0, N / 2, N - 1};
+    int count[256] = {0};
+    for (int r = 0; r < 3; r++) {
+        const uint8_t *sc = (const uint8_t *)s->data + ((s->row0 + rows[r]) / s->block_rows) * s->ld;
+        for (size_t b = 0; b < nb; b++) count[sc[b]]++;
+    }
+    int best = 0, lo = 0;
+    for (int e = 0; e + FP4X_EXPS <= 255; e++) {  // byte 255 is NaN: never in a range
+        int c = 0;
+        for (int i = 0; i < FP4X_EXPS; i++) c += count[e + i];
+        if (c > best) best = c, lo = e;
+    }
+    // finite max |x| and nonzero min |x| (NaN and ±inf stay what they are when scaled)
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
+    __m256 mx = _mm256_setzero_ps(), mn = inf;
+    for (size_t k = 0; k < K; k += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + k), abs);
+        __m256 fin = _mm256_cmp_ps(a, inf, _CMP_LT_OQ), nz = _mm256_and_ps(fin, _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ));
+        mx = _mm256_max_ps(mx, _mm256_and_ps(a, fin));
+        mn = _mm256_min_ps(mn, _mm256_blendv_ps(inf, a, nz));
+    }
+    _Alignas(32) float tx[8], tn[8];
+    _mm256_store_ps(tx, mx);
+    _mm256_store_ps(tn, mn);
+    float xmax = 0, xmin = INFINITY;
+    for (int i = 0; i < 8; i++) xmax = tx[i] > xmax ? tx[i] : xmax, xmin = tn[i] < xmin ? tn[i] : xmin;
+    int first = -1, last = -2;
+    for (int e = lo; e < lo + FP4X_EXPS; e++) {
+        float f = e8m0_lut[e];
+        int ok = isfinite(xmax * f) && (f >= 1.0f || xmin == INFINITY || xmin * f >= FLT_MIN);
+        if (ok && first < 0) first = e;
+        if (ok) last = e;
+        else if (first >= 0) break;
+    }
+    *e0 = first < 0 ? 0 : first;
+    *ne = first < 0 ? 0 : last - first + 1;
+}
+
+TGT2 void ck_fp4x_prepare(const float *x, size_t K, const ck_scales *s, size_t N, float *dst) {
+    int e0, ne;
+    fp4x_range(x, K, s, N, &e0, &ne);
+    ((int *)dst)[0] = e0;
+    ((int *)dst)[1] = ne;
+    float *xq = dst + FP4X_HEAD;
+    const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (size_t k = 0; k < K; k += 8) _mm256_storeu_ps(xq + k, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + k), perm));
+    for (int i = 0; i < ne; i++) {
+        __m256 f = _mm256_set1_ps(e8m0_lut[e0 + i]);
+        float *xe = xq + (size_t)(i + 1) * K;
+        for (size_t k = 0; k < K; k += 8) _mm256_storeu_ps(xe + k, _mm256_mul_ps(_mm256_loadu_ps(xq + k), f));
+    }
+}
+
+// R rows (n0 ..< n0 + R) of one token over a prepared x.
+#define FP4X_ROWS(NAME, R)                                                                                  \
+    TGT2 static void NAME(const float *xp, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, float *y) { \
+        const __m256i sh = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4), low4 = _mm256_set1_epi8(0x0F);       \
+        const __m256i top = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, \
+            0, (char)0xBF, (char)0xBF, (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0));         \
+        const __m256i sec = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, (char)0x80, (char)0xC0, 0, 0x40, \
+            (char)0x80, (char)0xC0, 0, 0, (char)0x80, (char)0xC0, 0, 0x40, (char)0x80, (char)0xC0));        \
+        const __m256i zero = _mm256_setzero_si256();                                                        \
+        unsigned e0 = (unsigned)((const int *)xp)[0], ne = (unsigned)((const int *)xp)[1];                  \
+        const float *xq = xp + FP4X_HEAD;                                                                   \
+        size_t rb = K / 2, nb = K / 32;                                                                     \
+        const uint8_t *row[R], *sc[R];                                                                      \
+        __m256 a[R];                                                                                        \
+        for (int j = 0; j < R; j++) {                                                                       \
+            row[j] = w + (n0 + j) * rb;                                                                     \
+            sc[j] = (const uint8_t *)s->data + ((s->row0 + n0 + j) / s->block_rows) * s->ld;                \
+            a[j] = _mm256_setzero_ps();                                                                     \
+        }                                                                                                   \
+        for (size_t blk = 0; blk < nb; blk++) {                                                             \
+            if (blk % 4 == 0)                                                                               \
+                for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * rb + blk * 16, _MM_HINT_T0); \
+            for (int j = 0; j < R; j++) {                                                                   \
+                __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row[j] + blk * 16))); \
+                __m256i c = _mm256_and_si256(_mm256_srlv_epi32(b, sh), low4);                               \
+                __m256i t1 = _mm256_shuffle_epi8(top, c), t2 = _mm256_shuffle_epi8(sec, c);                 \
+                __m256i h0 = _mm256_unpacklo_epi8(t2, t1), h1 = _mm256_unpackhi_epi8(t2, t1);               \
+                __m256 v0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h0));                           \
+                __m256 v1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h0));                           \
+                __m256 v2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h1));                           \
+                __m256 v3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h1));                           \
+                unsigned d = (unsigned)sc[j][blk] - e0;                                                     \
+                const float *x = xq + blk * 32;                                                             \
+                if (d < ne) {                                                                               \
+                    x += (size_t)(d + 1) * K;                                                               \
+                } else {                                                                                    \
+                    __m256 f = _mm256_broadcast_ss(&e8m0_lut[sc[j][blk]]);                                  \
+                    v0 = _mm256_mul_ps(v0, f), v1 = _mm256_mul_ps(v1, f);                                   \
+                    v2 = _mm256_mul_ps(v2, f), v3 = _mm256_mul_ps(v3, f);                                   \
+                }                                                                                           \
+                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x), v0, a[j]);                                       \
+                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), v1, a[j]);                                   \
+                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), v2, a[j]);                                  \
+                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), v3, a[j]);                                  \
+            }                                                                                               \
+        }                                                                                                   \
+        const __m256i back = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);                                     \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(_mm256_permutevar8x32_ps(a[j], back));         \
+    }
+FP4X_ROWS(fp4x_rows_4, 4)
+FP4X_ROWS(fp4x_rows_1, 1)
+
+void ck_fp4x_matmul(const float *xp, size_t K, const void *w, const ck_scales *s, size_t N, float *y) {
+    size_t n = 0;
+    for (; n + 4 <= N; n += 4) fp4x_rows_4(xp, K, (const uint8_t *)w, s, n, y);
+    for (; n < N; n++) fp4x_rows_1(xp, K, (const uint8_t *)w, s, n, y);
+}
+
 // max |x[k]| over K (a multiple of 32 here); NaNs are passed over (they stay NaN either way).
 TGT2 static float abs_max_avx2(const float *x, size_t K) {
     const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -834,6 +972,9 @@ static void q_few_tokens_avx2(const float *xp, size_t T, size_t K, const void *w
 // 1.99 → 1.10, 4 2.37 → 1.54, 8 3.41 → 3.09, 16 5.57 → 6.21; FP8 T=2 2.22 → 2.13, 3 2.59 →
 // 2.18, 4 2.56 → 3.42 (its block decoder is fast, and each group of 4 tokens reads the rows again).
 enum { Q_FEW_FP4 = 8, Q_FEW_FP8 = 3 };
+// Rows from which one token's FP4 product prepares x per scale exponent on its own (a wave
+// prepares it once per product): the copies cost about what 16 rows of blocks save.
+enum { FP4X_MIN_ROWS = 16 };
 
 // AVX2: rows decoded into an L2-sized block, then the AVX2 fp32 product over it, for any
 // number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).
@@ -851,6 +992,13 @@ static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, c
         copy = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
         ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, copy);
         xp = copy;
+    }
+    if (ck_fp4x_applies(dtype, T, K, scales) && N >= FP4X_MIN_ROWS) {
+        float *xe = ck_thread_scratch(CK_SCRATCH_FP4X, ck_fp4x_floats(K));
+        ck_fp4x_prepare(xp, K, scales, N, xe);
+        ck_fp4x_matmul(xe, K, w, scales, N, y);
+        free(copy);
+        return;
     }
     if (T == 1 && fused_applies(dtype, K, scales)) {
         q_decode_avx2(xp, K, w, dtype, scales, N, y);

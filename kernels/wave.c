@@ -37,11 +37,15 @@ static void run_rows(const ck_product *p, const float *xp, int mode, size_t a, s
     size_t rb = ck_row_bytes(p->dtype, p->K);
     // Lane-ordered FP8/FP4 products of a few tokens take the task's rows in one call: they
     // prefetch rows ahead within a call, so tiles would leave every tile's first rows cold.
-    size_t tile = xp && mode < 3 && p->dtype != CK_DTYPE_BF16 && p->T <= 8 ? b - a : TILE_ROWS;
+    size_t tile = xp && (mode < 3 || mode == 5) && p->dtype != CK_DTYPE_BF16 && p->T <= 8 ? b - a : TILE_ROWS;
     for (size_t r = a; r < b; r += tile) {
         size_t e = r + tile < b ? r + tile : b;
         const void *w = (const char *)p->w + r * rb;
-        if (xp && mode >= 3) {
+        if (xp && mode == 5) {
+            ck_scales s = *p->scales;
+            s.row0 += r;
+            ck_fp4x_matmul(xp, p->K, w, &s, e - r, p->y + r);
+        } else if (xp && mode >= 3) {
             ck_avx2_matmul_prepared(xp, p->T, p->K, w, p->dtype, e - r, p->y + r, p->ldy);
         } else if (xp && p->dtype != CK_DTYPE_BF16) {
             ck_scales s;
@@ -63,10 +67,12 @@ static void run_rows(const ck_product *p, const float *xp, int mode, size_t a, s
 
 // Which permuted x a product's kernel reads (0: plain x, 1: the BF16 lane order, also FP8's;
 // 2: FP4's even/odd order; on AVX2 machines 3: BF16's even/odd order, 4: padded rows for F32
-// and F16); x is permuted once per product, or shared with the one before.
+// and F16, 5: one FP4 token's x per scale exponent); x is prepared once per product, or shared
+// with the one before.
 static int wants_permuted(const ck_product *p, int avx512) {
     if (p->K == 0) return 0;
     if (!avx512) {
+        if (ck_fp4x_applies(p->dtype, p->T, p->K, p->scales)) return 5;
         if (!ck_use_avx2() || p->dtype == CK_DTYPE_F8E4M3 || p->dtype == CK_DTYPE_FP4E2M1) return 0;
         return p->dtype == CK_DTYPE_BF16 ? 3 : 4;
     }
@@ -77,6 +83,10 @@ static int wants_permuted(const ck_product *p, int avx512) {
 
 static int same_input(const ck_product *a, const ck_product *b) {
     return a->x == b->x && a->T == b->T && a->ldx == b->ldx && a->K == b->K;
+}
+
+static size_t prepared_bytes(const ck_product *p, int mode) {
+    return (mode == 5 ? ck_fp4x_floats(p->K) : p->T * ck_bf16_padded(p->K)) * sizeof(float) + 64;
 }
 
 static void wave_task_fn(void *ctx, int i) {
@@ -94,7 +104,7 @@ void ck_matmul_many(const ck_product *products, size_t count) {
         const ck_product *p = &products[i];
         if (p->T == 0 || p->N == 0) continue;
         if (wants_permuted(p, bf16) && !(i > 0 && wants_permuted(&products[i - 1], bf16) == wants_permuted(p, bf16) && same_input(&products[i - 1], p)))
-            xbytes += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
+            xbytes += prepared_bytes(p, wants_permuted(p, bf16));
     }
     size_t cap = 0;
     for (size_t i = 0; i < count; i++) {
@@ -130,8 +140,9 @@ void ck_matmul_many(const ck_product *products, size_t count) {
                          same_input(&products[i - 1], p);
             if (!shared) {
                 float *dst = (float *)(xbuf + xoff);
-                xoff += p->T * ck_bf16_padded(p->K) * sizeof(float) + 64;
-                if (wants_permuted(p, bf16) >= 3) ck_avx2_prepare_x(p->x, p->ldx, p->T, p->K, p->dtype, dst);
+                xoff += prepared_bytes(p, wants_permuted(p, bf16));
+                if (wants_permuted(p, bf16) == 5) ck_fp4x_prepare(p->x, p->K, p->scales, p->N, dst);
+                else if (wants_permuted(p, bf16) >= 3) ck_avx2_prepare_x(p->x, p->ldx, p->T, p->K, p->dtype, dst);
                 else if (p->dtype == CK_DTYPE_BF16) ck_bf16_permute_x(p->x, p->ldx, p->T, p->K, dst);
                 else ck_qlanes_permute_x(p->dtype, p->x, p->ldx, p->T, p->K, dst);
                 last_xp = dst;

@@ -259,6 +259,48 @@ struct QuantMatrix {
         }
     }
 
+    /// One FP4 token (on AVX2, from 16 rows, x is prepared as x·2^e for a window of 8 scale
+    /// exponents, each copy only where it is exact) equals its row of a 20-token product
+    /// (decoded rows) bit for bit when x holds values some copies cannot carry exactly
+    /// (subnormals, values near overflow, ±inf, NaN, signed zeros) and the scales spread over
+    /// more exponents than the window (those blocks multiply the values by the scale instead);
+    /// alone and in a wave with a row slice of the same matrix on the same x.
+    @Test func fp4TokenWithExtremeInputsAndWideScales() {
+        KernelThreads.start(count: 2)
+        let (n, k) = (40, 256)
+        var q = QuantMatrix(type: .fp4e2m1, rows: n, cols: k, seed: 9)
+        for i in q.scales.indices {
+            q.scales[i] = UInt8(100 + (i * 37) % 36)  // 2^-27 ... 2^8
+            q.scaleFloats[i] = Float(pow(2.0, Double(Int(q.scales[i]) - 127)))
+        }
+        let base = randomFloats(20 * k, seed: 41)
+        var cases: [[Float]] = [Array(base[0..<k]), base[0..<k].map { $0 * 1e-39 }]
+        var big = Array(base[0..<k]); big[5] = 3e38; big[77] = -1e37
+        var odd = Array(base[0..<k]); odd[0] = .infinity; odd[9] = -.infinity; odd[40] = .nan; odd[41] = 0; odd[42] = -0.0
+        odd[100] = Float.leastNonzeroMagnitude; odd[101] = -Float.leastNormalMagnitude
+        cases += [big, odd]
+        func same(_ a: Float, _ b: Float) -> Bool { a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN) }
+        for (c, x1) in cases.enumerated() {
+            q.withMatrix { m in
+                let one = m.apply(x1, tokenCount: 1)
+                let many = m.apply(x1 + Array(base[k...]), tokenCount: 20)
+                let slice = m.rows(3..<n)
+                let y0 = UnsafeMutablePointer<Float>.allocate(capacity: n), y1 = UnsafeMutablePointer<Float>.allocate(capacity: n - 3)
+                defer { y0.deallocate(); y1.deallocate() }
+                x1.withUnsafeBufferPointer { xp in
+                    WeightMatrix.applyAll([MatrixProduct(m, x: xp.baseAddress!, ldx: k, tokenCount: 1, y: y0, ldy: n),
+                                           MatrixProduct(slice, x: xp.baseAddress!, ldx: k, tokenCount: 1, y: y1, ldy: n - 3)])
+                }
+                for r in 0..<n {
+                    #expect(same(one[r], many[r]), "case \(c) row \(r): \(one[r]) alone vs \(many[r]) in 20 tokens")
+                    #expect(same(one[r], y0[r]), "case \(c) row \(r): \(one[r]) alone vs \(y0[r]) in a wave")
+                    if r >= 3 { #expect(same(one[r], y1[r - 3]), "case \(c) row \(r): slice in a wave") }
+                }
+                if c < 3 { #expect(one.contains { $0.isFinite && $0 != 0 }, "case \(c)") }  // case 3 holds ±inf
+            }
+        }
+    }
+
     /// Row slices keep their scales: slices starting inside a 128-row FP8 block, FP4 slices.
     @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
     func rowSlicesUseTheRightScales(type: StorageType) throws {
