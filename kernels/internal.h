@@ -79,7 +79,7 @@ void ck_rows_parallel(ck_rows_fn fn, const float *x, size_t ldx, size_t T, size_
 /// One token's FP4 product (E8M0 per 32 values) on AVX2 machines with x prepared per scale
 /// exponent (quant.c): ck_fp4x_applies says when; ck_fp4x_prepare writes ck_fp4x_floats(K)
 /// floats for rows 0 ..< N of w (their scales pick the exponents; any rows of the same K and
-/// scale layout may use it); ck_fp4x_matmul is bit-identical to ck_matmul_scaled for T = 1.
+/// scale layout may use it); ck_fp4x_matmul over it is what ck_matmul_scaled computes for T = 1.
 int ck_fp4x_applies(ck_dtype dtype, size_t T, size_t K, const ck_scales *s);
 size_t ck_fp4x_floats(size_t K);
 void ck_fp4x_prepare(const float *x, size_t K, const ck_scales *s, size_t N, float *dst);
@@ -121,6 +121,7 @@ __attribute__((target("avx2,fma"))) static inline __m256 ck_exp256(__m256 v) {
 /// Per-thread scratch of at least n floats (64-byte aligned; grows, then reused), one buffer
 /// per slot so kernels that call each other never share one (threadpool.c).
 enum { CK_SCRATCH_ATTEND = 0, CK_SCRATCH_QLANES = 1, CK_SCRATCH_KEYS = 2, CK_SCRATCH_QROWS = 3,
-       CK_SCRATCH_FP4X = 4, CK_SCRATCH_SLOTS = 5 };
+       CK_SCRATCH_FP4X = 4, CK_SCRATCH_FP4T = 5,
+       CK_SCRATCH_SLOTS = 6 };
 float *ck_thread_scratch(int slot, size_t n);
 #endif

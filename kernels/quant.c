@@ -611,81 +611,60 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
 Q8_ROWS32(q8_rows32_4, 4)
 Q8_ROWS32(q8_rows32_1, 1)
 
-// FP4 with E8M0 scales per 32 values (DeepSeek's released experts, the bulk of a decode token):
-// one scale per 32-value block made the loop above pay its per-block setup (scale walk, finite
-// test, broadcast) every 2 chunks. Here a block is 16 bytes of a row: the low and high nibbles
-// interleaved into element order and looked up in a table of the doubled E2M1 values (integers
-// −12..12, pshufb), sign-extended and converted to fp32 (exact), times half the block's scale
-// (from a table by E8M0 byte: a power of two, so the product is exact and equals the tables'
-// value · scale). The same floats as decode_fp4_avx2 gives, fed to the same FMAs, so still bit
-// for bit the product over decoded rows. One core, weights in L3: 2.6 → 4.3 GB/s.
-static float e8m0_half_lut[256];
-__attribute__((constructor)) static void build_half_table(void) {
-    for (int b = 0; b < 256; b++) e8m0_half_lut[b] = ck_e8m0_to_f32((uint8_t)b) * 0.5f;
-}
-
+// FP4 with E8M0 scales per 32 values (DeepSeek's released experts, the bulk of a decode token).
 static int q4_blocks32(size_t K, const ck_scales *s) {
     return s && !s->f32 && s->block_cols == 32 && K % 32 == 0;
 }
 
-// The 32 doubled E2M1 values of the 16 bytes at p as int8, in element order (0-15, 16-31).
-TGT2 static inline void fp4_ints32(const uint8_t *p, __m128i *q0, __m128i *q1) {
-    const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    __m128i v = _mm_loadu_si128((const __m128i *)p);
-    __m128i lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
-    *q0 = _mm_shuffle_epi8(lut, _mm_unpacklo_epi8(lo, hi));
-    *q1 = _mm_shuffle_epi8(lut, _mm_unpackhi_epi8(lo, hi));
-}
-
-#define FP4_W8(q, f) _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), f)
-
-// R rows (n0 ..< n0 + R) of one token: 4 rows, so that 4 accumulator chains overlap.
-#define Q4_ROWS32(NAME, R)                                                                                  \
-    TGT2 static void NAME(const float *xp, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, float *y) { \
-        size_t rb = K / 2, nb = K / 32;                                                                     \
-        const uint8_t *row[R], *sc[R];                                                                      \
-        __m256 a[R];                                                                                        \
-        for (int j = 0; j < R; j++) {                                                                       \
-            row[j] = w + (n0 + j) * rb;                                                                     \
-            sc[j] = (const uint8_t *)s->data + ((s->row0 + n0 + j) / s->block_rows) * s->ld;                \
-            a[j] = _mm256_setzero_ps();                                                                     \
-        }                                                                                                   \
-        for (size_t blk = 0; blk < nb; blk++) {                                                             \
-            const float *x = xp + blk * 32;                                                                 \
-            if (blk % 4 == 0)                                                                               \
-                for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * rb + blk * 16, _MM_HINT_T0); \
-            for (int j = 0; j < R; j++) {                                                                   \
-                __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[j][blk]]);                                 \
-                __m128i q0, q1;                                                                             \
-                fp4_ints32(row[j] + blk * 16, &q0, &q1);                                                    \
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x), FP4_W8(q0, f), a[j]);                            \
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), FP4_W8(_mm_unpackhi_epi64(q0, q0), f), a[j]);  \
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), FP4_W8(q1, f), a[j]);                       \
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), FP4_W8(_mm_unpackhi_epi64(q1, q1), f), a[j]); \
-            }                                                                                               \
-        }                                                                                                   \
-        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(a[j]);                                         \
-    }
-Q4_ROWS32(q4_rows32_4, 4)
-Q4_ROWS32(q4_rows32_1, 1)
-
-// FP4 one token with x prepared per scale exponent (AVX2). q4_rows32 spends most of a block's
+// FP4 on AVX2, one token and a few (2-8). The kernel before this one spent most of a block's
 // ~25 vector operations converting: integers sign-extended, converted, times the scale. Here
 // the 32 codes of a block are looked up as the top two bytes of their fp32 values (two pshufb
 // on the same codes) and widened to fp32 by byte and word unpacks with zero: no conversion.
-// The scale goes to x: a prepared x holds x·2^(e−127) for a range of E8M0 bytes e (cut where
-// that product could overflow or leave the normal range, so every copy is exact), and a block
-// whose scale is in the range feeds its x copy to the FMAs as memory operands; any other block
-// multiplies its values by the scale (the same real product: v·scale is exact). The unpacks
-// leave each 8-value vector in lane order 0,2,4,6,1,3,5,7, so x is permuted the same way and
-// every accumulator lane runs the chain of the q4_rows32 lane it stands for; one vpermps per row
-// puts the lanes back before the same horizontal sum: bit for bit q4_rows32 (tested).
-// bench/fp4_floatbits.c measures the two, one core.
+// For one token the scale goes to x: a prepared x holds x·2^(e−127) for a range of E8M0 bytes
+// e (cut where that product could overflow or leave the normal range, so every copy is exact),
+// and a block whose scale is in the range feeds its x copy to the FMAs as memory operands; any
+// other block (and every block of a few tokens) multiplies its values by the scale: the same
+// real product, v·scale being exact. The unpacks leave each 8-value vector in lane order
+// 0,2,4,6,1,3,5,7, so x is permuted the same way and every accumulator lane runs the chain of
+// the element-order lane it stands for; one vpermps per row puts the lanes back before the
+// same horizontal sum: the bits of the decoded-rows product (tested, batch sizes, extreme x and
+// scales). bench/fp4_floatbits.c: one core, 4,096 × 2,048 in L3, 8.6 → 13.8 Gweights/s.
 //
 // A prepared x: a header of FP4X_HEAD floats (as ints: e0, ne), xq = x permuted (K floats),
 // then ne copies xq · 2^(e0 + i − 127).
 enum { FP4X_EXPS = 8, FP4X_HEAD = 16 };
+// Rows from which one token's product prepares the copies on its own (a wave prepares them once
+// per product); fewer rows only permute x (their blocks multiply the values by the scale).
+enum { FP4X_MIN_ROWS = 16 };
+
+// The 32 values of the 16 FP4 bytes at p as fp32 (unscaled E2M1 values), values 8c..8c+7 in
+// vector c, each in lane order 0,2,4,6,1,3,5,7 (the low 128 bits: even elements, the high:
+// odd): the codes' top two fp32 bytes by two pshufb, widened by unpacks with zero.
+#define FP4_FLOATS_CONSTS                                                                                   \
+    const __m256i sh = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4), low4 = _mm256_set1_epi8(0x0F);           \
+    const __m256i top = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, \
+        0, (char)0xBF, (char)0xBF, (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0));             \
+    const __m256i sec = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, (char)0x80, (char)0xC0, 0, 0x40,     \
+        (char)0x80, (char)0xC0, 0, 0, (char)0x80, (char)0xC0, 0, 0x40, (char)0x80, (char)0xC0));            \
+    const __m256i zero = _mm256_setzero_si256(), fp4back = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
+#define FP4_FLOATS(p, v0, v1, v2, v3)                                                                       \
+    do {                                                                                                    \
+        __m256i b_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p)));                    \
+        __m256i c_ = _mm256_and_si256(_mm256_srlv_epi32(b_, sh), low4);                                     \
+        __m256i t1_ = _mm256_shuffle_epi8(top, c_), t2_ = _mm256_shuffle_epi8(sec, c_);                     \
+        __m256i h0_ = _mm256_unpacklo_epi8(t2_, t1_), h1_ = _mm256_unpackhi_epi8(t2_, t1_);                 \
+        v0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h0_));                                         \
+        v1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h0_));                                         \
+        v2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h1_));                                         \
+        v3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h1_));                                         \
+    } while (0)
+
+// x in FP4_FLOATS' lane order: each 8 values permuted 0,2,4,6,1,3,5,7 (K a multiple of 8).
+TGT2 static void fp4_permute_x(const float *x, size_t K, float *out) {
+    const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (size_t k = 0; k < K; k += 8) _mm256_storeu_ps(out + k, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + k), perm));
+}
+
 
 size_t ck_fp4x_floats(size_t K) { return FP4X_HEAD + (1 + (size_t)FP4X_EXPS) * K; }
 
@@ -735,13 +714,12 @@ TGT2 static void fp4x_range(const float *x, size_t K, const ck_scales *s, size_t
 }
 
 TGT2 void ck_fp4x_prepare(const float *x, size_t K, const ck_scales *s, size_t N, float *dst) {
-    int e0, ne;
-    fp4x_range(x, K, s, N, &e0, &ne);
+    int e0 = 0, ne = 0;
+    if (N >= FP4X_MIN_ROWS) fp4x_range(x, K, s, N, &e0, &ne);
     ((int *)dst)[0] = e0;
     ((int *)dst)[1] = ne;
     float *xq = dst + FP4X_HEAD;
-    const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    for (size_t k = 0; k < K; k += 8) _mm256_storeu_ps(xq + k, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + k), perm));
+    fp4_permute_x(x, K, xq);
     for (int i = 0; i < ne; i++) {
         __m256 f = _mm256_set1_ps(e8m0_lut[e0 + i]);
         float *xe = xq + (size_t)(i + 1) * K;
@@ -752,12 +730,7 @@ TGT2 void ck_fp4x_prepare(const float *x, size_t K, const ck_scales *s, size_t N
 // R rows (n0 ..< n0 + R) of one token over a prepared x.
 #define FP4X_ROWS(NAME, R)                                                                                  \
     TGT2 static void NAME(const float *xp, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, float *y) { \
-        const __m256i sh = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4), low4 = _mm256_set1_epi8(0x0F);       \
-        const __m256i top = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, \
-            0, (char)0xBF, (char)0xBF, (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0));         \
-        const __m256i sec = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, (char)0x80, (char)0xC0, 0, 0x40, \
-            (char)0x80, (char)0xC0, 0, 0, (char)0x80, (char)0xC0, 0, 0x40, (char)0x80, (char)0xC0));        \
-        const __m256i zero = _mm256_setzero_si256();                                                        \
+        FP4_FLOATS_CONSTS;                                                                                  \
         unsigned e0 = (unsigned)((const int *)xp)[0], ne = (unsigned)((const int *)xp)[1];                  \
         const float *xq = xp + FP4X_HEAD;                                                                   \
         size_t rb = K / 2, nb = K / 32;                                                                     \
@@ -772,14 +745,8 @@ TGT2 void ck_fp4x_prepare(const float *x, size_t K, const ck_scales *s, size_t N
             if (blk % 4 == 0)                                                                               \
                 for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * rb + blk * 16, _MM_HINT_T0); \
             for (int j = 0; j < R; j++) {                                                                   \
-                __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row[j] + blk * 16))); \
-                __m256i c = _mm256_and_si256(_mm256_srlv_epi32(b, sh), low4);                               \
-                __m256i t1 = _mm256_shuffle_epi8(top, c), t2 = _mm256_shuffle_epi8(sec, c);                 \
-                __m256i h0 = _mm256_unpacklo_epi8(t2, t1), h1 = _mm256_unpackhi_epi8(t2, t1);               \
-                __m256 v0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h0));                           \
-                __m256 v1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h0));                           \
-                __m256 v2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h1));                           \
-                __m256 v3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h1));                           \
+                __m256 v0, v1, v2, v3;                                                                      \
+                FP4_FLOATS(row[j] + blk * 16, v0, v1, v2, v3);                                              \
                 unsigned d = (unsigned)sc[j][blk] - e0;                                                     \
                 const float *x = xq + blk * 32;                                                             \
                 if (d < ne) {                                                                               \
@@ -795,8 +762,7 @@ TGT2 void ck_fp4x_prepare(const float *x, size_t K, const ck_scales *s, size_t N
                 a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), v3, a[j]);                                  \
             }                                                                                               \
         }                                                                                                   \
-        const __m256i back = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);                                     \
-        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(_mm256_permutevar8x32_ps(a[j], back));         \
+        for (int j = 0; j < R; j++) y[n0 + j] = ck_avx2_hsum(_mm256_permutevar8x32_ps(a[j], fp4back));      \
     }
 FP4X_ROWS(fp4x_rows_4, 4)
 FP4X_ROWS(fp4x_rows_1, 1)
@@ -832,8 +798,9 @@ static void q_decode_avx2(const float *xp, size_t K, const void *w, ck_dtype dty
         return;
     }
     if (!fp8 && q4_blocks32(K, s)) {
-        for (; n + 4 <= N; n += 4) q4_rows32_4(xp, K, wb, s, n, y);
-        for (; n < N; n++) q4_rows32_1(xp, K, wb, s, n, y);
+        float *xe = ck_thread_scratch(CK_SCRATCH_FP4X, ck_fp4x_floats(K));
+        ck_fp4x_prepare(xp, K, s, N, xe);
+        ck_fp4x_matmul(xe, K, wb, s, N, y);
         return;
     }
     for (; n + 4 <= N; n += 4) (fp8 ? q8_rows_4 : q4_rows_4)(xp, K, wb, s, n, y);
@@ -854,8 +821,9 @@ static void q_decode_avx2(const float *xp, size_t K, const void *w, ck_dtype dty
     }
 
 #define Q4_TOKENS(NAME, TT)                                                                                 \
-    TGT2 static void NAME(const float *xp, size_t P, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, \
+    TGT2 static void NAME(const float *xq, size_t P, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, \
                           size_t R, float *y, size_t ldy) {                                                 \
+        FP4_FLOATS_CONSTS;                                                                                  \
         size_t rb = K / 2, nb = K / 32;                                                                     \
         const uint8_t *row[2], *sc[2];                                                                      \
         __m256 a[2][TT];                                                                                    \
@@ -869,16 +837,16 @@ static void q_decode_avx2(const float *xp, size_t K, const void *w, ck_dtype dty
             if (blk % 4 == 0)                                                                               \
                 for (int j = 0; j < 2; j++) _mm_prefetch((const char *)row[j] + 2 * rb + blk * 16, _MM_HINT_T0); \
             for (int j = 0; j < 2; j++) {                                                                   \
-                __m256 f = _mm256_broadcast_ss(&e8m0_half_lut[sc[j][blk]]);                                 \
-                __m128i q0, q1;                                                                             \
-                fp4_ints32(row[j] + blk * 16, &q0, &q1);                                                    \
-                __m256 w0 = FP4_W8(q0, f), w1 = FP4_W8(_mm_unpackhi_epi64(q0, q0), f);                      \
-                __m256 w2 = FP4_W8(q1, f), w3 = FP4_W8(_mm_unpackhi_epi64(q1, q1), f);                      \
-                Q_TOKEN_FMAS(TT, a[j], xp, P, blk * 32);                                                    \
+                __m256 f = _mm256_broadcast_ss(&e8m0_lut[sc[j][blk]]), w0, w1, w2, w3;                      \
+                FP4_FLOATS(row[j] + blk * 16, w0, w1, w2, w3);                                              \
+                w0 = _mm256_mul_ps(w0, f), w1 = _mm256_mul_ps(w1, f);                                       \
+                w2 = _mm256_mul_ps(w2, f), w3 = _mm256_mul_ps(w3, f);                                       \
+                Q_TOKEN_FMAS(TT, a[j], xq, P, blk * 32);                                                    \
             }                                                                                               \
         }                                                                                                   \
         for (size_t j = 0; j < R; j++)                                                                      \
-            for (int t = 0; t < TT; t++) y[t * ldy + n0 + j] = ck_avx2_hsum(a[j][t]);                       \
+            for (int t = 0; t < TT; t++)                                                                    \
+                y[t * ldy + n0 + j] = ck_avx2_hsum(_mm256_permutevar8x32_ps(a[j][t], fp4back));             \
     }
 Q4_TOKENS(q4_tokens_2, 2)
 Q4_TOKENS(q4_tokens_3, 3)
@@ -954,6 +922,12 @@ static void q_few_tokens_avx2(const float *xp, size_t T, size_t K, const void *w
     static const q_tokens_fn fp4[5] = {NULL, NULL, q4_tokens_2, q4_tokens_3, q4_tokens_4};
     static const q_tokens_fn fp8[5] = {NULL, NULL, q8_tokens_2, q8_tokens_3, q8_tokens_4};
     size_t P = ck_avx2_padded(K);
+    // FP4 reads x in FP4_FLOATS' lane order (K is a multiple of 32 here)
+    float *xq = NULL;
+    if (dtype == CK_DTYPE_FP4E2M1) {
+        xq = ck_thread_scratch(CK_SCRATCH_FP4T, T * K);
+        for (size_t t = 0; t < T; t++) fp4_permute_x(xp + t * P, K, xq + t * K);
+    }
     for (size_t t0 = 0; t0 < T;) {
         size_t tt = T - t0 > 4 ? 4 : T - t0;
         if (T - t0 == 5) tt = 3;  // 3 + 2 rather than 4 + 1
@@ -961,7 +935,8 @@ static void q_few_tokens_avx2(const float *xp, size_t T, size_t K, const void *w
             q_decode_avx2(xp + t0 * P, K, w, dtype, s, N, y + t0 * ldy);
         } else {
             q_tokens_fn fn = (dtype == CK_DTYPE_F8E4M3 ? fp8 : fp4)[tt];
-            for (size_t n = 0; n < N; n += 2) fn(xp + t0 * P, P, K, (const uint8_t *)w, s, n, N - n < 2 ? 1 : 2, y + t0 * ldy, ldy);
+            const float *xt = xq ? xq + t0 * K : xp + t0 * P;
+            for (size_t n = 0; n < N; n += 2) fn(xt, xq ? K : P, K, (const uint8_t *)w, s, n, N - n < 2 ? 1 : 2, y + t0 * ldy, ldy);
         }
         t0 += tt;
     }
@@ -972,9 +947,6 @@ static void q_few_tokens_avx2(const float *xp, size_t T, size_t K, const void *w
 // 1.99 → 1.10, 4 2.37 → 1.54, 8 3.41 → 3.09, 16 5.57 → 6.21; FP8 T=2 2.22 → 2.13, 3 2.59 →
 // 2.18, 4 2.56 → 3.42 (its block decoder is fast, and each group of 4 tokens reads the rows again).
 enum { Q_FEW_FP4 = 8, Q_FEW_FP8 = 3 };
-// Rows from which one token's FP4 product prepares x per scale exponent on its own (a wave
-// prepares it once per product): the copies cost about what 16 rows of blocks save.
-enum { FP4X_MIN_ROWS = 16 };
 
 // AVX2: rows decoded into an L2-sized block, then the AVX2 fp32 product over it, for any
 // number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).
@@ -992,13 +964,6 @@ static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, c
         copy = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
         ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, copy);
         xp = copy;
-    }
-    if (ck_fp4x_applies(dtype, T, K, scales) && N >= FP4X_MIN_ROWS) {
-        float *xe = ck_thread_scratch(CK_SCRATCH_FP4X, ck_fp4x_floats(K));
-        ck_fp4x_prepare(xp, K, scales, N, xe);
-        ck_fp4x_matmul(xe, K, w, scales, N, y);
-        free(copy);
-        return;
     }
     if (T == 1 && fused_applies(dtype, K, scales)) {
         q_decode_avx2(xp, K, w, dtype, scales, N, y);
