@@ -66,6 +66,12 @@ __attribute__((target("avx512f"))) static inline void ck_sums(const __m512 *v, i
     for (; g < count; g++) s[g] = ck_sum16(v[g]);
 }
 void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype dtype, float *out);
+/// Whether F32, F16, FP8 and FP4 products need x copied into the prepared layout (rows of
+/// ck_avx2_padded(K) floats); when not, x is that layout already. BF16 always permutes.
+int ck_avx2_x_copied(size_t ldx, size_t T, size_t K);
+/// ck_matmul_scaled on AVX2 machines with x prepared (ck_avx2_prepare_x with CK_DTYPE_F32).
+void ck_avx2_matmul_scaled_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype,
+                                    const ck_scales *scales, size_t N, float *y, size_t ldy);
 void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N, float *y,
                              size_t ldy);
 /// Prepares rows of x for a product (permutes, padding): fn(x, ldx, T, K, dtype, out) for any

@@ -178,8 +178,14 @@ void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w,
     }
 }
 
+int ck_avx2_x_copied(size_t ldx, size_t T, size_t K) { return padded(K) != K || (T > 1 && ldx != K); }
+
 void ck_avx2_matmul(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N,
                     float *y, size_t ldy) {
+    if (dtype != CK_DTYPE_BF16 && !ck_avx2_x_copied(ldx, T, K)) {  // F32/F16 read fp32 rows as they are
+        ck_avx2_matmul_prepared(x, T, K, w, dtype, N, y, ldy);
+        return;
+    }
     float *xp = malloc(T * padded(K) * sizeof(float) + 32);
     ck_avx2_prepare_x(x, ldx, T, K, dtype, xp);
     ck_avx2_matmul_prepared(xp, T, K, w, dtype, N, y, ldy);

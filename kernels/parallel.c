@@ -85,7 +85,7 @@ void ck_matmul_auto(const float *x, size_t ldx, size_t T, size_t K, const void *
     if (dtype == CK_DTYPE_BF16 && K > 0 && ck_use_avx512()) {
         xp = malloc(T * ck_bf16_padded(K) * sizeof(float) + 64);
         ck_bf16_permute_x(x, ldx, T, K, xp);
-    } else if (avx2) {
+    } else if (avx2 && (dtype == CK_DTYPE_BF16 || ck_avx2_x_copied(ldx, T, K))) {
         xp = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
         ck_avx2_prepare_x(x, ldx, T, K, dtype, xp);
     }

@@ -950,38 +950,43 @@ enum { Q_FEW_FP4 = 8, Q_FEW_FP8 = 3 };
 
 // AVX2: rows decoded into an L2-sized block, then the AVX2 fp32 product over it, for any
 // number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c).
-static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
-                               const ck_scales *scales, size_t N, float *y, size_t ldy) {
-    size_t R = 16384 / K;  // rows per decoded block: ~64 KB of floats, stays in L2
-    if (R < 4) R = 4;
-    if (R > N) R = N;
-    // x as the fp32 kernel reads it: rows of ck_avx2_padded(K) floats, zero-padded. When K is
-    // already a whole number of chunks and the rows are contiguous that is x itself (a wave
-    // calls this once per task: copying a 512-token chunk's x each time cost 16 % of a prefill).
-    float *copy = NULL;
-    const float *xp = x;
-    if (ck_avx2_padded(K) != K || (T > 1 && ldx != K)) {
-        copy = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
-        ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, copy);
-        xp = copy;
-    }
+// x prepared as the fp32 kernel reads it: rows of ck_avx2_padded(K) floats, zero-padded.
+void ck_avx2_matmul_scaled_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype,
+                                    const ck_scales *scales, size_t N, float *y, size_t ldy) {
     if (T == 1 && fused_applies(dtype, K, scales)) {
         q_decode_avx2(xp, K, w, dtype, scales, N, y);
-        free(copy);
         return;
     }
     int fp8 = dtype == CK_DTYPE_F8E4M3;
     if (T <= (fp8 ? Q_FEW_FP8 : Q_FEW_FP4) && (fp8 ? q8_blocks32(K, scales) : q4_blocks32(K, scales))) {
         q_few_tokens_avx2(xp, T, K, w, dtype, scales, N, y, ldy);
-        free(copy);
         return;
     }
+    size_t R = 16384 / K;  // rows per decoded block: ~64 KB of floats, stays in L2
+    if (R < 4) R = 4;
+    if (R > N) R = N;
     float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * K);
     for (size_t n0 = 0; n0 < N; n0 += R) {
         size_t nr = n0 + R <= N ? R : N - n0;
         ck_decode_rows(w, dtype, K, scales, n0, nr, buf);
         ck_avx2_matmul_prepared(xp, T, K, buf, CK_DTYPE_F32, nr, y + n0, ldy);
     }
+}
+
+// AVX2: rows decoded into an L2-sized block, then the AVX2 fp32 product over it, for any
+// number of tokens (so a token's bits do not depend on the batch: matmul_avx2.c). When K is
+// already a whole number of chunks and the rows are contiguous, x is already in the prepared
+// layout (a wave prepares x once per product otherwise: copying a 512-token chunk's x in every
+// task cost 16 % of a prefill).
+static void matmul_scaled_avx2(const float *x, size_t ldx, size_t T, size_t K, const void *w, ck_dtype dtype,
+                               const ck_scales *scales, size_t N, float *y, size_t ldy) {
+    if (!ck_avx2_x_copied(ldx, T, K)) {
+        ck_avx2_matmul_scaled_prepared(x, T, K, w, dtype, scales, N, y, ldy);
+        return;
+    }
+    float *copy = malloc(T * ck_avx2_padded(K) * sizeof(float) + 64);
+    ck_avx2_prepare_x(x, ldx, T, K, CK_DTYPE_F32, copy);
+    ck_avx2_matmul_scaled_prepared(copy, T, K, w, dtype, scales, N, y, ldy);
     free(copy);
 }
 

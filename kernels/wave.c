@@ -35,9 +35,10 @@ typedef struct {
 
 static void run_rows(const ck_product *p, const float *xp, int mode, size_t a, size_t b) {
     size_t rb = ck_row_bytes(p->dtype, p->K);
-    // Lane-ordered FP8/FP4 products of a few tokens take the task's rows in one call: they
+    // FP8/FP4 products of a few tokens take the task's rows in one call: they
     // prefetch rows ahead within a call, so tiles would leave every tile's first rows cold.
-    size_t tile = xp && (mode < 3 || mode == 5) && p->dtype != CK_DTYPE_BF16 && p->T <= 8 ? b - a : TILE_ROWS;
+    int q = p->dtype == CK_DTYPE_F8E4M3 || p->dtype == CK_DTYPE_FP4E2M1;
+    size_t tile = (q || (xp && mode < 3 && p->dtype != CK_DTYPE_BF16)) && p->T <= 8 ? b - a : TILE_ROWS;
     for (size_t r = a; r < b; r += tile) {
         size_t e = r + tile < b ? r + tile : b;
         const void *w = (const char *)p->w + r * rb;
@@ -45,6 +46,10 @@ static void run_rows(const ck_product *p, const float *xp, int mode, size_t a, s
             ck_scales s = *p->scales;
             s.row0 += r;
             ck_fp4x_matmul(xp, p->K, w, &s, e - r, p->y + r);
+        } else if (xp && mode == 4 && (p->dtype == CK_DTYPE_F8E4M3 || p->dtype == CK_DTYPE_FP4E2M1)) {
+            ck_scales s;
+            if (p->scales) { s = *p->scales; s.row0 += r; }
+            ck_avx2_matmul_scaled_prepared(xp, p->T, p->K, w, p->dtype, p->scales ? &s : NULL, e - r, p->y + r, p->ldy);
         } else if (xp && mode >= 3) {
             ck_avx2_matmul_prepared(xp, p->T, p->K, w, p->dtype, e - r, p->y + r, p->ldy);
         } else if (xp && p->dtype != CK_DTYPE_BF16) {
@@ -66,15 +71,16 @@ static void run_rows(const ck_product *p, const float *xp, int mode, size_t a, s
 }
 
 // Which permuted x a product's kernel reads (0: plain x, 1: the BF16 lane order, also FP8's;
-// 2: FP4's even/odd order; on AVX2 machines 3: BF16's even/odd order, 4: padded rows for F32
-// and F16, 5: one FP4 token's x per scale exponent); x is prepared once per product, or shared
-// with the one before.
+// 2: FP4's even/odd order; on AVX2 machines 3: BF16's even/odd order, 4: padded rows for F32,
+// F16, FP8 and FP4 when x is not that layout already, 5: one FP4 token's x per scale exponent);
+// x is prepared once per product, or shared with the one before.
 static int wants_permuted(const ck_product *p, int avx512) {
     if (p->K == 0) return 0;
     if (!avx512) {
         if (ck_fp4x_applies(p->dtype, p->T, p->K, p->scales)) return 5;
-        if (!ck_use_avx2() || p->dtype == CK_DTYPE_F8E4M3 || p->dtype == CK_DTYPE_FP4E2M1) return 0;
-        return p->dtype == CK_DTYPE_BF16 ? 3 : 4;
+        if (!ck_use_avx2()) return 0;
+        if (p->dtype == CK_DTYPE_BF16) return 3;
+        return ck_avx2_x_copied(p->ldx, p->T, p->K) ? 4 : 0;  // else every kernel reads x as it is
     }
     if (p->dtype == CK_DTYPE_BF16) return 1;
     if (!ck_qlanes_applies(p->dtype, p->K, p->scales)) return 0;

@@ -301,6 +301,33 @@ struct QuantMatrix {
         }
     }
 
+    /// FP8/FP4 products in a wave give each product's bits alone, 1 to 12 tokens: x prepared
+    /// once per product when K is not a whole number of chunks (K = 300), shared by the next
+    /// product on the same x, and read as it is otherwise (K = 256).
+    @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
+    func quantizedProductsInAWaveMatchThemAlone(type: StorageType) {
+        KernelThreads.start(count: 2)
+        for k in [300, 256] {
+            let q = QuantMatrix(type: type, rows: 70, cols: k, seed: UInt64(k))
+            let x = randomFloats(12 * k, seed: 5)
+            for tokens in [1, 2, 3, 5, 12] {
+                q.withMatrix { m in
+                    let ms = [m, m.rows(5..<61)]
+                    let solo = ms.map { $0.apply(Array(x[0..<(tokens * k)]), tokenCount: tokens) }
+                    let ptrs = ms.map { UnsafeMutablePointer<Float>.allocate(capacity: tokens * $0.rows) }
+                    defer { ptrs.forEach { $0.deallocate() } }
+                    x.withUnsafeBufferPointer { xp in
+                        WeightMatrix.applyAll(ms.indices.map { i in
+                            MatrixProduct(ms[i], x: xp.baseAddress!, ldx: k, tokenCount: tokens, y: ptrs[i], ldy: ms[i].rows)
+                        })
+                    }
+                    let outs = ms.indices.map { Array(UnsafeBufferPointer(start: ptrs[$0], count: tokens * ms[$0].rows)) }
+                    #expect(outs == solo, "\(type) K=\(k) tokens=\(tokens)")
+                }
+            }
+        }
+    }
+
     /// Row slices keep their scales: slices starting inside a 128-row FP8 block, FP4 slices.
     @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
     func rowSlicesUseTheRightScales(type: StorageType) throws {
