@@ -543,7 +543,7 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
 #define Q8_ROWS32(NAME, R)                                                                                  \
     TGT2 static void NAME(const float *xp, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, float *y, \
                           float xmax) {                                                                     \
-        const __m256i m87f = _mm256_set1_epi32((int)0x87F00000u);                                           \
+        const __m256i m87f = _mm256_set1_epi32((int)0x87F00000u), m7f = _mm256_set1_epi8(0x7F);            \
         size_t bc = s ? s->block_cols : K;                                                                  \
         const uint8_t *row[R];                                                                              \
         scale_walk sw[R];                                                                                   \
@@ -556,26 +556,31 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
         for (size_t k0 = 0; k0 < K; k0 += bc) {                                                             \
             size_t k1 = k0 + bc < K ? k0 + bc : K;                                                          \
             float sc[R];                                                                                    \
-            __m256 f[R];                                                                                    \
+            __m256 f[R], saved[R];                                                                          \
             int fast = 1;                                                                                   \
             for (int j = 0; j < R; j++) {                                                                   \
                 sc[j] = scale_next(&sw[j]);                                                                 \
                 float g = sc[j] * 0x1p120f;                                                                 \
-                fast &= isfinite(g) && fp8_no_nan(row[j] + k0, k1 - k0);                                    \
+                fast &= isfinite(g);                                                                        \
                 f[j] = _mm256_set1_ps(g);                                                                   \
+                saved[j] = a[j];                                                                            \
             }                                                                                               \
             /* one power-of-two factor f >= 1 for all R rows, x·f finite: x·f once per step (exact) */      \
             int pre = fast && (!s || !s->f32) && sc[0] * 0x1p120f >= 1.0f && isfinite(xmax * sc[0] * 0x1p120f); \
             for (int j = 1; j < R; j++) pre &= sc[j] == sc[0];                                              \
+            __m256i nan = _mm256_setzero_si256();  /* max of (byte & 0x7F): 0x7F where an E4M3 NaN code is */ \
             if (pre) {                                                                                      \
                 for (size_t k = k0; k < k1; k += 32) {                                                      \
                     const float *x = xp + k;                                                                \
+                    if (k % 64 == 0)                                                                        \
+                        for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * K + k, _MM_HINT_T0); \
                     __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x), f[0]);                                    \
                     __m256 x1 = _mm256_mul_ps(_mm256_loadu_ps(x + 8), f[0]);                                \
                     __m256 x2 = _mm256_mul_ps(_mm256_loadu_ps(x + 16), f[0]);                               \
                     __m256 x3 = _mm256_mul_ps(_mm256_loadu_ps(x + 24), f[0]);                               \
                     for (int j = 0; j < R; j++) {                                                           \
                         const uint8_t *p = row[j] + k;                                                      \
+                        nan = _mm256_max_epu8(nan, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), m7f)); \
                         a[j] = _mm256_fmadd_ps(x0, FP8_RAW(p), a[j]);                                       \
                         a[j] = _mm256_fmadd_ps(x1, FP8_RAW(p + 8), a[j]);                                   \
                         a[j] = _mm256_fmadd_ps(x2, FP8_RAW(p + 16), a[j]);                                  \
@@ -585,15 +590,24 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
             } else if (fast) {                                                                              \
                 for (size_t k = k0; k < k1; k += 32) {                                                      \
                     const float *x = xp + k;                                                                \
+                    if (k % 64 == 0)                                                                        \
+                        for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * K + k, _MM_HINT_T0); \
                     for (int j = 0; j < R; j++) {                                                           \
                         const uint8_t *p = row[j] + k;                                                      \
+                        nan = _mm256_max_epu8(nan, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), m7f)); \
                         a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x), FP8_W8(p, f[j]), a[j]);                  \
                         a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), FP8_W8(p + 8, f[j]), a[j]);          \
                         a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), FP8_W8(p + 16, f[j]), a[j]);        \
                         a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), FP8_W8(p + 24, f[j]), a[j]);        \
                     }                                                                                       \
                 }                                                                                           \
-            } else {                                                                                        \
+            }                                                                                               \
+            /* a NaN code in the step: the step again from its start, value by value */                     \
+            if (fast && _mm256_movemask_epi8(_mm256_cmpeq_epi8(nan, m7f))) {                                \
+                fast = 0;                                                                                   \
+                for (int j = 0; j < R; j++) a[j] = saved[j];                                                \
+            }                                                                                               \
+            if (!fast) {                                                                                    \
                 for (int j = 0; j < R; j++) {                                                               \
                     __m256 f8 = _mm256_set1_ps(sc[j] * 256.0f);                                             \
                     int vec8 = isfinite(sc[j] * 256.0f);                                                    \
