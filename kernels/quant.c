@@ -545,6 +545,8 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
                           float xmax) {                                                                     \
         const __m256i m87f = _mm256_set1_epi32((int)0x87F00000u), m7f = _mm256_set1_epi8(0x7F);            \
         size_t bc = s ? s->block_cols : K;                                                                  \
+        /* prefetch the rows of a later group: at least 4 KB ahead (short rows stream on their own) */      \
+        size_t ahead = (4096 + R * K - 1) / (R * K) * (R * K);                                              \
         const uint8_t *row[R];                                                                              \
         scale_walk sw[R];                                                                                   \
         __m256 a[R];                                                                                        \
@@ -573,7 +575,7 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
                 for (size_t k = k0; k < k1; k += 32) {                                                      \
                     const float *x = xp + k;                                                                \
                     if (k % 64 == 0)                                                                        \
-                        for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * K + k, _MM_HINT_T0); \
+                        for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + ahead + k, _MM_HINT_T0);   \
                     __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x), f[0]);                                    \
                     __m256 x1 = _mm256_mul_ps(_mm256_loadu_ps(x + 8), f[0]);                                \
                     __m256 x2 = _mm256_mul_ps(_mm256_loadu_ps(x + 16), f[0]);                               \
@@ -591,7 +593,7 @@ TGT2 static inline int fp8_no_nan(const uint8_t *p, size_t n) {
                 for (size_t k = k0; k < k1; k += 32) {                                                      \
                     const float *x = xp + k;                                                                \
                     if (k % 64 == 0)                                                                        \
-                        for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + R * K + k, _MM_HINT_T0); \
+                        for (int j = 0; j < R; j++) _mm_prefetch((const char *)row[j] + ahead + k, _MM_HINT_T0);   \
                     for (int j = 0; j < R; j++) {                                                           \
                         const uint8_t *p = row[j] + k;                                                      \
                         nan = _mm256_max_epu8(nan, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), m7f)); \
