@@ -128,6 +128,6 @@ __attribute__((target("avx2,fma"))) static inline __m256 ck_exp256(__m256 v) {
 /// per slot so kernels that call each other never share one (threadpool.c).
 enum { CK_SCRATCH_ATTEND = 0, CK_SCRATCH_QLANES = 1, CK_SCRATCH_KEYS = 2, CK_SCRATCH_QROWS = 3,
        CK_SCRATCH_FP4X = 4, CK_SCRATCH_FP4T = 5,
-       CK_SCRATCH_SLOTS = 6 };
+       CK_SCRATCH_WAVE = 6, CK_SCRATCH_SLOTS = 7 };
 float *ck_thread_scratch(int slot, size_t n);
 #endif

@@ -688,37 +688,54 @@ int ck_fp4x_applies(ck_dtype dtype, size_t T, size_t K, const ck_scales *s) {
     return dtype == CK_DTYPE_FP4E2M1 && T == 1 && q4_blocks32(K, s) && ck_use_avx2() && !ck_use_avx512();
 }
 
-// The E8M0 bytes of a range: a window of FP4X_EXPS around the scales of three sample rows
-// (first, middle, last), then cut to the bytes e for which x·2^(e−127) is exact for every x.
+// The E8M0 bytes of a range: those of three sample rows (first, middle, last), at most
+// FP4X_EXPS, cut to the bytes e for which x·2^(e−127) is exact for every x.
 TGT2 static void fp4x_range(const float *x, size_t K, const ck_scales *s, size_t N, int *e0, int *ne) {
     size_t nb = K / 32, rows[3] = {0, N / 2, N - 1};
-    int count[256] = {0};
+    int count[256] = {0}, mn = 255, mx = -1;
     for (int r = 0; r < 3; r++) {
         const uint8_t *sc = (const uint8_t *)s->data + ((s->row0 + rows[r]) / s->block_rows) * s->ld;
-        for (size_t b = 0; b < nb; b++) count[sc[b]]++;
+        for (size_t b = 0; b < nb; b++) {
+            int e = sc[b];
+            if (e == 255) continue;  // NaN: never in a range
+            count[e]++;
+            mn = e < mn ? e : mn;
+            mx = e > mx ? e : mx;
+        }
     }
-    int best = 0, lo = 0;
-    for (int e = 0; e + FP4X_EXPS <= 255; e++) {  // byte 255 is NaN: never in a range
-        int c = 0;
-        for (int i = 0; i < FP4X_EXPS; i++) c += count[e + i];
-        if (c > best) best = c, lo = e;
+    // the sampled exponents, or the FP4X_EXPS of them that hold the most samples: each copy costs
+    // K floats written on the main thread (unused ones were a third of a released-layout wave's
+    // preparation), and a block outside the range only multiplies by its scale
+    if (mx < 0) {
+        *e0 = *ne = 0;
+        return;
+    }
+    int lo = mn, hi = mx;
+    if (mx - mn >= FP4X_EXPS) {
+        int best = -1;
+        for (int e = mn; e + FP4X_EXPS - 1 <= mx; e++) {
+            int c = 0;
+            for (int i = 0; i < FP4X_EXPS; i++) c += count[e + i];
+            if (c > best) best = c, lo = e;
+        }
+        hi = lo + FP4X_EXPS - 1;
     }
     // finite max |x| and nonzero min |x| (NaN and ±inf stay what they are when scaled)
     const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
-    __m256 mx = _mm256_setzero_ps(), mn = inf;
+    __m256 vmax = _mm256_setzero_ps(), vmin = inf;
     for (size_t k = 0; k < K; k += 8) {
         __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + k), abs);
         __m256 fin = _mm256_cmp_ps(a, inf, _CMP_LT_OQ), nz = _mm256_and_ps(fin, _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ));
-        mx = _mm256_max_ps(mx, _mm256_and_ps(a, fin));
-        mn = _mm256_min_ps(mn, _mm256_blendv_ps(inf, a, nz));
+        vmax = _mm256_max_ps(vmax, _mm256_and_ps(a, fin));
+        vmin = _mm256_min_ps(vmin, _mm256_blendv_ps(inf, a, nz));
     }
     _Alignas(32) float tx[8], tn[8];
-    _mm256_store_ps(tx, mx);
-    _mm256_store_ps(tn, mn);
+    _mm256_store_ps(tx, vmax);
+    _mm256_store_ps(tn, vmin);
     float xmax = 0, xmin = INFINITY;
     for (int i = 0; i < 8; i++) xmax = tx[i] > xmax ? tx[i] : xmax, xmin = tn[i] < xmin ? tn[i] : xmin;
     int first = -1, last = -2;
-    for (int e = lo; e < lo + FP4X_EXPS; e++) {
+    for (int e = lo; e <= hi; e++) {
         float f = e8m0_lut[e];
         int ok = isfinite(xmax * f) && (f >= 1.0f || xmin == INFINITY || xmin * f >= FLT_MIN);
         if (ok && first < 0) first = e;

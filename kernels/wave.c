@@ -121,7 +121,9 @@ void ck_matmul_many(const ck_product *products, size_t count) {
     }
     cap += (size_t)threads * 2;
     wave_task *tasks = malloc(cap * sizeof(wave_task));
-    char *xbuf = xbytes ? malloc(xbytes) : NULL;
+    // the calling thread's scratch, kept between waves: a fresh buffer of this size comes from
+    // mmap, and faulting its pages in cost more than preparing x (main thread, every layer)
+    char *xbuf = xbytes ? (char *)ck_thread_scratch(CK_SCRATCH_WAVE, (xbytes + 3) / 4) : NULL;
     size_t xoff = 0;
     const float *last_xp = NULL;
     // Rows per task: about TASK_BYTES of weights (scaled down when many tokens reuse each row, but
@@ -180,5 +182,4 @@ void ck_matmul_many(const ck_product *products, size_t count) {
         ck_pool_run((int)ntasks, wave_task_fn, &job);
     }
     free(tasks);
-    free(xbuf);
 }

@@ -268,14 +268,17 @@ struct QuantMatrix {
     @Test func fp4TokenWithExtremeInputsAndWideScales() {
         KernelThreads.start(count: 2)
         let (n, k) = (40, 256)
+        // 2^-27 ... 2^8 (more exponents than the copies: the scaled-down copies meet the
+        // subnormals), then 2^-3 ... 2^4 (the scaled-up copies meet the values near overflow)
+        for (first, count) in [(100, 36), (124, 8)] {
         var q = QuantMatrix(type: .fp4e2m1, rows: n, cols: k, seed: 9)
         for i in q.scales.indices {
-            q.scales[i] = UInt8(100 + (i * 37) % 36)  // 2^-27 ... 2^8
+            q.scales[i] = UInt8(first + (i * 37) % count)
             q.scaleFloats[i] = Float(pow(2.0, Double(Int(q.scales[i]) - 127)))
         }
         let base = randomFloats(20 * k, seed: 41)
         var cases: [[Float]] = [Array(base[0..<k]), base[0..<k].map { $0 * 1e-39 }]
-        var big = Array(base[0..<k]); big[5] = 3e38; big[77] = -1e37
+        var big = Array(base[0..<k]); big[5] = 3e38; big[40] = 3e38; big[77] = -1e37  // 40: block 1, 2^2 in the second pattern
         var odd = Array(base[0..<k]); odd[0] = .infinity; odd[9] = -.infinity; odd[40] = .nan; odd[41] = 0; odd[42] = -0.0
         odd[100] = Float.leastNonzeroMagnitude; odd[101] = -Float.leastNormalMagnitude
         cases += [big, odd]
@@ -292,12 +295,13 @@ struct QuantMatrix {
                                            MatrixProduct(slice, x: xp.baseAddress!, ldx: k, tokenCount: 1, y: y1, ldy: n - 3)])
                 }
                 for r in 0..<n {
-                    #expect(same(one[r], many[r]), "case \(c) row \(r): \(one[r]) alone vs \(many[r]) in 20 tokens")
+                    #expect(same(one[r], many[r]), "scales from \(first), case \(c) row \(r): \(one[r]) alone vs \(many[r]) in 20 tokens")
                     #expect(same(one[r], y0[r]), "case \(c) row \(r): \(one[r]) alone vs \(y0[r]) in a wave")
                     if r >= 3 { #expect(same(one[r], y1[r - 3]), "case \(c) row \(r): slice in a wave") }
                 }
                 if c < 3 { #expect(one.contains { $0.isFinite && $0 != 0 }, "case \(c)") }  // case 3 holds ±inf
             }
+        }
         }
     }
 
