@@ -889,7 +889,7 @@ Q4_TOKENS(q4_tokens_4, 4)
 #define Q8_TOKENS(NAME, TT)                                                                                 \
     TGT2 static void NAME(const float *xp, size_t P, size_t K, const uint8_t *w, const ck_scales *s, size_t n0, \
                           size_t R, float *y, size_t ldy) {                                                 \
-        const __m256i m87f = _mm256_set1_epi32((int)0x87F00000u);                                           \
+        const __m256i m87f = _mm256_set1_epi32((int)0x87F00000u), m7f = _mm256_set1_epi8(0x7F);            \
         size_t bc = s ? s->block_cols : K;                                                                  \
         const uint8_t *row[2];                                                                              \
         scale_walk sw[2];                                                                                   \
@@ -909,19 +909,28 @@ Q4_TOKENS(q4_tokens_4, 4)
                 sc[j] = scale_next(&sw[j]);                                                                 \
                 float g = sc[j] * 0x1p120f;                                                                 \
                 f[j] = _mm256_set1_ps(g);                                                                   \
-                fast[j] = isfinite(g) && fp8_no_nan(row[j] + k0, k1 - k0);                                  \
+                fast[j] = isfinite(g);                                                                      \
             }                                                                                               \
-            if (fast[0] && fast[1]) {                                                                       \
+            if (fast[0] && fast[1]) {  /* NaN codes found in the same pass, as in q8_rows32 */              \
+                __m256 saved[2][TT];                                                                        \
+                for (int j = 0; j < 2; j++)                                                                 \
+                    for (int t = 0; t < TT; t++) saved[j][t] = a[j][t];                                     \
+                __m256i nan = _mm256_setzero_si256();                                                       \
                 for (size_t k = k0; k < k1; k += 32) {                                                      \
                     if (k % 128 == 0)                                                                       \
                         for (int j = 0; j < 2; j++) _mm_prefetch((const char *)row[j] + 2 * K + k, _MM_HINT_T0); \
                     for (int j = 0; j < 2; j++) {                                                           \
+                        nan = _mm256_max_epu8(nan, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(row[j] + k)), m7f)); \
                         __m256 w0 = FP8_W8(row[j] + k, f[j]), w1 = FP8_W8(row[j] + k + 8, f[j]);            \
                         __m256 w2 = FP8_W8(row[j] + k + 16, f[j]), w3 = FP8_W8(row[j] + k + 24, f[j]);      \
                         Q_TOKEN_FMAS(TT, a[j], xp, P, k);                                                   \
                     }                                                                                       \
                 }                                                                                           \
-                continue;                                                                                   \
+                if (!_mm256_movemask_epi8(_mm256_cmpeq_epi8(nan, m7f))) continue;                           \
+                for (int j = 0; j < 2; j++) {  /* a NaN code: the step again, row by row as below */        \
+                    for (int t = 0; t < TT; t++) a[j][t] = saved[j][t];                                     \
+                    fast[j] = fp8_no_nan(row[j] + k0, k1 - k0);                                             \
+                }                                                                                           \
             }                                                                                               \
             for (size_t k = k0; k < k1; k += 32) {                                                          \
                 for (int j = 0; j < 2; j++) {                                                               \
