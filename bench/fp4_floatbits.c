@@ -2,11 +2,10 @@
 // best of 41, weights in L3: the kernel before 2026-12-08 (integers sign-extended, converted,
 // times the scale; copied here) against fp4x (ck_matmul_scaled: codes looked up as the top two
 // bytes of their fp32 values and widened by unpacks with zero, x pre-multiplied by the scales
-// in use) and against the same decoder with the scale applied to the values instead of x
-// ("times scale": what the few-token kernels do; 2026-12-08, Zen 3: 8.6 / 12.3 / 13.8
-// Gweights/s at 4,096 × 2,048). The unpacks leave each 8-value vector in lane order
-// 0,2,4,6,1,3,5,7, so x is permuted the same way and one vpermps per row puts the accumulator
-// lanes back: all three give the same bits (checked). Build and run ([K N]):
+// in use) and against the same decoder with the values multiplied by the scale instead (what
+// ck_matmul_scaled does below 16 rows and for 2-8 tokens; run here on 8-row calls), 2026-12-08,
+// Zen 3: 8.6 / 12.3 / 13.8 Gweights/s at 4,096 × 2,048. All three give the same bits (checked).
+// Build and run ([K N]):
 //   clang -O3 -o /tmp/fb bench/fp4_floatbits.c kernels/*.c -Ikernels/include -Ikernels -lpthread -lm
 //   /tmp/fb; /tmp/fb 2048 2048; /tmp/fb 4096 2048
 #include "../kernels/include/ckernels.h"
@@ -26,55 +25,6 @@ TGT static inline float hsum(__m256 s) {
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     return _mm_cvtss_f32(h);
-}
-
-// 32 codes of the 16 bytes at p as fp32 top halves: out[c] holds values 8c..8c+7 in lane order
-// 0,2,4,6,1,3,5,7 (lane 0 of the 128-bit halves: even elements, lane 1: odd).
-#define FB_DECODE(p, y0, y1, y2, y3)                                                                       \
-    do {                                                                                                  \
-        __m256i b_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p)));                  \
-        __m256i c_ = _mm256_and_si256(_mm256_srlv_epi32(b_, sh), low4);                                   \
-        __m256i t1_ = _mm256_shuffle_epi8(top, c_), t2_ = _mm256_shuffle_epi8(sec, c_);                   \
-        __m256i w0_ = _mm256_unpacklo_epi8(t2_, t1_), w1_ = _mm256_unpackhi_epi8(t2_, t1_);               \
-        y0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w0_));                                       \
-        y1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w0_));                                       \
-        y2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w1_));                                       \
-        y3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w1_));                                       \
-    } while (0)
-
-#define FB_CONSTS                                                                                         \
-    const __m256i sh = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4), low4 = _mm256_set1_epi8(0x0F);         \
-    const __m256i top = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, \
-        0, (char)0xBF, (char)0xBF, (char)0xBF, (char)0xC0, (char)0xC0, (char)0xC0, (char)0xC0));           \
-    const __m256i sec = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, (char)0x80, (char)0xC0, 0, 0x40, (char)0x80, \
-        (char)0xC0, 0, 0, (char)0x80, (char)0xC0, 0, 0x40, (char)0x80, (char)0xC0));                      \
-    const __m256i zero = _mm256_setzero_si256();                                                          \
-    const __m256i back = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
-
-static float e8m0_t[256];
-static float e8m0(uint8_t b) { return e8m0_t[b]; }
-
-// variant "mul": x permuted (xq), each block's values times its scale.
-TGT static void fb_mul(const float *xq, size_t K, const uint8_t *w, const uint8_t *sc, size_t N, float *y) {
-    FB_CONSTS;
-    size_t rb = K / 2, nb = K / 32;
-    for (size_t n = 0; n + 4 <= N; n += 4) {
-        __m256 a[4];
-        for (int j = 0; j < 4; j++) a[j] = _mm256_setzero_ps();
-        for (size_t blk = 0; blk < nb; blk++) {
-            const float *x = xq + blk * 32;
-            for (int j = 0; j < 4; j++) {
-                __m256 f = _mm256_set1_ps(e8m0(sc[(n + j) * nb + blk]));
-                __m256 y0, y1, y2, y3;
-                FB_DECODE(w + (n + j) * rb + blk * 16, y0, y1, y2, y3);
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_mul_ps(y0, f), a[j]);
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), _mm256_mul_ps(y1, f), a[j]);
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), _mm256_mul_ps(y2, f), a[j]);
-                a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_mul_ps(y3, f), a[j]);
-            }
-        }
-        for (int j = 0; j < 4; j++) y[n + j] = hsum(_mm256_permutevar8x32_ps(a[j], back));
-    }
 }
 
 // The kernel before 2026-12-08 (quant.c's q4_rows32): doubled E2M1 integers by pshufb,
@@ -117,14 +67,13 @@ int main(int argc, char **argv) {
     size_t rb = K / 2, nb = K / 32;
     uint8_t *w = malloc(N * rb), *sc = malloc(N * nb);
     for (size_t i = 0; i < N * rb; i++) w[i] = (uint8_t)rand();
-    for (int b = 0; b < 256; b++) e8m0_t[b] = b == 255 ? NAN : ldexpf(1.0f, b - 127), e8m0_half[b] = e8m0_t[b] * 0.5f;
+    for (int b = 0; b < 256; b++) e8m0_half[b] = b == 255 ? NAN : ldexpf(1.0f, b - 128);
     uint8_t e0 = 120, ne = 8;
     for (size_t i = 0; i < N * nb; i++) sc[i] = (uint8_t)(e0 + rand() % ne);
     ck_scales s = {sc, 0, nb, 1, 32, 0};
-    float *x = malloc(K * 4), *xq = malloc(K * 4);
+    float *x = malloc(K * 4);
     float *y0 = malloc(N * 4), *y1 = malloc(N * 4), *y2 = malloc(N * 4);
     for (size_t i = 0; i < K; i++) x[i] = rand() / (float)RAND_MAX - 0.5f;
-    static const int perm[8] = {0, 2, 4, 6, 1, 3, 5, 7};
     double best[3] = {1e9, 1e9, 1e9};
     for (int r = 0; r < 41; r++) {
         double t0 = cpu();
@@ -132,8 +81,11 @@ int main(int argc, char **argv) {
         double t = cpu() - t0;
         best[0] = t < best[0] ? t : best[0];
         t0 = cpu();
-        for (size_t k = 0; k < K; k++) xq[k] = x[k / 8 * 8 + perm[k % 8]];
-        fb_mul(xq, K, w, sc, N, y1);
+        for (size_t n = 0; n < N; n += 8) {  // under 16 rows x is only permuted: values × scale
+            ck_scales s8 = s;
+            s8.row0 = n;
+            ck_matmul_scaled(x, K, 1, K, w + n * rb, CK_DTYPE_FP4E2M1, &s8, 8, y1 + n, N);
+        }
         t = cpu() - t0;
         best[1] = t < best[1] ? t : best[1];
         t0 = cpu();
@@ -146,11 +98,11 @@ int main(int argc, char **argv) {
         d1 += memcmp(&y0[n], &y1[n], 4) != 0;
         d2 += memcmp(&y0[n], &y2[n], 4) != 0;
     }
-    const char *nm[3] = {"integers converted (before)", "float bits, times scale", "fp4x (x per exponent)"};
+    const char *nm[3] = {"integers converted (before)", "values x scale (8-row calls)", "fp4x (x per exponent)"};
     for (int i = 0; i < 3; i++)
         printf("%-28s %.3f ms  %.2f GB/s of weights  %.2f Gweights/s\n", nm[i], best[i] * 1e3, N * rb / best[i] / 1e9,
                N * K / best[i] / 1e9);
-    printf("K %zu N %zu (%s): rows differing from the integer kernel: times scale %zu, fp4x %zu\n", K, N,
+    printf("K %zu N %zu (%s): rows differing from the integer kernel: values x scale %zu, fp4x %zu\n", K, N,
            ck_impl_name(), d1, d2);
     return d1 || d2;
 }

@@ -10,6 +10,18 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).map { x, y in x == y ? 0 : abs(x - y) / max(abs(y), 1e-30) }.max() ?? 0
 }
 
+/// Each product's outputs when `ms` run as one wave on the same x (`tokens` rows, `ldx` apart).
+func waveOutputs(_ ms: [WeightMatrix], x: [Float], ldx: Int, tokens: Int) -> [[Float]] {
+    let ptrs = ms.map { UnsafeMutablePointer<Float>.allocate(capacity: tokens * $0.rows) }
+    defer { ptrs.forEach { $0.deallocate() } }
+    x.withUnsafeBufferPointer { xp in
+        WeightMatrix.applyAll(ms.indices.map { i in
+            MatrixProduct(ms[i], x: xp.baseAddress!, ldx: ldx, tokenCount: tokens, y: ptrs[i], ldy: ms[i].rows)
+        })
+    }
+    return ms.indices.map { Array(UnsafeBufferPointer(start: ptrs[$0], count: tokens * ms[$0].rows)) }
+}
+
 @Suite(.serialized) struct OpsKernelTests {
     @Test func vectorExpIsWithinTwoUlpOfExpfEverywhere() {
         let xs = randomFloats(20_011, seed: 41).map { $0 * 120 } + [-200, -104, -87.5, -1e-8, 0, 1e-8, 88.5, 89, 1000, .nan]
@@ -210,15 +222,7 @@ private func maxRelative(_ a: [Float], _ b: [Float]) -> Float {
                             WeightMatrix(rows: 203, cols: k, type: .f32, base: fp.baseAddress!, owner: nil),
                         ]
                         let solo = ms.map { $0.apply(Array(x[0..<(tokens * k)]), tokenCount: tokens) }
-                        let ptrs = ms.map { UnsafeMutablePointer<Float>.allocate(capacity: tokens * $0.rows) }
-                        defer { ptrs.forEach { $0.deallocate() } }
-                        x.withUnsafeBufferPointer { xp in
-                            WeightMatrix.applyAll(ms.indices.map { i in
-                                MatrixProduct(ms[i], x: xp.baseAddress!, ldx: k, tokenCount: tokens, y: ptrs[i], ldy: ms[i].rows)
-                            })
-                        }
-                        let outs = ms.indices.map { Array(UnsafeBufferPointer(start: ptrs[$0], count: tokens * ms[$0].rows)) }
-                        #expect(outs == solo, "tokens=\(tokens)")
+                        #expect(waveOutputs(ms, x: x, ldx: k, tokens: tokens) == solo, "tokens=\(tokens)")
                     }
                 }
             }

@@ -268,40 +268,35 @@ struct QuantMatrix {
     @Test func fp4TokenWithExtremeInputsAndWideScales() {
         KernelThreads.start(count: 2)
         let (n, k) = (40, 256)
+        func same(_ a: Float, _ b: Float) -> Bool { a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN) }
         // 2^-27 ... 2^8 (more exponents than the copies: the scaled-down copies meet the
         // subnormals), then 2^-3 ... 2^4 (the scaled-up copies meet the values near overflow)
         for (first, count) in [(100, 36), (124, 8)] {
-        var q = QuantMatrix(type: .fp4e2m1, rows: n, cols: k, seed: 9)
-        for i in q.scales.indices {
-            q.scales[i] = UInt8(first + (i * 37) % count)
-            q.scaleFloats[i] = Float(pow(2.0, Double(Int(q.scales[i]) - 127)))
-        }
-        let base = randomFloats(20 * k, seed: 41)
-        var cases: [[Float]] = [Array(base[0..<k]), base[0..<k].map { $0 * 1e-39 }]
-        var big = Array(base[0..<k]); big[5] = 3e38; big[40] = 3e38; big[77] = -1e37  // 40: block 1, 2^2 in the second pattern
-        var odd = Array(base[0..<k]); odd[0] = .infinity; odd[9] = -.infinity; odd[40] = .nan; odd[41] = 0; odd[42] = -0.0
-        odd[100] = Float.leastNonzeroMagnitude; odd[101] = -Float.leastNormalMagnitude
-        cases += [big, odd]
-        func same(_ a: Float, _ b: Float) -> Bool { a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN) }
-        for (c, x1) in cases.enumerated() {
-            q.withMatrix { m in
-                let one = m.apply(x1, tokenCount: 1)
-                let many = m.apply(x1 + Array(base[k...]), tokenCount: 20)
-                let slice = m.rows(3..<n)
-                let y0 = UnsafeMutablePointer<Float>.allocate(capacity: n), y1 = UnsafeMutablePointer<Float>.allocate(capacity: n - 3)
-                defer { y0.deallocate(); y1.deallocate() }
-                x1.withUnsafeBufferPointer { xp in
-                    WeightMatrix.applyAll([MatrixProduct(m, x: xp.baseAddress!, ldx: k, tokenCount: 1, y: y0, ldy: n),
-                                           MatrixProduct(slice, x: xp.baseAddress!, ldx: k, tokenCount: 1, y: y1, ldy: n - 3)])
-                }
-                for r in 0..<n {
-                    #expect(same(one[r], many[r]), "scales from \(first), case \(c) row \(r): \(one[r]) alone vs \(many[r]) in 20 tokens")
-                    #expect(same(one[r], y0[r]), "case \(c) row \(r): \(one[r]) alone vs \(y0[r]) in a wave")
-                    if r >= 3 { #expect(same(one[r], y1[r - 3]), "case \(c) row \(r): slice in a wave") }
-                }
-                if c < 3 { #expect(one.contains { $0.isFinite && $0 != 0 }, "case \(c)") }  // case 3 holds ±inf
+            var q = QuantMatrix(type: .fp4e2m1, rows: n, cols: k, seed: 9)
+            for i in q.scales.indices {
+                q.scales[i] = UInt8(first + (i * 37) % count)
+                q.scaleFloats[i] = Float(pow(2.0, Double(Int(q.scales[i]) - 127)))
             }
-        }
+            let base = randomFloats(20 * k, seed: 41)
+            var big = Array(base[0..<k]), odd = Array(base[0..<k])
+            (big[5], big[40], big[77]) = (3e38, 3e38, -1e37)  // 40: block 1, 2^2 in the second pattern
+            (odd[0], odd[9], odd[40], odd[41], odd[42]) = (.infinity, -.infinity, .nan, 0, -0.0)
+            (odd[100], odd[101]) = (Float.leastNonzeroMagnitude, -Float.leastNormalMagnitude)
+            let cases: [[Float]] = [Array(base[0..<k]), base[0..<k].map { $0 * 1e-39 }, big, odd]
+            for (c, x1) in cases.enumerated() {
+                q.withMatrix { m in
+                    let one = m.apply(x1, tokenCount: 1)
+                    let many = m.apply(x1 + Array(base[k...]), tokenCount: 20)
+                    let wave = waveOutputs([m, m.rows(3..<n)], x: x1, ldx: k, tokens: 1)
+                    for r in 0..<n {
+                        let at = "scales from \(first), case \(c) row \(r): \(one[r]) alone vs"
+                        #expect(same(one[r], many[r]), "\(at) \(many[r]) in 20 tokens")
+                        #expect(same(one[r], wave[0][r]), "\(at) \(wave[0][r]) in a wave")
+                        if r >= 3 { #expect(same(one[r], wave[1][r - 3]), "\(at) \(wave[1][r - 3]) as a slice in a wave") }
+                    }
+                    if c < 3 { #expect(one.contains { $0.isFinite && $0 != 0 }, "case \(c)") }  // case 3 holds ±inf
+                }
+            }
         }
     }
 
@@ -318,15 +313,7 @@ struct QuantMatrix {
                 q.withMatrix { m in
                     let ms = [m, m.rows(5..<61)]
                     let solo = ms.map { $0.apply(Array(x[0..<(tokens * k)]), tokenCount: tokens) }
-                    let ptrs = ms.map { UnsafeMutablePointer<Float>.allocate(capacity: tokens * $0.rows) }
-                    defer { ptrs.forEach { $0.deallocate() } }
-                    x.withUnsafeBufferPointer { xp in
-                        WeightMatrix.applyAll(ms.indices.map { i in
-                            MatrixProduct(ms[i], x: xp.baseAddress!, ldx: k, tokenCount: tokens, y: ptrs[i], ldy: ms[i].rows)
-                        })
-                    }
-                    let outs = ms.indices.map { Array(UnsafeBufferPointer(start: ptrs[$0], count: tokens * ms[$0].rows)) }
-                    #expect(outs == solo, "\(type) K=\(k) tokens=\(tokens)")
+                    #expect(waveOutputs(ms, x: x, ldx: k, tokens: tokens) == solo, "\(type) K=\(k) tokens=\(tokens)")
                 }
             }
         }
