@@ -102,24 +102,24 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
         }                                                                                               \
     } while (0)
 #define BLOCK(SUF, LW, ESZ, TB, NB)                                                                     \
-    TGT static void blk_##SUF##_##TB##x##NB(const float *xp, size_t Kp, size_t K, const void *w, float *y, \
-                                            size_t ldy, size_t t0, size_t n0) {                         \
+    TGT static void blk_##SUF##_##TB##x##NB(const float *xp, size_t Kp, size_t K, const void *w, size_t ldw, \
+                                            float *y, size_t ldy, size_t t0, size_t n0) {               \
         __m256 a[TB][NB];                                                                               \
         for (int i = 0; i < TB; i++)                                                                    \
             for (int j = 0; j < NB; j++) a[i][j] = _mm256_setzero_ps();                                 \
-        const char *rows = (const char *)w + n0 * K * ESZ;                                              \
+        const char *rows = (const char *)w + n0 * ldw * ESZ;                                            \
         const char *p[NB];                                                                              \
         size_t whole = K / CHUNK * CHUNK, k = 0;                                                        \
         if (t0 == 0) { /* the first pass over these rows: see above */                                  \
             for (; k < whole; k += CHUNK) {                                                             \
-                for (int j = 0; j < NB; j++) p[j] = rows + ((size_t)j * K + k) * ESZ;                   \
+                for (int j = 0; j < NB; j++) p[j] = rows + ((size_t)j * ldw + k) * ESZ;                 \
                 if ((k * ESZ) % 64 == 0)                                                                \
-                    for (int j = 0; j < NB; j++) _mm_prefetch(p[j] + (size_t)NB * K * ESZ, _MM_HINT_T0); \
+                    for (int j = 0; j < NB; j++) _mm_prefetch(p[j] + (size_t)NB * ldw * ESZ, _MM_HINT_T0); \
                 BLOCK_STEP(LW, ESZ, TB, NB, p);                                                         \
             }                                                                                           \
         } else {                                                                                        \
             for (; k < whole; k += CHUNK) {                                                             \
-                for (int j = 0; j < NB; j++) p[j] = rows + ((size_t)j * K + k) * ESZ;                   \
+                for (int j = 0; j < NB; j++) p[j] = rows + ((size_t)j * ldw + k) * ESZ;                 \
                 BLOCK_STEP(LW, ESZ, TB, NB, p);                                                         \
             }                                                                                           \
         }                                                                                               \
@@ -127,7 +127,7 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
             _Alignas(32) char buf[NB][CHUNK * ESZ];                                                     \
             for (int j = 0; j < NB; j++) {                                                              \
                 memset(buf[j], 0, sizeof buf[j]);                                                       \
-                memcpy(buf[j], rows + ((size_t)j * K + k) * ESZ, (K - k) * ESZ);                        \
+                memcpy(buf[j], rows + ((size_t)j * ldw + k) * ESZ, (K - k) * ESZ);                      \
                 p[j] = buf[j];                                                                          \
             }                                                                                           \
             BLOCK_STEP(LW, ESZ, TB, NB, p);                                                             \
@@ -143,23 +143,23 @@ void ck_avx2_prepare_x(const float *x, size_t ldx, size_t T, size_t K, ck_dtype 
     BLOCK(SUF, LW, ESZ, 2, 1)                                                                           \
     BLOCK(SUF, LW, ESZ, 1, 4)                                                                           \
     BLOCK(SUF, LW, ESZ, 1, 1)                                                                           \
-    TGT static void mm_##SUF(const float *xp, size_t Kp, size_t K, const void *w, size_t T, size_t N, float *y, \
-                         size_t ldy) {                                                                  \
+    TGT static void mm_##SUF(const float *xp, size_t Kp, size_t K, const void *w, size_t ldw, size_t T, size_t N, \
+                             float *y, size_t ldy) {                                                    \
         size_t t = 0;                                                                                   \
         for (; t + 4 <= T; t += 4) {                                                                    \
             size_t n = 0;                                                                               \
-            for (; n + 2 <= N; n += 2) blk_##SUF##_4x2(xp, Kp, K, w, y, ldy, t, n);                     \
-            for (; n < N; n++) blk_##SUF##_4x1(xp, Kp, K, w, y, ldy, t, n);                             \
+            for (; n + 2 <= N; n += 2) blk_##SUF##_4x2(xp, Kp, K, w, ldw, y, ldy, t, n);                     \
+            for (; n < N; n++) blk_##SUF##_4x1(xp, Kp, K, w, ldw, y, ldy, t, n);                             \
         }                                                                                               \
         for (; t + 2 <= T; t += 2) {                                                                    \
             size_t n = 0;                                                                               \
-            for (; n + 2 <= N; n += 2) blk_##SUF##_2x2(xp, Kp, K, w, y, ldy, t, n);                     \
-            for (; n < N; n++) blk_##SUF##_2x1(xp, Kp, K, w, y, ldy, t, n);                             \
+            for (; n + 2 <= N; n += 2) blk_##SUF##_2x2(xp, Kp, K, w, ldw, y, ldy, t, n);                     \
+            for (; n < N; n++) blk_##SUF##_2x1(xp, Kp, K, w, ldw, y, ldy, t, n);                             \
         }                                                                                               \
         if (t < T) {                                                                                    \
             size_t n = 0;                                                                               \
-            for (; n + 4 <= N; n += 4) blk_##SUF##_1x4(xp, Kp, K, w, y, ldy, t, n);                     \
-            for (; n < N; n++) blk_##SUF##_1x1(xp, Kp, K, w, y, ldy, t, n);                             \
+            for (; n + 4 <= N; n += 4) blk_##SUF##_1x4(xp, Kp, K, w, ldw, y, ldy, t, n);                     \
+            for (; n < N; n++) blk_##SUF##_1x1(xp, Kp, K, w, ldw, y, ldy, t, n);                             \
         }                                                                                               \
     }
 
@@ -171,11 +171,16 @@ void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w,
                              size_t ldy) {
     size_t Kp = padded(K);
     switch (dtype) {
-    case CK_DTYPE_F32: mm_f32(xp, Kp, K, w, T, N, y, ldy); break;
-    case CK_DTYPE_BF16: mm_bf16(xp, Kp, K, w, T, N, y, ldy); break;
-    case CK_DTYPE_F16: mm_f16(xp, Kp, K, w, T, N, y, ldy); break;
+    case CK_DTYPE_F32: mm_f32(xp, Kp, K, w, K, T, N, y, ldy); break;
+    case CK_DTYPE_BF16: mm_bf16(xp, Kp, K, w, K, T, N, y, ldy); break;
+    case CK_DTYPE_F16: mm_f16(xp, Kp, K, w, K, T, N, y, ldy); break;
     default: break;
     }
+}
+
+void ck_avx2_matmul_rows(const float *xp, size_t T, size_t K, const float *w, size_t ldw, size_t N, float *y,
+                         size_t ldy) {
+    mm_f32(xp, padded(K), K, w, ldw, T, N, y, ldy);
 }
 
 int ck_avx2_x_copied(size_t ldx, size_t T, size_t K) { return padded(K) != K || (T > 1 && ldx != K); }

@@ -1004,14 +1004,17 @@ void ck_avx2_matmul_scaled_prepared(const float *xp, size_t T, size_t K, const v
         q_few_tokens_avx2(xp, T, K, w, dtype, scales, N, y, ldy);
         return;
     }
-    size_t R = 16384 / K;  // rows per decoded block: ~64 KB of floats, stays in L2
+    // Rows per decoded block: ~256 KB of floats, in L2; rows 64 bytes longer than K floats, so
+    // that a K that is a multiple of 1,024 does not put them all in the same L1 sets. One core
+    // (AVX2 code on a Zen 4, 2026-12-08): 512 x 1,024 x 512 79 -> 83-84 % of the FMA peak.
+    size_t ld = K + 16, R = 65536 / K;
     if (R < 4) R = 4;
     if (R > N) R = N;
-    float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * K);
+    float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * ld);
     for (size_t n0 = 0; n0 < N; n0 += R) {
         size_t nr = n0 + R <= N ? R : N - n0;
-        ck_decode_rows(w, dtype, K, scales, n0, nr, buf);
-        ck_avx2_matmul_prepared(xp, T, K, buf, CK_DTYPE_F32, nr, y + n0, ldy);
+        for (size_t r = 0; r < nr; r++) ck_decode_rows(w, dtype, K, scales, n0 + r, 1, buf + r * ld);
+        ck_avx2_matmul_rows(xp, T, K, buf, ld, nr, y + n0, ldy);
     }
 }
 
