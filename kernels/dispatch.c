@@ -40,13 +40,13 @@ ck_impl ck_force_impl(ck_impl impl) {
 /// 1 when the AVX-512 paths should run.
 int ck_use_avx512(void) {
     int f = forced;
-    if (f == CK_IMPL_SCALAR) return 0;
+    if (f == CK_IMPL_SCALAR || f == CK_IMPL_AVX2) return 0;
     return has_avx512();
 }
 
 int ck_use_avx2(void) {
     uint32_t need = CK_CPU_AVX2 | CK_CPU_FMA;
-    return forced != CK_IMPL_SCALAR && !has_avx512() && (ck_cpu_features() & need) == need;
+    return forced != CK_IMPL_SCALAR && (forced == CK_IMPL_AVX2 || !has_avx512()) && (ck_cpu_features() & need) == need;
 }
 
 const char *ck_impl_name(void) { return ck_use_avx512() ? "avx512" : (ck_use_avx2() ? "avx2" : "scalar"); }

@@ -178,9 +178,51 @@ void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w,
     }
 }
 
+// Columns per pass of a 4-token block over decoded rows: 4 x rows of KC_ROWS floats (8 KB) stay
+// in L1 while every row pair of the block passes over them; whole rows of K = 2,048 or 4,096 are
+// 32-64 KB and come from L2 for every row pair (one core, 512 tokens, AVX2 code on a Zen 4,
+// 2026-12-08: 47-61 % of the FMA peak against ~83 % for K = 1,024).
+#define KC_ROWS 512
+
+// A 4 × 2 block over columns [k0, k1) (whole chunks): from zero when `first`, else from the
+// accumulators at `st`; kept there unless `last`, then summed into y. Each accumulator takes its
+// chunks in order, so the outputs are those of blk_f32_4x2 over the whole row.
+TGT static void part_f32_4x2(const float *xp, size_t Kp, const float *w, size_t ldw, float *y, size_t ldy, size_t t0,
+                             size_t n0, size_t k0, size_t k1, __m256 *st, int first, int last) {
+    __m256 a[4][2];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++) a[i][j] = first ? _mm256_setzero_ps() : st[i * 2 + j];
+    const char *p[2];
+    for (size_t k = k0; k < k1; k += CHUNK) {
+        for (int j = 0; j < 2; j++) p[j] = (const char *)(w + (n0 + (size_t)j) * ldw + k);
+        BLOCK_STEP(lw_f32, 4, 4, 2, p);
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++) {
+            if (last) y[(t0 + i) * ldy + n0 + j] = ck_avx2_hsum(a[i][j]);
+            else st[i * 2 + j] = a[i][j];
+        }
+}
+
 void ck_avx2_matmul_rows(const float *xp, size_t T, size_t K, const float *w, size_t ldw, size_t N, float *y,
                          size_t ldy) {
-    mm_f32(xp, padded(K), K, w, ldw, T, N, y, ldy);
+    size_t Kp = padded(K);
+    if (K % CHUNK != 0 || K <= KC_ROWS || T < 4 || N < 2) {
+        mm_f32(xp, Kp, K, w, ldw, T, N, y, ldy);
+        return;
+    }
+    size_t T4 = T / 4 * 4, N2 = N / 2 * 2;
+    __m256 *st = (__m256 *)aligned_alloc(32, N2 / 2 * 8 * sizeof(__m256));
+    for (size_t t = 0; t < T4; t += 4)
+        for (size_t k0 = 0; k0 < K; k0 += KC_ROWS) {
+            size_t k1 = k0 + KC_ROWS < K ? k0 + KC_ROWS : K;
+            for (size_t n = 0; n < N2; n += 2)
+                part_f32_4x2(xp, Kp, w, ldw, y, ldy, t, n, k0, k1, st + n / 2 * 8, k0 == 0, k1 == K);
+        }
+    free(st);
+    // The last row of an odd count and the last tokens: the same arithmetic in other blocks.
+    if (N2 < N) mm_f32(xp, Kp, K, w + N2 * ldw, ldw, T4, 1, y + N2, ldy);
+    if (T4 < T) mm_f32(xp + T4 * Kp, Kp, K, w, ldw, T - T4, N, y + T4 * ldy, ldy);
 }
 
 int ck_avx2_x_copied(size_t ldx, size_t T, size_t K) { return padded(K) != K || (T > 1 && ldx != K); }

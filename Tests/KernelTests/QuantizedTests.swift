@@ -225,12 +225,13 @@ struct QuantMatrix {
 
     /// A token's outputs do not depend on the batch: one token alone (decoded in registers on
     /// AVX2) equals its row of a 3-token product (on AVX2 also decoded in registers, all tokens
-    /// at once) and of a 20-token product (decoded rows, then the fp32 product) bit for bit, with
+    /// at once) and of a 20-token product (decoded rows, then the fp32 product; K = 2,080 in
+    /// column passes of 1,024 on AVX-512, 512 on AVX2, the last one short) bit for bit, with
     /// E8M0 and float32 scales, awkward widths, an FP8 NaN code and a scale whose ×256 overflows
     /// (both go through the tables).
     @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
     func oneTokenEqualsItsRowOfABatchBitForBit(type: StorageType) throws {
-        var shapes: [(n: Int, k: Int)] = [(1, 32), (5, 64), (7, 96), (130, 160), (9, 288), (33, 1024)]
+        var shapes: [(n: Int, k: Int)] = [(1, 32), (5, 64), (7, 96), (130, 160), (9, 288), (33, 1024), (5, 2080)]
         if type == .f8e4m3 { shapes += [(6, 133), (3, 17), (4, 129)] }
         for (n, k) in shapes {
             var q = QuantMatrix(type: type, rows: n, cols: k, seed: UInt64(n * 17 + k))
@@ -252,6 +253,43 @@ struct QuantMatrix {
                             let a = one[r], b = few[t * n + r], c = many[t * n + r]
                             #expect(a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN), "\(type) \(n)x\(k) f32=\(f32Scales) t=\(t) row \(r): \(a) vs \(b) (3 tokens)")
                             #expect(a.bitPattern == c.bitPattern || (a.isNaN && c.isNaN), "\(type) \(n)x\(k) f32=\(f32Scales) t=\(t) row \(r): \(a) vs \(c) (20 tokens)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The AVX2 kernels, forced on this thread (also where AVX-512 exists): a 13-token product
+    /// (decoded rows in blocks, then 4 × 2 register blocks over 512-column passes when K is a
+    /// whole number of 16-column chunks above 512) equals each token alone (decoded in
+    /// registers) bit for bit; odd row counts leave a last row outside the pairs, 13 tokens a
+    /// last one outside the 4-token blocks, and K = 520 (FP8) is not cut into passes.
+    @Test(arguments: [StorageType.f8e4m3, .fp4e2m1])
+    func avx2BatchEqualsOneTokenBitForBit(type: StorageType) {
+        let need = UInt32(CK_CPU_AVX2) | UInt32(CK_CPU_FMA)
+        guard ck_cpu_features() & need == need else { return }
+        _ = ck_force_impl(CK_IMPL_AVX2)
+        defer { _ = ck_force_impl(CK_IMPL_AUTO) }
+        #expect(String(cString: ck_impl_name()) == "avx2")
+        var shapes: [(n: Int, k: Int)] = [(9, 1024), (7, 1056), (5, 2048), (6, 544)]
+        if type == .f8e4m3 { shapes.append((4, 520)) }
+        let T = 13
+        for (n, k) in shapes {
+            let q = QuantMatrix(type: type, rows: n, cols: k, seed: UInt64(n * 31 + k))
+            let x = randomFloats(T * k, seed: UInt64(k + 11))
+            var all = [Float](repeating: 0, count: T * n), one = [Float](repeating: 0, count: n)
+            q.bytes.withUnsafeBytes { wp in
+                q.scales.withUnsafeBytes { sp in
+                    var s = ck_scales(data: sp.baseAddress!, f32: 0, ld: q.stride, block_rows: q.blockRows,
+                                      block_cols: q.blockCols, row0: 0)
+                    ck_matmul_scaled(x, k, T, k, wp.baseAddress!, type.kernelType, &s, n, &all, n)
+                    x.withUnsafeBufferPointer { xp in
+                        for t in 0..<T {
+                            ck_matmul_scaled(xp.baseAddress! + t * k, k, 1, k, wp.baseAddress!, type.kernelType, &s, n, &one, n)
+                            for r in 0..<n where one[r].bitPattern != all[t * n + r].bitPattern {
+                                Issue.record("\(type) \(n)x\(k) token \(t) row \(r): \(one[r]) alone vs \(all[t * n + r]) in 13")
+                            }
                         }
                     }
                 }

@@ -51,6 +51,7 @@ typedef enum {
     CK_IMPL_AUTO = 0,    ///< best available
     CK_IMPL_SCALAR = 1,  ///< the reference twins
     CK_IMPL_AVX512 = 2,  ///< AVX-512 F/BW/VL (falls back to scalar if absent)
+    CK_IMPL_AVX2 = 3,    ///< the AVX2+FMA paths even where AVX-512 exists (tests; scalar if absent)
 } ck_impl;
 
 /// Bit mask of CK_CPU_* features of this CPU.
