@@ -371,6 +371,10 @@ TGT static void decode_lanes(const uint8_t *w, ck_dtype dtype, size_t K, const c
             for (int j = 0; j < NB; j++) y[(t0 + i) * ldy + n0 + j] = s[i * NB + j];                       \
     }
 LANES_BLOCK(6, 2)
+LANES_BLOCK(5, 2)
+LANES_BLOCK(4, 2)
+LANES_BLOCK(3, 2)
+LANES_BLOCK(2, 2)
 LANES_BLOCK(1, 2)
 LANES_BLOCK(1, 1)
 
@@ -382,22 +386,40 @@ LANES_BLOCK(1, 1)
 #define LANES_KC 1024
 #endif
 
+// TB tokens from t against all nr rows: row pairs in column passes of at most LANES_KC (their
+// accumulators at st between passes), then an odd last row one token at a time.
+#define LANES_TOKENS(TB)                                                                                     \
+    TGT static void ltok_##TB(const float *xp, size_t K, const float *d, size_t ld, size_t nr, float *y,       \
+                              size_t ldy, size_t t, __m512 *st) {                                            \
+        size_t kc = K > LANES_KC ? LANES_KC : K;                                                             \
+        for (size_t k0 = 0; k0 < K; k0 += kc) {                                                              \
+            size_t k1 = k0 + kc < K ? k0 + kc : K;                                                           \
+            for (size_t n = 0; n + 2 <= nr; n += 2)                                                          \
+                lblk_##TB##x2(xp, K, d, ld, y, ldy, t, n, k0, k1, st + n / 2 * 4 * (TB), k0 == 0, k1 == K);   \
+        }                                                                                                    \
+        for (size_t n = nr / 2 * 2; n < nr; n++)                                                             \
+            for (size_t i = 0; i < (TB); i++) lblk_1x1(xp, K, d, ld, y, ldy, t + i, n, 0, K, st, 1, 1);       \
+    }
+LANES_TOKENS(6)
+LANES_TOKENS(5)
+LANES_TOKENS(4)
+LANES_TOKENS(3)
+LANES_TOKENS(2)
+LANES_TOKENS(1)
+
+// Blocks of 6 tokens, then one block of the rest (an expert's 43 tokens: 7 × 6 + 1), each output
+// the same arithmetic whatever block computes it.
 TGT static void lanes_gemm(const float *xp, size_t T, size_t K, const float *d, size_t ld, size_t nr, float *y,
                            size_t ldy, __m512 *st) {
-    size_t t = 0, kc = K > LANES_KC ? LANES_KC : K;
-    for (; t + 6 <= T; t += 6) {
-        for (size_t k0 = 0; k0 < K; k0 += kc) {
-            size_t k1 = k0 + kc < K ? k0 + kc : K;
-            for (size_t n = 0; n + 2 <= nr; n += 2)
-                lblk_6x2(xp, K, d, ld, y, ldy, t, n, k0, k1, st + n / 2 * 24, k0 == 0, k1 == K);
-        }
-        for (size_t n = nr / 2 * 2; n < nr; n++)
-            for (size_t i = 0; i < 6; i++) lblk_1x1(xp, K, d, ld, y, ldy, t + i, n, 0, K, st, 1, 1);
-    }
-    for (; t < T; t++) {
-        size_t n = 0;
-        for (; n + 2 <= nr; n += 2) lblk_1x2(xp, K, d, ld, y, ldy, t, n, 0, K, st, 1, 1);
-        for (; n < nr; n++) lblk_1x1(xp, K, d, ld, y, ldy, t, n, 0, K, st, 1, 1);
+    size_t t = 0;
+    for (; t + 6 <= T; t += 6) ltok_6(xp, K, d, ld, nr, y, ldy, t, st);
+    switch (T - t) {
+    case 5: ltok_5(xp, K, d, ld, nr, y, ldy, t, st); break;
+    case 4: ltok_4(xp, K, d, ld, nr, y, ldy, t, st); break;
+    case 3: ltok_3(xp, K, d, ld, nr, y, ldy, t, st); break;
+    case 2: ltok_2(xp, K, d, ld, nr, y, ldy, t, st); break;
+    case 1: ltok_1(xp, K, d, ld, nr, y, ldy, t, st); break;
+    default: break;
     }
 }
 
