@@ -72,9 +72,11 @@ int ck_avx2_x_copied(size_t ldx, size_t T, size_t K);
 /// ck_matmul_scaled on AVX2 machines with x prepared (ck_avx2_prepare_x with CK_DTYPE_F32).
 void ck_avx2_matmul_scaled_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype,
                                     const ck_scales *scales, size_t N, float *y, size_t ldy);
-/// y = x · Wᵀ over fp32 rows `ldw` floats apart (decoded blocks), x prepared (ck_avx2_prepare_x).
+/// y = x · Wᵀ over fp32 rows `ldw` floats apart (decoded blocks), x prepared (ck_avx2_prepare_x);
+/// `state`: CK_AVX2_ROWS_STATE(N) floats, 32-byte aligned, for the blocks' accumulators between passes.
 void ck_avx2_matmul_rows(const float *xp, size_t T, size_t K, const float *w, size_t ldw, size_t N, float *y,
-                         size_t ldy);
+                         size_t ldy, float *state);
+#define CK_AVX2_ROWS_STATE(N) ((N) / 2 * 64)
 void ck_avx2_matmul_prepared(const float *xp, size_t T, size_t K, const void *w, ck_dtype dtype, size_t N, float *y,
                              size_t ldy);
 /// Prepares rows of x for a product (permutes, padding): fn(x, ldx, T, K, dtype, out) for any

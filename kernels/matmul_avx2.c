@@ -205,21 +205,20 @@ TGT static void part_f32_4x2(const float *xp, size_t Kp, const float *w, size_t 
 }
 
 void ck_avx2_matmul_rows(const float *xp, size_t T, size_t K, const float *w, size_t ldw, size_t N, float *y,
-                         size_t ldy) {
+                         size_t ldy, float *state) {
     size_t Kp = padded(K);
     if (K % CHUNK != 0 || K <= KC_ROWS || T < 4 || N < 2) {
         mm_f32(xp, Kp, K, w, ldw, T, N, y, ldy);
         return;
     }
     size_t T4 = T / 4 * 4, N2 = N / 2 * 2;
-    __m256 *st = (__m256 *)aligned_alloc(32, N2 / 2 * 8 * sizeof(__m256));
+    __m256 *st = (__m256 *)state;
     for (size_t t = 0; t < T4; t += 4)
         for (size_t k0 = 0; k0 < K; k0 += KC_ROWS) {
             size_t k1 = k0 + KC_ROWS < K ? k0 + KC_ROWS : K;
             for (size_t n = 0; n < N2; n += 2)
                 part_f32_4x2(xp, Kp, w, ldw, y, ldy, t, n, k0, k1, st + n / 2 * 8, k0 == 0, k1 == K);
         }
-    free(st);
     // The last row of an odd count and the last tokens: the same arithmetic in other blocks.
     if (N2 < N) mm_f32(xp, Kp, K, w + N2 * ldw, ldw, T4, 1, y + N2, ldy);
     if (T4 < T) mm_f32(xp + T4 * Kp, Kp, K, w, ldw, T - T4, N, y + T4 * ldy, ldy);

@@ -1010,11 +1010,11 @@ void ck_avx2_matmul_scaled_prepared(const float *xp, size_t T, size_t K, const v
     size_t ld = K + 16, R = 65536 / K;
     if (R < 4) R = 4;
     if (R > N) R = N;
-    float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * ld);
+    float *buf = ck_thread_scratch(CK_SCRATCH_QROWS, R * ld + CK_AVX2_ROWS_STATE(R));
     for (size_t n0 = 0; n0 < N; n0 += R) {
         size_t nr = n0 + R <= N ? R : N - n0;
         for (size_t r = 0; r < nr; r++) ck_decode_rows(w, dtype, K, scales, n0 + r, 1, buf + r * ld);
-        ck_avx2_matmul_rows(xp, T, K, buf, ld, nr, y + n0, ldy);
+        ck_avx2_matmul_rows(xp, T, K, buf, ld, nr, y + n0, ldy, buf + R * ld);
     }
 }
 
